@@ -1,0 +1,5 @@
+"""``python -m lhvdbg``."""
+
+from lhvdbg.cli import main
+
+raise SystemExit(main())

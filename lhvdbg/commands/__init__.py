@@ -1,0 +1,1 @@
+"""Thin commands, one module each, registered in one registry (see registry.py)."""

@@ -1,0 +1,188 @@
+"""One registry of commands, shared by the CLI, the shell and scenarios.
+
+A command is a thin function ``run(args, ctx) -> int``: read state, call pure code,
+render. It declares its arguments once (an argparse configurator) and where it is offered
+(``cli``, ``shell``, ``scenario``). Command modules live in ``lhvdbg.commands`` and are
+discovered by :func:`load_all`; they must import heavy modules (rich, pygdbmi, qemu.qmp)
+inside ``run``, not at import time, so ``lhvdbg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+from lhvdbg.errors import UsageError
+
+if TYPE_CHECKING:
+    from lhvdbg.state.target import Target
+
+RunFunction = Callable[[argparse.Namespace, "Context"], int]
+Configure = Callable[[argparse.ArgumentParser], None]
+
+WHERE_ALL = frozenset({"cli", "shell", "scenario"})
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered command."""
+
+    name: str
+    summary: str
+    run: RunFunction
+    configure: Configure | None = None
+    category: str = "general"
+    where: frozenset[str] = WHERE_ALL
+    aliases: tuple[str, ...] = ()
+    needs_live: bool = False  # in the shell/scenarios: needs a live session, not a snapshot
+
+    def parser(self, prog: str | None = None) -> argparse.ArgumentParser:
+        """A stand-alone parser for this command (used by the shell and scenarios)."""
+        parser = ShellArgumentParser(prog=prog or self.name, description=self.summary)
+        if self.configure is not None:
+            self.configure(parser)
+        return parser
+
+
+class ShellArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises UsageError instead of exiting the process."""
+
+    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
+        raise UsageError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _ParserExit(status)
+
+
+class _ParserExit(Exception):
+    """Raised by ``ShellArgumentParser.exit`` (``--help`` inside the shell)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass
+class Context:
+    """What a command runs with: where to write, and (in the shell/scenarios) the target.
+
+    The CLI gives a fresh context per run; the shell keeps one for the session, with
+    ``target`` set to the live or snapshot target and ``session`` to the live session.
+    ``state`` is a scratch dict the shell and scenarios use to share results (last report,
+    last snapshot) between commands.
+    """
+
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    color: bool = True
+    width: int | None = None
+    target: Target | None = None
+    session: Any = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def print_json(self, data: object) -> None:
+        """Write ``data`` as indented JSON (integers stay integers)."""
+        import json
+
+        self.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def print(self, *renderables: object) -> None:
+        """Render strings or rich renderables through the rendering layer."""
+        from lhvdbg.ui.console import make_console
+
+        console = make_console(self.stdout, color=self.color, width=self.width)
+        console.print(*renderables)
+
+    def require_target(self) -> Target:
+        """The current target, or a UsageError saying how to get one."""
+        if self.target is None:
+            raise UsageError("no target: give launch options or --snapshot FILE")
+        return self.target
+
+
+class Registry:
+    """Name → Command, with aliases."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(self, cmd: Command) -> Command:
+        """Register ``cmd``; names and aliases must be unique."""
+        for name in (cmd.name, *cmd.aliases):
+            if name in self._commands or name in self._aliases:
+                raise ValueError(f"command name registered twice: {name}")
+        self._commands[cmd.name] = cmd
+        for alias in cmd.aliases:
+            self._aliases[alias] = cmd.name
+        return cmd
+
+    def get(self, name: str) -> Command:
+        """The command called ``name`` (or aliased so), or UsageError."""
+        key = self._aliases.get(name, name)
+        try:
+            return self._commands[key]
+        except KeyError:
+            raise UsageError(f"unknown command: {name}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._commands or name in self._aliases
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(sorted(self._commands.values(), key=lambda c: (c.category, c.name)))
+
+    def offered_in(self, where: str) -> list[Command]:
+        """Commands offered in ``cli``, ``shell`` or ``scenario``."""
+        return [c for c in self if where in c.where]
+
+
+REGISTRY = Registry()
+
+
+def command(
+    name: str,
+    summary: str,
+    *,
+    configure: Configure | None = None,
+    category: str = "general",
+    where: frozenset[str] | set[str] | tuple[str, ...] = WHERE_ALL,
+    aliases: tuple[str, ...] = (),
+    needs_live: bool = False,
+) -> Callable[[RunFunction], RunFunction]:
+    """Decorator: register ``run(args, ctx) -> int`` as a command."""
+
+    def register(run: RunFunction) -> RunFunction:
+        REGISTRY.add(
+            Command(
+                name=name,
+                summary=summary,
+                run=run,
+                configure=configure,
+                category=category,
+                where=frozenset(where),
+                aliases=aliases,
+                needs_live=needs_live,
+            )
+        )
+        return run
+
+    return register
+
+
+_SKIP = {"registry", "options"}
+
+
+def load_all() -> Registry:
+    """Import every command module in ``lhvdbg.commands`` once; return the registry."""
+    import lhvdbg.commands as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _SKIP and not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+    return REGISTRY

@@ -1,0 +1,1 @@
+"""Pure: the interrupt/exception event chain, diagnosis rules, the report as data."""

@@ -1,0 +1,58 @@
+"""The interrupt/exception event chain: what the CPU delivered, in order.
+
+Events come from QEMU's ``-d int,cpu_reset`` log under TCG (``lhvdbg.diagnose.intlog``)
+or are reconstructed from the stack frame and the PIC/LAPIC state under KVM. They are
+plain frozen data; rules in ``lhvdbg.diagnose.rules`` read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+EventSource = Literal["hardware", "exception", "software"]
+
+
+@dataclass(frozen=True)
+class InterruptEvent:
+    """One delivery of an interrupt or exception through the IDT.
+
+    ``error_code`` is None when the CPU pushed none (hardware and software interrupts,
+    exceptions without an error code). ``rip`` is the instruction pointer at the time
+    (the faulting or interrupted instruction), ``cs`` its selector, ``pc`` the linear
+    address, ``sp``/``ss`` the stack before delivery, ``cr2`` when the log reports it.
+    ``check_old`` is the previous exception QEMU was delivering when this one was raised
+    (from ``check_exception old: X new Y``; None when no such line preceded it, -1 for
+    ``0xffffffff``).
+    """
+
+    vector: int
+    source: EventSource
+    error_code: int | None
+    rip: int
+    cs: int = 0
+    pc: int = 0
+    sp: int = 0
+    ss: int = 0
+    cpl: int = 0
+    cr2: int | None = None
+    check_old: int | None = None
+    sequence: int = 0  # QEMU's running count printed before "v="
+    line: int = 0  # 1-based line number in the log
+
+
+@dataclass(frozen=True)
+class TripleFault:
+    """QEMU gave up delivering (``Triple fault``); the CPU resets or the VM stops."""
+
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class CpuReset:
+    """A CPU reset record from ``-d cpu_reset``."""
+
+    line: int = 0
+
+
+ChainEvent = InterruptEvent | TripleFault | CpuReset

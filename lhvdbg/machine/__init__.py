@@ -1,0 +1,1 @@
+"""I/O: the QEMU process, QMP, gdb/MI, the live Target."""

@@ -1,0 +1,1 @@
+"""Rendering (rich) and the interactive shell (prompt_toolkit): the only layer that imports them."""

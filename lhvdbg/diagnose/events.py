@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lhvdbg.x86.cpustate import CpuState
+
 EventSource = Literal["hardware", "exception", "software"]
 
 
@@ -39,13 +41,20 @@ class InterruptEvent:
     check_old: int | None = None
     sequence: int = 0  # QEMU's running count printed before "v="
     line: int = 0  # 1-based line number in the log
+    registers: CpuState | None = None  # the CPU just before delivery (the log's dump)
 
 
 @dataclass(frozen=True)
 class TripleFault:
-    """QEMU gave up delivering (``Triple fault``); the CPU resets or the VM stops."""
+    """QEMU gave up delivering (``Triple fault``); the CPU resets or the VM stops.
+
+    ``old``/``new`` are the exception being delivered and the one raised meanwhile, from
+    the ``check_exception old: X new Y`` line before it (None when the log lacks it).
+    """
 
     line: int = 0
+    old: int | None = None
+    new: int | None = None
 
 
 @dataclass(frozen=True)

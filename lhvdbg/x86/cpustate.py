@@ -144,6 +144,7 @@ class LapicState:
     tpr: int = 0
     ppr: int = 0
     lvt: Mapping[str, int] = field(default_factory=dict)
+    extra: Mapping[str, int] = field(default_factory=dict)  # icr, icr2, esr, apr, dfr, ldr
 
     @property
     def enabled(self) -> bool:

@@ -1,0 +1,125 @@
+"""Check assertions (:class:`Expectation`) against the facts dict.
+
+Numbers compare as numbers whatever their spelling: ``equals = 0x20``, ``equals = 32``
+and ``equals = "0x20"`` all match an ``irq_base`` of 32. Booleans only equal booleans.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from lhvdbg.scenario.model import Expectation
+from lhvdbg.scenario.paths import Missing, resolve
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one assertion: the actual value (or why it is missing)."""
+
+    expectation: Expectation
+    passed: bool
+    actual: object
+
+    def explain(self) -> str:
+        """One line: what was expected and what was found."""
+        e = self.expectation
+        found = (
+            f"no value ({self.actual})"
+            if isinstance(self.actual, Missing)
+            else show_value(self.actual)
+        )
+        text = f"{e.path}: expected {e.op.replace('_', ' ')} {show_value(e.value)}, actual {found}"
+        return f"{text} — {e.message}" if e.message else text
+
+
+def check(expectation: Expectation, facts: Mapping[str, object]) -> Outcome:
+    """Evaluate one assertion against ``facts``."""
+    actual = resolve(facts, expectation.path)
+    return Outcome(expectation, _test(expectation.op, actual, expectation.value), actual)
+
+
+def _test(op: str, actual: object, expected: object) -> bool:
+    if op == "exists":
+        return (not isinstance(actual, Missing)) == expected
+    if isinstance(actual, Missing):
+        return False
+    if op == "equals":
+        return _equal(actual, expected)
+    if op == "not_equals":
+        return not _equal(actual, expected)
+    if op in ("contains", "not_contains"):
+        return _contains(actual, expected) == (op == "contains")
+    if op == "matches":
+        return re.search(str(expected), _text(actual)) is not None
+    if op == "one_of":
+        return isinstance(expected, list) and any(_equal(actual, item) for item in expected)
+    if op in ("gt", "ge", "lt", "le"):
+        a, b = _number(actual), _number(expected)
+        if a is None or b is None:
+            return False
+        return {"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op]
+    if op == "length":
+        return isinstance(actual, Sequence | Mapping) and len(actual) == expected
+    raise ValueError(f"unknown operator {op}")
+
+
+def _number(value: object) -> int | float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            return None
+    return None
+
+
+def _equal(actual: object, expected: object) -> bool:
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
+    if isinstance(actual, int | float) or isinstance(expected, int | float):
+        a, b = _number(actual), _number(expected)
+        return a is not None and b is not None and a == b
+    if isinstance(actual, str) and isinstance(expected, str):
+        return actual == expected
+    if isinstance(actual, Sequence) and isinstance(expected, Sequence):
+        return len(actual) == len(expected) and all(
+            _equal(x, y) for x, y in zip(actual, expected, strict=True)
+        )
+    return actual == expected
+
+
+def _contains(actual: object, expected: object) -> bool:
+    if isinstance(actual, str):
+        return str(expected) in actual
+    if isinstance(actual, Mapping):
+        return expected in actual
+    if isinstance(actual, Sequence):
+        return any(_equal(item, expected) for item in actual)
+    return False
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else show_value(value)
+
+
+def show_value(value: object, limit: int = 120) -> str:
+    """A value as a report shows it: integers >= 10 in hex, strings quoted and cut short."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = f"{value:#x}" if value >= 10 else str(value)
+    elif value is None:
+        text = "null"
+    elif isinstance(value, str):
+        text = json.dumps(
+            value if len(value) <= limit else "…" + value[-(limit - 1) :], ensure_ascii=False
+        )
+    else:
+        text = json.dumps(value, default=str)
+    return text if len(text) <= limit + 2 else text[: limit - 1] + "…"

@@ -1,16 +1,35 @@
 """The machine-state snapshot: one CPU's registers, the system tables' bytes, PIC/LAPIC.
 
 A snapshot is what every offline command works on, and what the live target's
-``capture()`` returns. Its JSON form is documented in ``docs/snapshot-format.md``.
+``capture()`` returns. Its JSON form is documented in ``docs/snapshot-format.md``:
+:func:`snapshot_to_dict`/:func:`snapshot_from_dict` convert, :func:`save_snapshot`/
+:func:`load_snapshot` (and :func:`dumps_snapshot`/:func:`loads_snapshot`) do the file I/O.
+Loading validates every field and raises a one-line :class:`SnapshotError` naming the file
+and the field path (``snap.json: cpu.segments.tr.base: not a hex string``).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast, get_args
 
-from lhvdbg.errors import MemoryNotCaptured
-from lhvdbg.x86.cpustate import Arch, CpuState, LapicState, PicState
+from lhvdbg.errors import MemoryNotCaptured, SnapshotError
+from lhvdbg.x86.cpustate import (
+    SEGMENT_NAMES,
+    Arch,
+    CpuMode,
+    CpuState,
+    LapicState,
+    PicChip,
+    PicState,
+    SegmentRegister,
+    TableRegister,
+)
 
 FORMAT_VERSION = 1
 
@@ -74,3 +93,328 @@ class Snapshot:
         raise MemoryNotCaptured(
             f"memory {address:#x}..{address + size:#x} is not in the snapshot", address=address
         )
+
+
+# --- JSON form ---------------------------------------------------------------------------
+
+ARCHES: tuple[str, ...] = get_args(Arch)
+MODES: tuple[str, ...] = get_args(CpuMode)
+_HEX_RE = re.compile(r"0x[0-9a-fA-F]+")
+_DATA_RE = re.compile(r"(?:[0-9a-fA-F]{2})*")
+_CPU_HEX = ("ip", "flags", "cr0", "cr2", "cr3", "cr4", "efer")
+_SEGMENT_HEX = ("selector", "base", "limit", "flags")
+_PIC_HEX = ("irr", "imr", "isr", "irq_base")
+_LAPIC_HEX = ("svr", "lvt_timer", "timer_initial", "timer_current", "timer_divide", "isr", "irr")
+_LAPIC_OPTIONAL_HEX = ("tmr", "tpr", "ppr")
+_PROVENANCE_OPTIONAL = ("qemu_version", "accel", "kernel_path", "kernel_sha256", "stop_reason")
+
+
+def _hex(value: int) -> str:
+    return f"{value:#x}"
+
+
+def _hex_map(values: Mapping[str, int]) -> dict[str, str]:
+    return {key: _hex(value) for key, value in values.items()}
+
+
+def _segment_to_dict(seg: SegmentRegister) -> dict[str, str]:
+    return {name: _hex(getattr(seg, name)) for name in _SEGMENT_HEX}
+
+
+def _pic_chip_to_dict(chip: PicChip) -> dict[str, Any]:
+    out: dict[str, Any] = {name: _hex(getattr(chip, name)) for name in _PIC_HEX}
+    out["hprio"] = chip.hprio
+    out["init_state"] = chip.init_state
+    out["extra"] = _hex_map(chip.extra)
+    return out
+
+
+def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
+    """The JSON-ready form of a snapshot (format_version 1)."""
+    cpu = s.cpu
+    lapic = s.lapic
+    return {
+        "format_version": FORMAT_VERSION,
+        "arch": s.arch,
+        "provenance": {
+            "source": s.provenance.source,
+            "captured_at": s.provenance.captured_at,
+            **{name: getattr(s.provenance, name) for name in _PROVENANCE_OPTIONAL},
+            "note": s.provenance.note,
+        },
+        "cpu": {
+            "mode": cpu.mode,
+            "ip": _hex(cpu.ip),
+            "flags": _hex(cpu.flags),
+            "cpl": cpu.cpl,
+            "halted": cpu.halted,
+            "gprs": _hex_map(cpu.gprs),
+            "segments": {name: _segment_to_dict(seg) for name, seg in cpu.segments.items()},
+            "gdtr": {"base": _hex(cpu.gdtr.base), "limit": _hex(cpu.gdtr.limit)},
+            "idtr": {"base": _hex(cpu.idtr.base), "limit": _hex(cpu.idtr.limit)},
+            **{name: _hex(getattr(cpu, name)) for name in ("cr0", "cr2", "cr3", "cr4", "efer")},
+        },
+        "memory": [
+            {"label": r.label, "address": _hex(r.address), "data": r.data.hex()} for r in s.memory
+        ],
+        "pic": None
+        if s.pic is None
+        else {"master": _pic_chip_to_dict(s.pic.master), "slave": _pic_chip_to_dict(s.pic.slave)},
+        "lapic": None
+        if lapic is None
+        else {
+            "apic_id": lapic.apic_id,
+            **{name: _hex(getattr(lapic, name)) for name in _LAPIC_HEX + _LAPIC_OPTIONAL_HEX},
+            "lvt": _hex_map(lapic.lvt),
+            "extra": _hex_map(lapic.extra),
+        },
+        "symbols": _hex_map(s.symbols),
+        "hmp": dict(s.hmp),
+    }
+
+
+class _Reader:
+    """Typed access to a decoded JSON tree, raising SnapshotError with the field path."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def fail(self, path: str, problem: str) -> SnapshotError:
+        where = f"{self.origin}: {path}" if path else self.origin
+        return SnapshotError(f"{where}: {problem}", origin=self.origin, field=path)
+
+    def obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value = self.get(parent, key, path)
+        if not isinstance(value, dict):
+            raise self.fail(path, "not an object")
+        return value
+
+    def opt_obj(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+        if parent.get(key) is None:
+            return None
+        return self.obj(parent, key, path)
+
+    def get(self, parent: Mapping[str, Any], key: str, path: str) -> Any:
+        if key not in parent:
+            raise self.fail(path, "missing")
+        return parent[key]
+
+    def hexint(self, parent: Mapping[str, Any], key: str, path: str) -> int:
+        return self.hex_value(self.get(parent, key, path), path)
+
+    def hex_value(self, value: Any, path: str) -> int:
+        if not isinstance(value, str) or not _HEX_RE.fullmatch(value):
+            raise self.fail(path, f"not a hex string: {json.dumps(value)[:40]}")
+        return int(value, 16)
+
+    def integer(self, parent: Mapping[str, Any], key: str, path: str) -> int:
+        value = self.get(parent, key, path)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(path, "not an integer")
+        return value
+
+    def opt_integer(self, parent: Mapping[str, Any], key: str, path: str) -> int | None:
+        return None if parent.get(key) is None else self.integer(parent, key, path)
+
+    def string(self, parent: Mapping[str, Any], key: str, path: str) -> str:
+        value = self.get(parent, key, path)
+        if not isinstance(value, str):
+            raise self.fail(path, "not a string")
+        return value
+
+    def opt_string(self, parent: Mapping[str, Any], key: str, path: str) -> str | None:
+        return None if parent.get(key) is None else self.string(parent, key, path)
+
+    def choice(
+        self, parent: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...]
+    ) -> str:
+        value = self.get(parent, key, path)
+        if value not in allowed:
+            raise self.fail(path, f"{json.dumps(value)[:40]} is not one of {', '.join(allowed)}")
+        return cast(str, value)
+
+    def hex_map(self, parent: Mapping[str, Any], key: str, path: str) -> dict[str, int]:
+        if parent.get(key) is None:
+            return {}
+        values = self.obj(parent, key, path)
+        return {name: self.hex_value(v, f"{path}.{name}") for name, v in values.items()}
+
+
+def _segment(r: _Reader, d: Mapping[str, Any], path: str) -> SegmentRegister:
+    selector, base, limit, flags = (r.hexint(d, n, f"{path}.{n}") for n in _SEGMENT_HEX)
+    return SegmentRegister(selector=selector, base=base, limit=limit, flags=flags)
+
+
+def _table(r: _Reader, d: Mapping[str, Any], path: str) -> TableRegister:
+    return TableRegister(r.hexint(d, "base", f"{path}.base"), r.hexint(d, "limit", f"{path}.limit"))
+
+
+def _cpu(r: _Reader, d: Mapping[str, Any]) -> CpuState:
+    segments_d = r.obj(d, "segments", "cpu.segments")
+    segments = {
+        name: _segment(r, r.obj(segments_d, name, f"cpu.segments.{name}"), f"cpu.segments.{name}")
+        for name in SEGMENT_NAMES
+    }
+    halted = d.get("halted")
+    if halted is not None and not isinstance(halted, bool):
+        raise r.fail("cpu.halted", "not true, false or null")
+    cpl = r.integer(d, "cpl", "cpu.cpl")
+    if not 0 <= cpl <= 3:
+        raise r.fail("cpu.cpl", f"{cpl} is not 0..3")
+    r.obj(d, "gprs", "cpu.gprs")  # required, even if empty
+    gprs = r.hex_map(d, "gprs", "cpu.gprs")
+    regs = {name: r.hexint(d, name, f"cpu.{name}") for name in _CPU_HEX}
+    return CpuState(
+        mode=cast(CpuMode, r.choice(d, "mode", "cpu.mode", MODES)),
+        gprs=gprs,
+        segments=segments,
+        gdtr=_table(r, r.obj(d, "gdtr", "cpu.gdtr"), "cpu.gdtr"),
+        idtr=_table(r, r.obj(d, "idtr", "cpu.idtr"), "cpu.idtr"),
+        cpl=cpl,
+        halted=halted,
+        **regs,
+    )
+
+
+def _memory(r: _Reader, d: Mapping[str, Any]) -> tuple[MemoryRegion, ...]:
+    regions = r.get(d, "memory", "memory")
+    if not isinstance(regions, list):
+        raise r.fail("memory", "not a list")
+    out = []
+    for i, item in enumerate(regions):
+        path = f"memory[{i}]"
+        if not isinstance(item, dict):
+            raise r.fail(path, "not an object")
+        data = r.string(item, "data", f"{path}.data")
+        if not _DATA_RE.fullmatch(data):
+            raise r.fail(f"{path}.data", "not an even number of hex digits")
+        out.append(
+            MemoryRegion(
+                address=r.hexint(item, "address", f"{path}.address"),
+                data=bytes.fromhex(data),
+                label=r.string(item, "label", f"{path}.label"),
+            )
+        )
+    return tuple(out)
+
+
+def _pic_chip(r: _Reader, d: Mapping[str, Any], path: str) -> PicChip:
+    irr, imr, isr, irq_base = (r.hexint(d, n, f"{path}.{n}") for n in _PIC_HEX)
+    hprio = r.opt_integer(d, "hprio", f"{path}.hprio")
+    return PicChip(
+        irr=irr,
+        imr=imr,
+        isr=isr,
+        irq_base=irq_base,
+        hprio=0 if hprio is None else hprio,
+        init_state=r.opt_integer(d, "init_state", f"{path}.init_state"),
+        extra=r.hex_map(d, "extra", f"{path}.extra"),
+    )
+
+
+def _pic(r: _Reader, d: Mapping[str, Any]) -> PicState | None:
+    pic = r.opt_obj(d, "pic", "pic")
+    if pic is None:
+        return None
+    return PicState(
+        master=_pic_chip(r, r.obj(pic, "master", "pic.master"), "pic.master"),
+        slave=_pic_chip(r, r.obj(pic, "slave", "pic.slave"), "pic.slave"),
+    )
+
+
+def _lapic(r: _Reader, d: Mapping[str, Any]) -> LapicState | None:
+    lapic = r.opt_obj(d, "lapic", "lapic")
+    if lapic is None:
+        return None
+    required = {n: r.hexint(lapic, n, f"lapic.{n}") for n in _LAPIC_HEX}
+    optional = {n: r.hexint(lapic, n, f"lapic.{n}") for n in _LAPIC_OPTIONAL_HEX if n in lapic}
+    return LapicState(
+        apic_id=r.integer(lapic, "apic_id", "lapic.apic_id"),
+        lvt=r.hex_map(lapic, "lvt", "lapic.lvt"),
+        extra=r.hex_map(lapic, "extra", "lapic.extra"),
+        **required,
+        **optional,
+    )
+
+
+def _provenance(r: _Reader, d: Mapping[str, Any]) -> Provenance:
+    p = r.obj(d, "provenance", "provenance")
+    note = r.opt_string(p, "note", "provenance.note")
+    return Provenance(
+        source=r.string(p, "source", "provenance.source"),
+        captured_at=r.string(p, "captured_at", "provenance.captured_at"),
+        note=note or "",
+        **{n: r.opt_string(p, n, f"provenance.{n}") for n in _PROVENANCE_OPTIONAL},
+    )
+
+
+def snapshot_from_dict(d: Any, origin: str) -> Snapshot:
+    """Validate a decoded JSON value and build the Snapshot; ``origin`` names the file in
+    errors. Unknown keys are ignored; anything missing or mistyped raises SnapshotError."""
+    r = _Reader(origin)
+    if not isinstance(d, dict):
+        raise r.fail("", "not a JSON object")
+    version = d.get("format_version")
+    if version is None:
+        raise r.fail("format_version", "missing")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise r.fail(
+            "format_version",
+            f"{json.dumps(version)[:20]} is not supported (this lhvdbg reads {FORMAT_VERSION})",
+        )
+    hmp = d.get("hmp") or {}
+    if not isinstance(hmp, dict) or not all(isinstance(v, str) for v in hmp.values()):
+        raise r.fail("hmp", "not an object of strings")
+    return Snapshot(
+        arch=cast(Arch, r.choice(d, "arch", "arch", ARCHES)),
+        cpu=_cpu(r, r.obj(d, "cpu", "cpu")),
+        memory=_memory(r, d),
+        provenance=_provenance(r, d),
+        pic=_pic(r, d),
+        lapic=_lapic(r, d),
+        symbols=r.hex_map(d, "symbols", "symbols"),
+        hmp=dict(hmp),
+    )
+
+
+def dumps_snapshot(s: Snapshot) -> str:
+    """The snapshot as JSON text (indented, ending in a newline)."""
+    return json.dumps(snapshot_to_dict(s), indent=2) + "\n"
+
+
+def loads_snapshot(text: str | bytes, origin: str) -> Snapshot:
+    """Parse and validate JSON text; errors name ``origin``."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = (
+            f"line {exc.lineno} column {exc.colno}: {exc.msg}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "not UTF-8"
+        )
+        raise SnapshotError(f"{origin}: not valid JSON ({detail})", origin=origin) from exc
+    return snapshot_from_dict(data, origin)
+
+
+def save_snapshot(s: Snapshot, path: str | os.PathLike[str]) -> None:
+    """Write ``s`` to ``path`` as JSON (atomically: a temporary file, then rename)."""
+    target = Path(path)
+    text = dumps_snapshot(s)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SnapshotError(f"{target}: cannot write: {exc.strerror or exc}") from exc
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
+    """Read and validate a snapshot file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SnapshotError(
+            f"{path}: cannot read: {exc.strerror or exc}", origin=str(path)
+        ) from exc
+    return loads_snapshot(data, str(path))

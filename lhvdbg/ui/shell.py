@@ -1,0 +1,363 @@
+"""The interactive shell: a prompt_toolkit REPL over the command registry.
+
+The ``shell`` command hands this module the registry (or any object with the same
+``get``/``offered_in``/``__contains__``) and a :class:`Context`-like object that carries
+the target and session; this module never imports ``lhvdbg.commands``. Each line is split
+like a shell command line (``x/16xb ADDR`` is the command ``x`` with ``/16xb`` as its first
+argument) and run through the command's own argument parser.
+
+Errors inside a command print one line and return to the prompt. Ctrl-C while a command
+runs interrupts the guest (through ``ctx.session.interrupt()``), not the shell; Ctrl-C at
+the prompt clears the line; Ctrl-D or ``quit`` leaves. History persists in
+``$XDG_STATE_HOME/lhvdbg/history`` (default ``~/.local/state/lhvdbg/history``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+from lhvdbg.errors import LhvdbgError, MachineError
+
+PROMPT = "lhvdbg> "
+BUILTINS = {"help": "list commands, or show the help of one (help CMD)", "quit": "leave"}
+QUIT_WORDS = ("quit", "exit", "q")
+
+
+class ShellCommand(Protocol):
+    """What the shell needs of a registered command."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def summary(self) -> str: ...
+
+    @property
+    def category(self) -> str: ...
+
+    @property
+    def aliases(self) -> tuple[str, ...]: ...
+
+    @property
+    def needs_live(self) -> bool: ...
+
+    def parser(self, prog: str | None = None) -> argparse.ArgumentParser: ...
+
+    def run(self, args: argparse.Namespace, ctx: Any, /) -> int: ...
+
+
+class CommandTable(Protocol):
+    """What the shell needs of the registry."""
+
+    def get(self, name: str) -> ShellCommand: ...
+
+    def offered_in(self, where: str) -> list[Any]: ...
+
+    def __contains__(self, name: object) -> bool: ...
+
+
+def history_path() -> Path:
+    """``$XDG_STATE_HOME/lhvdbg/history``, or ``~/.local/state/lhvdbg/history``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "lhvdbg" / "history"
+
+
+def split_line(line: str) -> list[str]:
+    """Words of a command line; ``x/FMT`` becomes ``x`` and ``/FMT``. UsageError-free:
+    a quoting error raises ValueError with shlex's message."""
+    words = shlex.split(line, comments=True)
+    if words and "/" in words[0] and not words[0].startswith(("/", ".", "~")):
+        name, _, fmt = words[0].partition("/")
+        words[0:1] = [name, "/" + fmt]
+    return words
+
+
+class Shell:
+    """One shell on one context; :meth:`execute` runs one line (tests call it directly)."""
+
+    def __init__(
+        self,
+        registry: CommandTable,
+        ctx: Any,
+        *,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.ctx = ctx
+        self.out = out or ctx.stdout
+        self.err = err or sys.stderr
+        self.on_error = on_error
+        self.done = False
+
+    # --- commands -------------------------------------------------------------------
+
+    def commands(self) -> list[Any]:
+        """Commands offered in the shell, sorted by category then name."""
+        return list(self.registry.offered_in("shell"))
+
+    def names(self) -> list[str]:
+        """Every word that starts a command: names, aliases, builtins."""
+        words = set(BUILTINS) | {"exit"}
+        for cmd in self.commands():
+            words.add(cmd.name)
+            words.update(cmd.aliases)
+        return sorted(words)
+
+    def execute(self, line: str) -> int:
+        """Run one line; return the command's exit status (0 for an empty line)."""
+        try:
+            words = split_line(line)
+        except ValueError as exc:
+            return self._fail(f"cannot parse the line: {exc}")
+        if not words:
+            return 0
+        name, rest = words[0], words[1:]
+        if name in QUIT_WORDS:
+            self.done = True
+            return 0
+        if name == "help":
+            return self._help(rest)
+        if name not in self.registry:
+            return self._fail(f"unknown command: {name} (type help for the list)")
+        cmd = self.registry.get(name)
+        if "shell" not in getattr(cmd, "where", ("shell",)):
+            return self._fail(f"{name} is not available in the shell")
+        if cmd.needs_live and not getattr(self.ctx.target, "live", False):
+            return self._fail(f"{cmd.name} needs a live machine; this shell is on a snapshot")
+        parser = cmd.parser(prog=cmd.name)
+        if "-h" in rest or "--help" in rest:
+            self.out.write(parser.format_help())
+            return 0
+        try:
+            args = parser.parse_args(rest)
+            return cmd.run(args, self.ctx)
+        except KeyboardInterrupt:
+            self._interrupt_guest()
+            return 130
+        except LhvdbgError as exc:
+            return self._fail(self._explain(exc), exc)
+        except Exception as exc:  # one line, back to the prompt; never a traceback
+            return self._fail(f"internal error in {cmd.name}: {type(exc).__name__}: {exc}", exc)
+
+    def _explain(self, exc: LhvdbgError) -> str:
+        text = str(exc)
+        session = getattr(self.ctx, "session", None)
+        if isinstance(exc, MachineError) and session is not None:
+            alive = _safe(lambda: bool(session.alive), default=True)
+            if not alive:
+                text += " (QEMU is not running: type reset to restart it)"
+        return text
+
+    def _interrupt_guest(self) -> None:
+        """Ctrl-C during a command: stop the guest if it runs; the shell goes on."""
+        session = getattr(self.ctx, "session", None)
+        if session is not None and _safe(lambda: bool(session.alive), default=False):
+            event = _safe(session.interrupt, default=None)
+            detail = getattr(event, "detail", "") if event is not None else ""
+            self.err.write(f"interrupted{': ' + detail if detail else ''}\n")
+        else:
+            self.err.write("interrupted\n")
+        self.err.flush()
+
+    def _fail(self, message: str, exc: BaseException | None = None) -> int:
+        self.out.flush()
+        self.err.write(f"error: {message}\n")
+        self.err.flush()
+        if exc is not None and self.on_error is not None:
+            self.on_error(exc)
+        return getattr(exc, "exit_code", 1) if exc is not None else 1
+
+    def _help(self, rest: list[str]) -> int:
+        if rest:
+            name = rest[0]
+            if name in BUILTINS or name == "exit":
+                self.out.write(f"{name}: {BUILTINS.get(name, BUILTINS['quit'])}\n")
+                return 0
+            if name not in self.registry:
+                return self._fail(f"unknown command: {name}")
+            cmd = self.registry.get(name)
+            self.out.write(cmd.parser(prog=cmd.name).format_help())
+            return 0
+        category = None
+        for cmd in self.commands():
+            if cmd.category != category:
+                category = cmd.category
+                self.out.write(f"{category}:\n")
+            live = "" if not cmd.needs_live else " (live)"
+            self.out.write(f"  {cmd.name:<12} {cmd.summary}{live}\n")
+        self.out.write("shell:\n")
+        for name, text in BUILTINS.items():
+            self.out.write(f"  {name:<12} {text}\n")
+        self.out.write("Type help CMD or CMD --help for a command's options.\n")
+        return 0
+
+
+def _safe(call: Callable[[], Any], *, default: Any) -> Any:
+    try:
+        return call()
+    except Exception:
+        return default
+
+
+# --- completion ------------------------------------------------------------------------
+
+
+def _register_names(ctx: Any) -> list[str]:
+    target = getattr(ctx, "target", None)
+    if target is None:
+        return []
+    cpu = _safe(target.cpu, default=None)
+    if cpu is None:
+        return []
+    names = [*cpu.gprs, *cpu.segments, "ip", "flags", "cr0", "cr2", "cr3", "cr4", "efer"]
+    names += ["gdtr", "idtr"]
+    return sorted(set(names))
+
+
+def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[str, str]]:
+    """Completions for the word being typed: ``(text, kind)`` pairs.
+
+    The first word completes to command names; later words to option names (after
+    ``-``), command names (after ``help``), file paths (after ``/``, ``.`` or ``~``), and
+    otherwise to symbols and register names.
+    """
+    if not words:
+        for name in shell.names():
+            if name.startswith(current):
+                yield name, "command"
+        return
+    head = words[0]
+    if head == "help":
+        for name in shell.names():
+            if name.startswith(current):
+                yield name, "command"
+        return
+    if current.startswith("-") and head in shell.registry:
+        parser = shell.registry.get(head).parser(prog=head)
+        for action in parser._actions:
+            for option in action.option_strings:
+                if option.startswith(current):
+                    yield option, "option"
+        return
+    if current.startswith(("/", ".", "~")) or "/" in current:
+        yield from ((p, "file") for p in _paths(current))
+        return
+    bare = current.lstrip("$")
+    for name in _register_names(shell.ctx):
+        if name.startswith(bare):
+            yield current[: len(current) - len(bare)] + name, "register"
+    target = getattr(shell.ctx, "target", None)
+    symbols: Mapping[str, int] = _safe(target.symbols, default={}) if target is not None else {}
+    if bare == current:
+        for name in sorted(symbols):
+            if name.startswith(current):
+                yield name, "symbol"
+
+
+def _paths(prefix: str) -> Iterable[str]:
+    """File names completing ``prefix`` (directories get a trailing ``/``)."""
+    expanded = os.path.expanduser(prefix)
+    head, slash, start = expanded.rpartition("/")
+    directory = (head or "/") if slash else "."
+    shown = prefix[: len(prefix) - len(start)]
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [
+        shown + entry + ("/" if os.path.isdir(os.path.join(directory, entry)) else "")
+        for entry in entries
+        if entry.startswith(start) and (start.startswith(".") or not entry.startswith("."))
+    ]
+
+
+def _completer(shell: Shell) -> Any:
+    from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+    from prompt_toolkit.document import Document
+
+    class ShellCompleter(Completer):
+        def get_completions(
+            self, document: Document, complete_event: CompleteEvent
+        ) -> Iterator[Completion]:
+            text = document.text_before_cursor
+            try:
+                words = split_line(text)
+            except ValueError:
+                return
+            current = "" if not text or text[-1].isspace() else (words.pop() if words else "")
+            if words and words[0] == "x" and len(words) == 1 and current.startswith("/"):
+                return
+            for value, kind in candidates(shell, words, current):
+                yield Completion(value, start_position=-len(current), display_meta=kind)
+
+    return ShellCompleter()
+
+
+# --- the loop --------------------------------------------------------------------------
+
+
+def run_shell(
+    registry: CommandTable,
+    ctx: Any,
+    *,
+    banner: str = "",
+    stdin: TextIO | None = None,
+    history: Path | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> int:
+    """Read and run commands until ``quit``, Ctrl-D or end of input; return 0.
+
+    With a terminal on stdin, a prompt_toolkit prompt with completion and persistent
+    history; otherwise (a pipe, a file) one command per line, no prompt.
+    """
+    stdin = stdin or sys.stdin
+    shell = Shell(registry, ctx, on_error=on_error)
+    if banner:
+        ctx.stdout.write(banner.rstrip("\n") + "\n")
+        ctx.stdout.flush()
+    if not stdin.isatty():
+        for line in stdin:
+            shell.execute(line)
+            if shell.done:
+                break
+        return 0
+    session = _prompt_session(shell, history or history_path())
+    while not shell.done:
+        try:
+            line = session.prompt(PROMPT)
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt: a fresh line
+        except EOFError:
+            ctx.stdout.write("quit\n")
+            break
+        shell.execute(line)
+        ctx.stdout.flush()
+    return 0
+
+
+def _prompt_session(shell: Shell, path: Path) -> Any:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory, History, InMemoryHistory
+
+    history: History
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+        history = FileHistory(str(path))
+    except OSError as exc:
+        shell.err.write(f"warning: history not kept ({path}: {exc.strerror})\n")
+        history = InMemoryHistory()
+    return PromptSession(
+        history=history,
+        completer=_completer(shell),
+        complete_while_typing=False,
+        enable_history_search=True,
+    )

@@ -65,6 +65,9 @@ class Provenance:
     kernel_sha256: str | None = None
     stop_reason: str | None = None  # e.g. "breakpoint at 0x100abc", "triple fault"
     note: str = ""
+    # Field paths (prefixes) this snapshot vouches for; empty means all. A reference built
+    # from a kernel's source knows its tables but not its registers: diff skips the rest.
+    scope: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
             "captured_at": s.provenance.captured_at,
             **{name: getattr(s.provenance, name) for name in _PROVENANCE_OPTIONAL},
             "note": s.provenance.note,
+            "scope": list(s.provenance.scope),
         },
         "cpu": {
             "mode": cpu.mode,
@@ -340,10 +344,14 @@ def _lapic(r: _Reader, d: Mapping[str, Any]) -> LapicState | None:
 def _provenance(r: _Reader, d: Mapping[str, Any]) -> Provenance:
     p = r.obj(d, "provenance", "provenance")
     note = r.opt_string(p, "note", "provenance.note")
+    scope = p.get("scope") or []
+    if not isinstance(scope, list) or not all(isinstance(x, str) for x in scope):
+        raise r.fail("provenance.scope", "not a list of strings")
     return Provenance(
         source=r.string(p, "source", "provenance.source"),
         captured_at=r.string(p, "captured_at", "provenance.captured_at"),
         note=note or "",
+        scope=tuple(scope),
         **{n: r.opt_string(p, n, f"provenance.{n}") for n in _PROVENANCE_OPTIONAL},
     )
 

@@ -206,6 +206,7 @@ snapshots = st.builds(
         kernel_sha256=opt_text,
         stop_reason=opt_text,
         note=st.text(max_size=40),
+        scope=st.lists(names, max_size=3).map(tuple),
     ),
     pic=st.none() | st.builds(PicState, chips, chips),
     lapic=st.none() | lapics,

@@ -1,0 +1,93 @@
+"""References: the Pebbles snapshot built from its source, and the LHV ones when captured."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lhvdbg.errors import SnapshotError
+from lhvdbg.state.references import REFERENCE_NAMES, load_reference, reference_path
+from lhvdbg.x86.cpustate import SegmentRegister, TableRegister
+from lhvdbg.x86.segments import gate_layout, segment_descriptor_layout
+from lhvdbg.x86.tss import tss32_layout
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def test_pebbles_registers() -> None:
+    ref = load_reference("pebbles")
+    assert ref.arch == "i386"
+    assert ref.cpu.mode == "protected"
+    assert ref.provenance.source == "reference"
+    # the TR line of background.md: TR =0008 00100950 00000067 00008b00 DPL=0 TSS32-busy
+    assert ref.cpu.tr == SegmentRegister(0x08, 0x100950, 0x67, 0x8B00)
+    assert ref.cpu.gdtr == TableRegister(0x100900, 0x4F)
+    assert ref.cpu.idtr == TableRegister(0x100100, 0x7FF)
+    assert ref.cpu.segments["cs"] == SegmentRegister(0x10, 0, 0xFFFFFFFF, 0xCF9B00)
+    assert ref.cpu.segments["ss"].selector == 0x18
+    assert ref.cpu.cr0 & 1
+    assert ref.pic is not None
+    assert (ref.pic.master.irq_base, ref.pic.slave.irq_base) == (0x20, 0x28)
+    assert ref.lapic is None
+    assert "410kern/boot/head.S" in ref.provenance.note
+    assert "410kern/x86/seg.h" in ref.provenance.note
+    assert "cpu.segments.tr" in ref.provenance.scope
+
+
+def test_pebbles_tables_decode_through_the_layouts() -> None:
+    ref = load_reference("pebbles")
+    seg = segment_descriptor_layout("protected")
+    assert ref.read(0x100908, 8) == bytes.fromhex("6700500910 8b0000".replace(" ", ""))
+    tss_desc = seg.decode(ref.read(0x100908, 8))
+    assert (tss_desc.base, tss_desc.limit, tss_desc.type, tss_desc.s) == (0x100950, 0x67, 0xB, 0)
+    user_cs = seg.decode(ref.read(0x100900 + 0x20, 8))
+    assert (user_cs.dpl, user_cs.type & 0x8) == (3, 0x8)
+    gate = gate_layout("protected").decode(ref.read(0x100100 + 8 * 8, 8))
+    assert (gate.offset, gate.selector, gate.type, gate.present) == (0x1009B8, 0x10, 0xE, 1)
+    assert ref.read(0x100100 + 8 * 9, 8) == bytes(8)  # only vector 8 is preset
+    tss = tss32_layout().decode(ref.read(0x100950, 0x68))
+    assert (tss.ss0, tss.io_map_base, tss.esp0) == (0x18, 0x68, 0)
+    # the raw words of head.S, for good measure
+    assert ref.read(0x100950 + 8, 2) == b"\x18\x00"
+    assert ref.read(0x100950 + 102, 2) == b"\x68\x00"
+
+
+def test_pebbles_json_is_what_the_script_builds(tmp_path: Path) -> None:
+    out = tmp_path / "pebbles.json"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_pebbles_reference.py"), str(out)],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.read_text() == reference_path("pebbles").read_text()
+
+
+def test_missing_lhv_reference_is_a_clear_error() -> None:
+    for name in ("lhv-amd64", "lhv-i386"):
+        if reference_path(name).exists():
+            snap = load_reference(name)
+            assert snap.provenance.source in ("qemu", "reference")
+            continue
+        with pytest.raises(SnapshotError, match=f"reference {name} is not available"):
+            load_reference(name)
+
+
+def test_reference_by_path() -> None:
+    path = ROOT / "tests" / "fixtures" / "snapshots" / "long-tcg.json"
+    assert load_reference(str(path)).cpu.mode == "long"
+
+
+def test_unknown_name() -> None:
+    with pytest.raises(SnapshotError, match="not a snapshot file nor a reference name"):
+        load_reference("pebles")
+    with pytest.raises(SnapshotError, match="unknown reference"):
+        reference_path("pebles")
+
+
+def test_names() -> None:
+    assert REFERENCE_NAMES == ("pebbles", "lhv-amd64", "lhv-i386")

@@ -252,3 +252,47 @@ def test_lapic_level_vectors_set_tmr() -> None:
 def test_lapic_errors(edit: tuple[str, str], message: str) -> None:
     with pytest.raises(ParseError, match=message):
         parse_info_lapic(fixture("lapic-timer.txt").replace(*edit))
+
+
+# --- the lhvdbg firmware ---------------------------------------------------------------
+
+
+def test_lhv_good_amd64() -> None:
+    cpu = parse_info_registers(fixture("registers-lhv-good-amd64.txt"))
+    assert cpu.mode == "long"
+    assert cpu.segments["cs"] == SegmentRegister(0x08, 0, 0xFFFFFFFF, 0x00AF9A00)
+    assert cpu.segments["ss"].selector == 0x18
+    assert cpu.tr == SegmentRegister(0x20, 0x111000, 0x67, 0x8900)
+    assert cpu.gdtr == TableRegister(0x103730, 0x3F)
+    assert cpu.idtr == TableRegister(0x10F030, 0xFFF)
+    pic = parse_info_pic(fixture("pic-lhv-good-amd64.txt"))
+    assert (pic.master.irq_base, pic.slave.irq_base) == (0x20, 0x28)
+    assert pic.master.imr == 0xF8
+    lapic = parse_info_lapic(fixture("lapic-lhv-good-amd64.txt"))
+    assert lapic.lvt_timer == 0x20022
+    assert lapic.timer_initial == 625000
+    assert lapic.irr == 1 << 34 and lapic.isr == 0
+    assert lapic.lvt["lint0"] == 0x700
+
+
+def test_lhv_good_i386_paging() -> None:
+    cpu = parse_info_registers(fixture("registers-lhv-good-i386.txt"))
+    assert cpu.mode == "protected"
+    assert cpu.cr0 == 0x80010011
+    assert cpu.cr3 == 0x10B000
+    assert cpu.tr == SegmentRegister(0x18, 0x109000, 0x67, 0x8900)
+
+
+@pytest.mark.parametrize("arch", ["amd64", "i386"])
+def test_lhv_pic_unremapped(arch: str) -> None:
+    pic = parse_info_pic(fixture(f"pic-lhv-pic-unremapped-{arch}.txt"))
+    assert (pic.master.irq_base, pic.slave.irq_base) == (0x08, 0x70)
+    assert pic.master.isr == 0x01
+
+
+def test_lhv_no_ltr_amd64_reset_tr() -> None:
+    text = fixture("registers-lhv-no-ltr-amd64.txt")
+    assert "TR =0000 0000000000000000 0000ffff 00008b00 DPL=0 TSS64-busy" in text
+    cpu = parse_info_registers(text)
+    assert cpu.mode == "long"
+    assert cpu.tr == SegmentRegister(0, 0, 0xFFFF, 0x8B00)

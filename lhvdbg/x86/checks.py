@@ -6,8 +6,8 @@ the values. Pure: takes decoded tables and a :class:`CpuState`, never a target.
 
 The rules follow the Intel SDM Vol. 3A: §6.12.1 (interrupt delivery through a gate: the
 selector must name a present code segment, DPL ≤ CPL), §6.14.1 (IA-32e: the target must be
-a 64-bit code segment), §6.14.5 and §8.7 (IST pointers in the 64-bit TSS at 0x24 + 8(n-1)),
-§8.2.2/§8.2.4 (TSS descriptor type, LTR needs a limit ≥ 0x67), §6.10 (IDT limit) and §3.4.2
+a 64-bit code segment), §6.14.5 and §7.7 (IST pointers in the 64-bit TSS at 0x24 + 8(n-1)),
+§7.2.2/§7.2.4 (TSS descriptor type, LTR needs a limit ≥ 0x67), §6.10 (IDT limit) and §3.4.2
 (selectors beyond the GDT limit), §3.3.7.1 (canonical addresses).
 """
 

@@ -135,7 +135,7 @@ def decode_gdt(base: int, limit: int, data: bytes, mode: str) -> GdtTable:
                         "second-half",
                         raw16[8:],
                         None,
-                        f"upper half of the 16-byte descriptor at {off:#x}",
+                        f"upper half of {off:#x}",
                     )
                 )
                 i += 2

@@ -1,8 +1,8 @@
 """Task-state segments: the 32-bit TSS and the 64-bit (IA-32e) TSS.
 
-Intel SDM Vol. 3A §8.2.1 (32-bit TSS, Figure 8-2) and §8.7 (64-bit TSS, Figure 8-11).
+Intel SDM Vol. 3A §7.2.1 (32-bit TSS, Figure 7-2) and §7.7 (64-bit TSS, Figure 7-11).
 Offsets below are byte offsets into the TSS; a field at offsets ``a..b`` is readable only
-if the TSS limit is at least ``b`` (§8.2.2: the limit is the last valid byte offset).
+if the TSS limit is at least ``b`` (§7.2.2: the limit is the last valid byte offset).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ TSS64_SIZE = 0x68
 #: The smallest limit LTR accepts for a 32-bit TSS, and the one a full 64-bit TSS needs.
 TSS_FULL_LIMIT = 0x67
 
-#: Byte offsets of the 64-bit TSS stack pointers (Figure 8-11).
+#: Byte offsets of the 64-bit TSS stack pointers (Figure 7-11).
 TSS64_RSP_OFFSETS = {0: 0x04, 1: 0x0C, 2: 0x14}
 TSS64_IST_BASE = 0x24
 
@@ -54,7 +54,7 @@ ESP0_SS0_MIN_LIMIT = 0x09
 
 @cache
 def tss32_layout() -> Layout:
-    """32-bit TSS, 104 bytes (Intel SDM Vol. 3A §8.2.1, Figure 8-2)."""
+    """32-bit TSS, 104 bytes (Intel SDM Vol. 3A §7.2.1, Figure 7-2)."""
     fields = [
         _f("link", 0x00, 2, "previous task link (selector)"),
         _f("reserved_link", 0x02, 2, "reserved", reserved=True),
@@ -85,14 +85,14 @@ def tss32_layout() -> Layout:
         "tss32",
         TSS32_SIZE * 8,
         tuple(fields),
-        "32-bit task-state segment (Intel SDM Vol. 3A §8.2.1, Figure 8-2).",
+        "32-bit task-state segment (Intel SDM Vol. 3A §7.2.1, Figure 7-2).",
         "legacy",
     )
 
 
 @cache
 def tss64_layout() -> Layout:
-    """64-bit TSS, 104 bytes (Intel SDM Vol. 3A §8.7, Figure 8-11)."""
+    """64-bit TSS, 104 bytes (Intel SDM Vol. 3A §7.7, Figure 7-11)."""
     fields = [_f("reserved0", 0x00, 4, "reserved", reserved=True)]
     for n, off in TSS64_RSP_OFFSETS.items():
         fields.append(_f(f"rsp{n}", off, 8, f"stack pointer loaded on a change to CPL {n}"))
@@ -108,7 +108,7 @@ def tss64_layout() -> Layout:
         "tss64",
         TSS64_SIZE * 8,
         tuple(fields),
-        "64-bit task-state segment (Intel SDM Vol. 3A §8.7, Figure 8-11).",
+        "64-bit task-state segment (Intel SDM Vol. 3A §7.7, Figure 7-11).",
         "ia32e",
     )
 

@@ -1,0 +1,279 @@
+"""Rendering of decoded layouts and system tables (GDT, IDT, TSS, page walks, findings).
+
+One generic formatter for any :class:`~lhvdbg.x86.layout.Decoded` (fields, bits, value,
+meaning; changed fields marked when a previous value is given), plus whole-table views.
+Plain text must read well with colour off: changes carry a ``*`` marker, not only colour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rich import box
+from rich.console import Group, JustifyMethod, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from lhvdbg.x86.checks import Finding
+from lhvdbg.x86.layout import Decoded
+from lhvdbg.x86.paging import PageWalk
+from lhvdbg.x86.segments import limit_bytes
+from lhvdbg.x86.tables import GdtEntry, GdtTable, IdtTable
+from lhvdbg.x86.vectors import vector_name
+
+_CHANGED = "bold yellow"
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _table(title: str | None = None) -> Table:
+    """A borderless table; add data columns with :func:`_col` and prose with ``_prose``."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        title_style="bold",
+    )
+
+
+def plain(text: str, style: str = "") -> Text:
+    """``text`` as a renderable with no markup interpretation."""
+    return Text(text, style=style)
+
+
+def _col(table: Table, name: str, *, justify: JustifyMethod = "left") -> None:
+    table.add_column(name, no_wrap=True, justify=justify)
+
+
+def _prose(table: Table, name: str) -> None:
+    table.add_column(name, ratio=1, overflow="fold")
+
+
+def _value_text(decoded: Decoded, name: str) -> str:
+    value = decoded.values.get(name)
+    if value is None:
+        return "- (beyond limit)"
+    f = decoded.layout.field(name)
+    enum_name = decoded.name_of(name)
+    shown = str(value) if f.width == 1 else f"{value:#x}"
+    return f"{shown}  {enum_name}" if enum_name is not None else shown
+
+
+def render_decoded(
+    decoded: Decoded,
+    previous: Decoded | None = None,
+    *,
+    title: str | None = None,
+    show_reserved: bool = False,
+) -> RenderableType:
+    """A table of every field: name, bits, value (with enum name), meaning.
+
+    With ``previous``, changed fields are highlighted and marked ``*`` and a ``was`` column
+    shows the old value. Reserved fields appear only when non-zero or ``show_reserved``.
+    """
+    layout = decoded.layout
+    digits = (layout.size_bits + 3) // 4
+    heading = title or f"{layout.name} = {decoded.raw:#0{digits + 2}x}"
+    table = _table(heading)
+    _col(table, "field")
+    _col(table, "bits", justify="right")
+    _col(table, "value")
+    if previous is not None:
+        _col(table, "was")
+    _prose(table, "meaning")
+    for f in layout.fields:
+        value = decoded.values.get(f.name)
+        old = previous.values.get(f.name) if previous is not None else None
+        changed = previous is not None and value != old
+        if f.reserved and not value and not show_reserved and not changed:
+            continue
+        style = _CHANGED if changed else ""
+        name = f"*{f.name}" if changed else f.name
+        row: list[RenderableType] = [
+            Text(name, style=style),
+            f.bits_text,
+            Text(_value_text(decoded, f.name), style=style),
+        ]
+        if previous is not None:
+            row.append(_value_text(previous, f.name) if changed else "")
+        row.append(f.meaning)
+        table.add_row(*row)
+    extra = decoded.unknown_bits
+    if extra:
+        note = Text(f"undeclared bits set: {extra:#x}", style="yellow")
+        return Group(table, note)
+    return table
+
+
+def _flags_text(desc: Decoded) -> str:
+    v = desc.values
+    parts = [name.upper() for name in ("l", "db", "g", "avl") if v.get(name)]
+    if v.get("db"):
+        parts[parts.index("DB")] = "D"
+    return " ".join(parts)
+
+
+def _short_type(desc: Decoded) -> str:
+    """The type name without the ``code,``/``data,`` prefix the kind column already gives."""
+    name = desc.name_of("type") or ""
+    return name.split(", ", 1)[1] if desc.values["s"] and ", " in name else name
+
+
+def _gdt_row(entry: GdtEntry) -> list[str]:
+    index, sel = str(entry.index), f"{entry.offset:#06x}"
+    desc = entry.decoded
+    if desc is None:
+        return [index, sel, entry.kind, "", "", "", "", "", "", entry.note]
+    if entry.kind in ("null", "empty"):
+        return [index, sel, entry.kind, "", "", "", "", "", "", entry.note]
+    v = desc.values
+    return [
+        index,
+        sel,
+        entry.kind,
+        f"{v['base']:#x}",
+        f"{limit_bytes(desc):#x}",
+        f"{v['type']:#x} {_short_type(desc)}",
+        str(v["dpl"]),
+        "P" if v["present"] else "-",
+        _flags_text(desc),
+        entry.note,
+    ]
+
+
+def render_gdt(table: GdtTable) -> RenderableType:
+    """The GDT: index, selector, kind, base, byte limit, type, DPL, P, flags, note."""
+    title = f"GDT base {table.base:#x} limit {table.limit:#x} ({table.mode})"
+    if table.truncated:
+        title += " [truncated]"
+    out = _table(title)
+    for col in ("#", "sel", "kind", "base", "limit", "type", "dpl", "P", "flags"):
+        _col(out, col)
+    _prose(out, "note")
+    for entry in table.entries:
+        style = "dim" if entry.kind in ("beyond-limit", "second-half", "empty") else None
+        out.add_row(*_gdt_row(entry), style=style)
+    return out
+
+
+def render_idt(
+    table: IdtTable, only_present: bool = True, *, vectors: Iterable[int] | None = None
+) -> RenderableType:
+    """The IDT: vector, name, selector, offset, type, DPL, P, IST (present gates by default)."""
+    title = f"IDT base {table.base:#x} limit {table.limit:#x} ({table.mode})"
+    if table.truncated:
+        title += " [truncated]"
+    wanted = set(vectors) if vectors is not None else None
+    out = _table(title)
+    ia32e = table.mode == "ia32e"
+    cols = ["vec", "name", "sel", "offset", "type", "dpl", "P"] + (["ist"] if ia32e else [])
+    for col in cols:
+        _col(out, col)
+    width = 16 if ia32e else 8
+    shown = 0
+    for entry in table.entries:
+        if wanted is not None and entry.vector not in wanted:
+            continue
+        if wanted is None and only_present and entry.kind != "gate":
+            continue
+        v = entry.decoded.values
+        row = [
+            f"{entry.vector:#04x}",
+            vector_name(entry.vector),
+            f"{v['selector']:#06x}",
+            f"{v['offset']:#0{width + 2}x}",
+            f"{v['type']:#x} {entry.decoded.name_of('type')}",
+            str(v["dpl"]),
+            "P" if v["present"] else ("beyond limit" if entry.kind == "beyond-limit" else "-"),
+        ]
+        if ia32e:
+            row.append(str(v.get("ist", 0)))
+        out.add_row(*row, style="dim" if entry.kind != "gate" else None)
+        shown += 1
+    if shown == 0:
+        return Group(out, Text("(no gates to show)"))
+    return out
+
+
+def render_tss(decoded: Decoded, *, base: int | None = None) -> RenderableType:
+    """A TSS body: field, byte offset, value, meaning; fields beyond the limit say so."""
+    title = decoded.layout.name
+    if base is not None:
+        title += f" at {base:#x}"
+    out = _table(title)
+    for col in ("field", "offset", "value"):
+        _col(out, col)
+    _prose(out, "meaning")
+    for f in decoded.layout.fields:
+        value = decoded.values.get(f.name)
+        if f.reserved and not value and f.name not in decoded.missing:
+            continue
+        lo = f.pieces[0][0]
+        offset = f"{lo // 8:#04x}" + (f".{lo % 8}" if lo % 8 else "")
+        if value is None:
+            text = "- (beyond limit)"
+        else:
+            digits = (f.width + 3) // 4
+            text = str(value) if f.width == 1 else f"{value:#0{digits + 2}x}"
+        out.add_row(f.name, offset, text, f.meaning, style="dim" if value is None else None)
+    return out
+
+
+def _entry_summary(entry: Decoded) -> str:
+    v = entry.values
+    flags = [
+        name.upper()
+        for name in ("present", "rw", "us", "accessed", "dirty", "ps", "global", "xd")
+        if v.get(name)
+    ]
+    short = {"PRESENT": "P", "ACCESSED": "A", "DIRTY": "D", "GLOBAL": "G"}
+    return " ".join(short.get(f, f) for f in flags)
+
+
+def render_page_walk(walk: PageWalk) -> RenderableType:
+    """Each level of a page walk, then the physical address or the fault."""
+    paging = walk.paging or "none"
+    out = _table(f"page walk of {walk.va:#x} ({paging} paging)")
+    for col in ("level", "table", "index", "entry at", "raw", "flags", "address"):
+        _col(out, col)
+    for step in walk.steps:
+        if step.entry is None:
+            out.add_row(step.name, f"{step.table:#x}", str(step.index), f"{step.entry_address:#x}")
+            continue
+        e = step.entry
+        digits = e.layout.size_bits // 4
+        out.add_row(
+            step.name,
+            f"{step.table:#x}",
+            str(step.index),
+            f"{step.entry_address:#x}",
+            f"{e.raw:#0{digits + 2}x}",
+            _entry_summary(e),
+            f"{e.values['address']:#x}",
+        )
+    if walk.physical is not None:
+        perms = ("W" if walk.writable else "R") + ("U" if walk.user else "S")
+        perms += "X" if walk.executable else "-"
+        size = f", {walk.page_size:#x}-byte page" if walk.page_size else ""
+        result = Text(f"-> physical {walk.physical:#x} ({perms}{size})")
+    else:
+        result = Text(f"-> fault: {walk.fault}", style="bold red")
+    if not walk.steps:
+        return result
+    return Group(out, result)
+
+
+def render_findings(findings: Sequence[Finding]) -> RenderableType:
+    """Findings: severity, id, entry, message; ``no findings`` when empty."""
+    if not findings:
+        return Text("no findings")
+    out = _table()
+    for col in ("severity", "id", "entry"):
+        _col(out, col)
+    _prose(out, "message")
+    for f in findings:
+        out.add_row(
+            Text(f.severity, style=_SEVERITY_STYLE.get(f.severity, "")), f.id, f.entry, f.message
+        )
+    return out

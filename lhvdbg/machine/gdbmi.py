@@ -1,26 +1,71 @@
 """gdb/MI client: token-matched commands over pygdbmi, never its 0.2 s default read.
 
-Each command is sent as ``<token>-command`` and the client reads with small timeouts until
-the result record (``^done``/``^running``/``^connected``/``^error``/``^exit``) carrying that
-token arrives. Async records (``*stopped``, ``*running``, ``=...``) and stream output seen
-meanwhile are queued for :meth:`GdbMi.wait_stopped`.
+Each command is sent as ``<token><command>`` and the client reads with small timeouts
+until the result record (``^done``/``^running``/``^connected``/``^error``/``^exit``)
+carrying that token arrives. Async records (``*stopped``, ``*running``, ``=...``) and
+stream output seen meanwhile are kept: ``*stopped`` records are queued for
+:meth:`GdbMi.wait_stopped`. Several commands can be pipelined (:meth:`GdbMi.batch`): all
+are written at once and the replies matched by token, so N reads cost one round trip.
+
+pygdbmi does the MI parsing (``gdbmiparser``) and the buffered non-blocking reads
+(``IoManager``); the process is started here so it gets its own process group and dies
+with its parent (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import select
+import subprocess
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from lhvdbg.errors import GdbError
+from lhvdbg.machine.process import exit_status, is_running, kill_process_group, popen_owned, which
+
+log = logging.getLogger(__name__)
+
+RESULT_MESSAGES = frozenset({"done", "running", "connected", "error", "exit"})
 
 
 @dataclass(frozen=True)
 class MiRecord:
-    """One parsed MI record (pygdbmi's dict, typed)."""
+    """One parsed MI record (pygdbmi's dict, typed).
 
-    type: str  # "result", "notify" (async * and =), "console", "log", "target", "output"
-    message: str | None  # "done", "error", "stopped", "running", ...
+    ``type`` is pygdbmi's: ``result`` (``^``), ``notify`` (``*`` exec-async and ``=``
+    notify-async), ``console``/``log``/``target`` (streams), ``output`` (anything else).
+    """
+
+    type: str
+    message: str | None
     payload: Any
     token: int | None
-    stream: str = ""  # for stream records ("console", "log", "target")
+
+    @classmethod
+    def from_pygdbmi(cls, raw: dict[str, Any]) -> MiRecord:
+        """Wrap one dict from ``gdbmiparser.parse_response``."""
+        return cls(
+            type=str(raw.get("type")),
+            message=raw.get("message"),
+            payload=raw.get("payload"),
+            token=raw.get("token"),
+        )
+
+    @property
+    def is_result(self) -> bool:
+        """A ``^`` result record."""
+        return self.type == "result"
+
+    @property
+    def is_stopped(self) -> bool:
+        """A ``*stopped`` exec-async record."""
+        return self.type == "notify" and self.message == "stopped"
 
 
 @dataclass(frozen=True)
@@ -33,42 +78,277 @@ class MiResult:
     payload: dict[str, Any]
     records: tuple[MiRecord, ...] = field(default_factory=tuple)
 
+    def console(self) -> str:
+        """The console stream output that came with the command (CLI text)."""
+        return "".join(str(r.payload) for r in self.records if r.type == "console" and r.payload)
+
+
+def parse_mi_lines(text: str) -> list[MiRecord]:
+    """Parse raw MI output (several lines) into records; ``(gdb)`` prompts are dropped."""
+    from pygdbmi import gdbmiparser
+
+    out = []
+    for line in text.splitlines():
+        if not line.strip() or gdbmiparser.response_is_finished(line):
+            continue
+        out.append(MiRecord.from_pygdbmi(gdbmiparser.parse_response(line)))
+    return out
+
+
+class MiMatcher:
+    """Token bookkeeping, separate from I/O so recorded output can test it.
+
+    :meth:`feed` takes parsed records in arrival order; results with a known token are
+    stored for :meth:`take`; ``*stopped`` records are queued; everything else is kept in
+    ``others`` until the next result collects it.
+    """
+
+    def __init__(self) -> None:
+        self.results: dict[int, tuple[MiRecord, tuple[MiRecord, ...]]] = {}
+        self.stopped: deque[MiRecord] = deque()
+        self.others: list[MiRecord] = []
+        self.exited = False
+        self.running = False
+
+    def feed(self, records: Iterable[MiRecord]) -> None:
+        """Account for newly read records."""
+        for rec in records:
+            if rec.is_result and rec.token is not None:
+                self.results[rec.token] = (rec, tuple(self.others))
+                self.others = []
+                if rec.message == "running":
+                    self.running = True
+                elif rec.message == "exit":
+                    self.exited = True
+            elif rec.is_stopped:
+                self.running = False
+                self.stopped.append(rec)
+            else:
+                if rec.type == "notify" and rec.message == "running":
+                    self.running = True
+                self.others.append(rec)
+
+    def take(self, token: int) -> tuple[MiRecord, tuple[MiRecord, ...]] | None:
+        """The result record for ``token`` (and its companions) if it has arrived."""
+        return self.results.pop(token, None)
+
+
+def result_or_raise(
+    command: str, token: int, found: tuple[MiRecord, tuple[MiRecord, ...]]
+) -> MiResult:
+    """A MiResult, or GdbError carrying the command and gdb's message for ``^error``."""
+    rec, companions = found
+    payload = rec.payload if isinstance(rec.payload, dict) else {}
+    if rec.message == "error":
+        msg = str(payload.get("msg", "unknown error"))
+        raise GdbError(
+            f"gdb: {command.split()[0]}: {msg.splitlines()[0] if msg else msg}",
+            command=command,
+            reply=msg,
+        )
+    return MiResult(command, token, str(rec.message), payload, companions)
+
 
 class GdbMi:
-    """A gdb process in MI mode (``gdb --interpreter=mi3 -nx -q``)."""
+    """A gdb process in MI mode (``gdb --nx --quiet --interpreter=mi3``)."""
 
-    def __init__(self, gdb_path: str = "gdb", *, timeout: float = 10.0) -> None:
-        """Start gdb (own process group, PR_SET_PDEATHSIG); ToolMissingError if absent."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        gdb_path: str = "gdb",
+        *,
+        stderr_path: Path | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        """Start gdb (own process group, dies with this process); ToolMissingError if
+        it is not installed."""
+        from pygdbmi.IoManager import IoManager
+
+        exe = which(gdb_path, "gdb (Debian package gdb)")
+        self.argv = [exe, "--nx", "--quiet", "--interpreter=mi3"]
+        self._stderr_file = open(stderr_path or os.devnull, "wb")  # noqa: SIM115
+        self.process = popen_owned(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr_file,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self._io = IoManager(self.process.stdin, self.process.stdout, None)
+        self._fd = self.process.stdout.fileno()
+        self._matcher = MiMatcher()
+        self._next_token = 1
+        self.timeout = timeout
+        self.transcript: deque[str] = deque(maxlen=200)  # recent lines, for errors
+        self._closed = False
 
     @property
     def pid(self) -> int:
         """gdb's process id."""
-        raise NotImplementedError
-
-    def command(self, command: str, *, timeout: float = 10.0) -> MiResult:
-        """Send one MI command (CLI commands via ``-interpreter-exec console``) and wait
-        for its token's result; GdbError (with ``command`` and ``reply``) on ``^error``,
-        gdb exiting, or timeout."""
-        raise NotImplementedError
-
-    def wait_stopped(self, timeout: float) -> MiRecord | None:
-        """The next ``*stopped`` async record, or None after ``timeout`` seconds."""
-        raise NotImplementedError
-
-    def pending_stopped(self) -> MiRecord | None:
-        """A ``*stopped`` record already received and not yet consumed, if any."""
-        raise NotImplementedError
-
-    def interrupt(self) -> None:
-        """Send ``-exec-interrupt`` (gdb answers ``^done``; the ``*stopped`` follows)."""
-        raise NotImplementedError
+        return self.process.pid
 
     @property
     def alive(self) -> bool:
         """Whether the gdb process is still running."""
-        raise NotImplementedError
+        return is_running(self.process)
+
+    @property
+    def running(self) -> bool:
+        """Whether gdb believes the target is running (``*running`` seen, no stop yet)."""
+        return self._matcher.running
+
+    # --- I/O ----------------------------------------------------------------------
+
+    def _send(self, lines: Sequence[str]) -> None:
+        data = "".join(line + "\n" for line in lines).encode()
+        for line in lines:
+            log.debug("--> %s", line)
+            self.transcript.append("--> " + line)
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise GdbError(
+                f"gdb is gone (exit status {exit_status(self.process)})", command=lines[0]
+            ) from exc
+
+    def _pump(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for output and parse it; False when nothing came."""
+        ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
+        if not ready:
+            return False
+        raws = self._io.get_gdb_response(timeout_sec=0, raise_error_on_timeout=False)
+        if not raws:
+            # readable but nothing parsed: EOF (gdb exited) or a partial line
+            if not is_running(self.process):
+                return False
+            time.sleep(0.001)
+            return True
+        records = [MiRecord.from_pygdbmi(r) for r in raws]
+        for rec in records:
+            log.debug("<-- %s %s %s %s", rec.token or "", rec.type, rec.message, rec.payload)
+            self.transcript.append(f"<-- {rec.token or ''}{rec.type} {rec.message} {rec.payload}")
+        self._matcher.feed(records)
+        return True
+
+    def _dead_error(self, command: str) -> GdbError:
+        return GdbError(
+            f"gdb exited unexpectedly (status {exit_status(self.process)}) "
+            f"during {command.split()[0]}",
+            command=command,
+            transcript="\n".join(self.transcript),
+        )
+
+    # --- commands -----------------------------------------------------------------
+
+    def _token(self) -> int:
+        token = self._next_token
+        self._next_token += 1
+        return token
+
+    def command(self, command: str, *, timeout: float | None = None) -> MiResult:
+        """Send one MI command and wait for its token's result; GdbError (with
+        ``command`` and ``reply``) on ``^error``, gdb exiting, or timeout."""
+        return self.batch([command], timeout=timeout)[0]
+
+    def console(self, command: str, *, timeout: float | None = None) -> MiResult:
+        """Run a CLI command through ``-interpreter-exec console``."""
+        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
+        return self.command(f'-interpreter-exec console "{quoted}"', timeout=timeout)
+
+    def batch(
+        self, commands: Sequence[str], *, timeout: float | None = None, check: bool = True
+    ) -> list[MiResult]:
+        """Pipeline ``commands`` (all written at once) and return their results in order.
+
+        With ``check`` (default) the first ``^error`` raises GdbError after every reply
+        has been collected; without it, failed commands give a MiResult whose
+        ``message`` is ``"error"``.
+        """
+        if self._closed:
+            raise GdbError("gdb session is closed", command=commands[0] if commands else "")
+        tokens = [self._token() for _ in commands]
+        self._send([f"{t}{c}" for t, c in zip(tokens, commands, strict=True)])
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        found: dict[int, tuple[MiRecord, tuple[MiRecord, ...]]] = {}
+        while True:
+            for t in tokens:
+                if t not in found:
+                    got = self._matcher.take(t)
+                    if got is not None:
+                        found[t] = got
+            if len(found) == len(tokens):
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                missing = next(c for t, c in zip(tokens, commands, strict=True) if t not in found)
+                raise GdbError(
+                    f"gdb did not answer {missing.split()[0]} in time",
+                    command=missing,
+                    transcript="\n".join(self.transcript),
+                )
+            if not self._pump(min(remaining, 0.05)) and not self.alive:
+                raise self._dead_error(commands[0])
+        results: list[MiResult] = []
+        first_error: GdbError | None = None
+        for t, c in zip(tokens, commands, strict=True):
+            try:
+                results.append(result_or_raise(c, t, found[t]))
+            except GdbError as exc:
+                if first_error is None:
+                    first_error = exc
+                rec, comp = found[t]
+                payload = rec.payload if isinstance(rec.payload, dict) else {}
+                results.append(MiResult(c, t, "error", payload, comp))
+        if first_error is not None and check:
+            raise first_error
+        return results
+
+    # --- run state ----------------------------------------------------------------
+
+    def pending_stopped(self) -> MiRecord | None:
+        """A ``*stopped`` record already received and not yet consumed, if any."""
+        self._pump(0)
+        return self._matcher.stopped.popleft() if self._matcher.stopped else None
+
+    def wait_stopped(self, timeout: float, *, poll: float = 0.05) -> MiRecord | None:
+        """The next ``*stopped`` record, or None after ``timeout`` seconds. GdbError if
+        gdb exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._matcher.stopped:
+                return self._matcher.stopped.popleft()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if not self._pump(min(remaining, poll)) and not self.alive:
+                raise self._dead_error("wait for *stopped")
+
+    def drain_stopped(self) -> None:
+        """Forget queued ``*stopped`` records."""
+        self._pump(0)
+        self._matcher.stopped.clear()
+
+    def interrupt(self) -> None:
+        """Send ``-exec-interrupt`` (the ``*stopped`` follows asynchronously)."""
+        self.command("-exec-interrupt")
 
     def close(self) -> None:
         """Quit gdb (``-gdb-exit``), then SIGTERM/SIGKILL its process group. Idempotent."""
-        raise NotImplementedError
+        if self._closed:
+            return
+        self._closed = True
+        if self.alive:
+            try:
+                self._send(["-gdb-exit"])
+                deadline = time.monotonic() + 0.5
+                while is_running(self.process) and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            except GdbError:
+                pass
+        kill_process_group(self.process)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._stderr_file.close()

@@ -19,37 +19,58 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from dataclasses import dataclass, field
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 import lhvdbg
+from lhvdbg.errors import (
+    GdbError,
+    KernelError,
+    MachineError,
+    QemuError,
+    TargetTimeout,
+    UsageError,
+)
 from lhvdbg.x86.cpustate import Arch
 
 if TYPE_CHECKING:
-    from lhvdbg.machine.gdbmi import GdbMi
+    from lhvdbg.machine.gdbmi import GdbMi, MiRecord
     from lhvdbg.machine.live import LiveTarget
     from lhvdbg.machine.qmp import QmpClient, QmpEvent
     from lhvdbg.state.elf import KernelInfo
     from lhvdbg.state.snapshot import Snapshot
 
+log = logging.getLogger(__name__)
+
 Accel = Literal["tcg", "kvm", "auto"]
 StopReason = Literal[
-    "breakpoint",  # a breakpoint or watchpoint set by break_at (or internally) was hit
+    "breakpoint",  # a breakpoint or watchpoint was hit
     "vector",  # run_to_vector reached the handler IDT[v] gives
     "step",  # stepi finished
-    "signal",  # gdb reported a signal (SIGTRAP with no breakpoint, SIGSEGV, ...)
+    "signal",  # gdb reported a signal it did not cause on our request
     "interrupted",  # interrupt() stopped a running guest
     "timeout",  # cont/run_to_vector ran out of time; the guest was interrupted
-    "exited",  # QEMU exited (isa-debug-exit: exit_code is the guest's value)
+    "exited",  # QEMU exited (isa-debug-exit: see StopEvent.guest_exit_value)
     "shutdown",  # triple fault / guest shutdown: QEMU paused for post-mortem
 ]
 
 DEFAULT_VARIANT = "pic-unremapped"
 DEFAULT_ARCH: Arch = "amd64"
 FIRMWARE_DIR_ENV = "LHVDBG_FIRMWARE_DIR"
+DEBUG_EXIT_PORT = 0xF4
+KVM_HW_BREAKPOINTS = 4  # x86 DR0-DR3
 
 
 def firmware_dir() -> Path:
@@ -67,17 +88,25 @@ def firmware_path(arch: Arch, variant: str) -> Path:
 
 def kvm_usable() -> bool:
     """Whether ``/dev/kvm`` can be opened read-write by this process."""
-    raise NotImplementedError
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
 
 
 @dataclass(frozen=True)
 class LaunchConfig:
-    """How to start the machine. Exactly one of ``kernel``/``cdrom``/``variant`` is used.
+    """How to start the machine.
 
     ``kernel`` is any multiboot kernel (ELF32, or ELF64 with the a.out kludge); ``cdrom``
     an ISO image (e.g. GRUB); ``variant`` a built firmware variant of ``arch``
-    (``firmware/build/<arch>/lhv-<variant>.elf``). ``accel`` is ``tcg``, ``kvm`` or ``auto``
-    (KVM when ``/dev/kvm`` is usable). ``extra_args`` are appended to QEMU's command line.
+    (``firmware/build/<arch>/lhv-<variant>.elf``). With none of the three, the firmware
+    variant ``pic-unremapped`` is used. ``symbols`` is the ELF gdb loads symbols from
+    (default: the kernel; useful with ``cdrom``). ``accel`` is ``tcg``, ``kvm`` or ``auto``
+    (KVM when ``/dev/kvm`` is usable). ``qemu_system`` is ``x86_64`` (default, for both
+    arches) or ``i386``. ``extra_args`` are appended to QEMU's command line.
     ``debug_exit`` adds ``isa-debug-exit`` at port 0xf4; ``int_log`` adds
     ``-d int,cpu_reset`` under TCG.
     """
@@ -92,29 +121,77 @@ class LaunchConfig:
     extra_args: tuple[str, ...] = ()
     debug_exit: bool = True
     int_log: bool = True
+    symbols: Path | None = None
+    qemu_system: Literal["x86_64", "i386"] = "x86_64"
+
+    def __post_init__(self) -> None:
+        given = [n for n in ("kernel", "cdrom", "variant") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise UsageError(f"give only one of --kernel, --cdrom, --variant (got {given})")
+        if self.accel not in ("tcg", "kvm", "auto"):
+            raise UsageError(f"unknown accelerator {self.accel!r} (tcg, kvm or auto)")
+        if self.arch not in ("amd64", "i386"):
+            raise UsageError(f"unknown arch {self.arch!r} (amd64 or i386)")
+        if self.memory_mb < 2:
+            raise UsageError(f"--memory {self.memory_mb}: too small (MiB)")
 
     @classmethod
     def for_variant(
-        cls, variant: str = DEFAULT_VARIANT, arch: Arch = DEFAULT_ARCH, **kwargs: object
+        cls, variant: str = DEFAULT_VARIANT, arch: Arch = DEFAULT_ARCH, **kwargs: Any
     ) -> LaunchConfig:
         """A config for a built firmware variant (other fields as keyword arguments)."""
-        raise NotImplementedError
+        return cls(variant=variant, arch=arch, **kwargs)
+
+    @property
+    def effective_variant(self) -> str | None:
+        """The firmware variant booted (the default one when nothing was given)."""
+        if self.variant is not None:
+            return self.variant
+        if self.kernel is None and self.cdrom is None:
+            return DEFAULT_VARIANT
+        return None
 
     def kernel_path(self) -> Path | None:
-        """The kernel ELF that will be booted (and whose symbols gdb loads), if any.
+        """The kernel ELF booted with ``-kernel``, if any.
 
-        For ``variant`` this is the firmware path; raises KernelError with the hint
-        ``make -C firmware`` when it was not built. ``None`` for a plain ``cdrom``.
+        For a firmware variant this is its build path; KernelError with the hint
+        ``make -C firmware`` when it was not built. ``None`` for a CD-ROM.
         """
-        raise NotImplementedError
+        if self.kernel is not None:
+            return self.kernel
+        variant = self.effective_variant
+        if variant is None:
+            return None
+        path = firmware_path(self.arch, variant)
+        if not path.is_file():
+            raise KernelError(
+                f"firmware {self.arch}/lhv-{variant}.elf is not built ({path}): "
+                f"run make -C {firmware_dir()}",
+                path=str(path),
+            )
+        return path
+
+    def symbol_path(self) -> Path | None:
+        """The ELF gdb and LiveTarget read symbols from, if any."""
+        return self.symbols or self.kernel_path()
 
     def qemu_binary(self) -> str:
         """``qemu-system-x86_64`` or ``qemu-system-i386``."""
-        raise NotImplementedError
+        return f"qemu-system-{self.qemu_system}"
+
+    def resolved_accel(self) -> Literal["tcg", "kvm"]:
+        """``auto`` resolved: kvm when ``/dev/kvm`` is usable, else tcg."""
+        if self.accel == "auto":
+            return "kvm" if kvm_usable() else "tcg"
+        return self.accel
 
     def describe(self) -> str:
-        """A short human description: ``amd64 lhv-good.elf (tcg)``."""
-        raise NotImplementedError
+        """A short human description: ``amd64 lhv-good.elf``."""
+        if self.cdrom is not None:
+            return f"cdrom {self.cdrom.name}"
+        if self.kernel is not None:
+            return f"kernel {self.kernel.name}"
+        return f"{self.arch} lhv-{self.effective_variant}.elf"
 
 
 @dataclass(frozen=True)
@@ -122,10 +199,10 @@ class StopEvent:
     """Why and where the guest stopped (or ended).
 
     ``address`` is the instruction pointer when known; ``breakpoint`` the gdb breakpoint
-    number that was hit; ``exit_code`` the process exit code of QEMU for ``exited``
-    (isa-debug-exit gives ``(value << 1) | 1``; see ``guest_exit_value``); ``detail`` a
-    short human line (e.g. ``"breakpoint 2 at kernel_main (0x100120)"``); ``vector`` the
-    vector for ``vector`` stops; ``signal`` the gdb signal name for ``signal`` stops.
+    number that was hit; ``exit_code`` QEMU's process exit code for ``exited``
+    (isa-debug-exit makes it ``(value << 1) | 1``; see ``guest_exit_value``); ``detail`` a
+    short human line; ``vector`` the vector of a ``vector`` stop; ``signal`` the gdb signal
+    name of a ``signal``/``interrupted`` stop; ``elapsed`` seconds the guest ran.
     """
 
     reason: StopReason
@@ -149,6 +226,20 @@ class StopEvent:
         """Whether the CPU is stopped and can be inspected (not exited)."""
         return self.reason != "exited"
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (addresses as hex strings)."""
+        return {
+            "reason": self.reason,
+            "address": None if self.address is None else f"{self.address:#x}",
+            "breakpoint": self.breakpoint,
+            "exit_code": self.exit_code,
+            "guest_exit_value": self.guest_exit_value,
+            "vector": self.vector,
+            "signal": self.signal,
+            "detail": self.detail,
+            "elapsed": round(self.elapsed, 6),
+        }
+
 
 @dataclass
 class SessionPaths:
@@ -160,20 +251,116 @@ class SessionPaths:
     serial_log: Path
     int_log: Path
     qemu_stderr: Path
-    extra: dict[str, Path] = field(default_factory=dict)
+    gdb_stderr: Path
+
+    @classmethod
+    def create(cls) -> SessionPaths:
+        """A fresh 0700 directory (``mkdtemp`` creates it so) and the paths in it."""
+        d = Path(tempfile.mkdtemp(prefix="lhvdbg-"))
+        os.chmod(d, 0o700)
+        return cls(
+            directory=d,
+            qmp_socket=d / "qmp.sock",
+            gdb_socket=d / "gdb.sock",
+            serial_log=d / "serial.log",
+            int_log=d / "int.log",
+            qemu_stderr=d / "qemu.stderr",
+            gdb_stderr=d / "gdb.stderr",
+        )
+
+
+@dataclass
+class Breakpoint:
+    """A breakpoint or watchpoint this session set."""
+
+    number: int
+    address: int
+    location: str
+    hardware: bool
+    kind: str = "breakpoint"  # "breakpoint" or "watchpoint"
+    hits: int = 0
+    internal: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        """The form :meth:`Session.breakpoints` returns."""
+        return {
+            "number": self.number,
+            "type": self.kind,
+            "address": self.address,
+            "location": self.location,
+            "hardware": self.hardware,
+            "hits": self.hits,
+        }
+
+
+_LOCATION_RE = re.compile(r"^\s*([A-Za-z_.$][\w.$@]*)?\s*(?:([+-])\s*(0x[0-9a-fA-F]+|\d+))?\s*$")
+
+
+def build_qemu_argv(
+    config: LaunchConfig,
+    paths: SessionPaths,
+    *,
+    accel: str,
+    kernel: Path | None,
+) -> list[str]:
+    """The QEMU command line for ``config`` (pure; the binary path is resolved later)."""
+    argv = [
+        config.qemu_binary(),
+        "-S",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-parallel",
+        "none",
+        "-net",
+        "none",
+        "-m",
+        str(config.memory_mb),
+        "-accel",
+        accel,
+        "-chardev",
+        f"file,id=ser0,path={paths.serial_log}",
+        "-serial",
+        "chardev:ser0",
+        "-chardev",
+        f"socket,id=gdb0,path={paths.gdb_socket},server=on,wait=off",
+        "-gdb",
+        "chardev:gdb0",
+        "-chardev",
+        f"socket,id=qmp0,path={paths.qmp_socket},server=on,wait=off",
+        "-mon",
+        "chardev=qmp0,mode=control",
+        "-action",
+        "reboot=shutdown,shutdown=pause",
+    ]
+    if accel == "tcg" and config.int_log:
+        argv += ["-d", "int,cpu_reset", "-D", str(paths.int_log)]
+    if config.debug_exit:
+        argv += ["-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=0x04"]
+    if kernel is not None:
+        argv += ["-kernel", str(kernel)]
+        if config.append:
+            argv += ["-append", config.append]
+    if config.cdrom is not None:
+        argv += ["-cdrom", str(config.cdrom), "-boot", "d"]
+    argv += list(config.extra_args)
+    return argv
 
 
 class Session:
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
 
-    Attributes available after construction: ``config``, ``accel`` (the accelerator
-    actually used, ``tcg`` or ``kvm``), ``qemu_version`` (e.g. ``"7.2.22"``), ``kernel``
-    (the kernel path or None), ``kernel_info`` (pyelftools facts, or None), ``arch``,
-    ``paths``, ``gdb`` (:class:`GdbMi`), ``qmp`` (:class:`QmpClient`), ``target``
-    (:class:`LiveTarget`), ``qemu_argv`` (the command line), ``last_stop``.
+    Attributes: ``config``, ``accel`` (the accelerator used: ``tcg`` or ``kvm``),
+    ``qemu_version`` (e.g. ``"7.2.22"``), ``kernel`` (the kernel path or None),
+    ``kernel_info`` (pyelftools facts of the symbol ELF, or None), ``arch``, ``paths``,
+    ``gdb`` (:class:`GdbMi`), ``qmp`` (:class:`QmpClient`), ``target``
+    (:class:`LiveTarget`), ``qemu_argv``, ``last_stop``, ``notes`` (choices made on the
+    user's behalf, e.g. hardware breakpoints under KVM, to show them).
 
     Errors: ToolMissingError (no QEMU/gdb), KernelError (not a bootable kernel, or the
-    firmware was not built), QemuError (QEMU exited at start; message has its stderr),
+    firmware not built), QemuError (QEMU exited at start, with its stderr; or died),
     TargetTimeout (a socket did not appear), GdbError, QmpError.
     """
 
@@ -184,15 +371,150 @@ class Session:
     kernel_info: KernelInfo | None
     arch: Arch
     paths: SessionPaths
-    gdb: GdbMi
-    qmp: QmpClient
     target: LiveTarget
     qemu_argv: list[str]
     last_stop: StopEvent | None
 
     def __init__(self, config: LaunchConfig, *, start_timeout: float = 10.0) -> None:
         """Check the kernel, start QEMU (paused) and gdb, connect QMP and the gdbstub."""
-        raise NotImplementedError
+        self.config = config
+        self.start_timeout = start_timeout
+        self.notes: list[str] = []
+        self._closed = True
+        self._qemu: subprocess.Popen[bytes] | None = None
+        self._gdb: GdbMi | None = None
+        self._qmp: QmpClient | None = None
+        self._breakpoints: dict[int, Breakpoint] = {}
+        self._register_numbers: dict[str, int] | None = None
+        self._serial_offset = 0
+        self._old_sigterm: Any = None
+        self.last_stop = None
+        self._start()
+
+    # --- life cycle -------------------------------------------------------------------
+
+    def _start(self) -> None:
+        from lhvdbg.machine.gdbmi import GdbMi
+        from lhvdbg.machine.live import LiveTarget
+        from lhvdbg.machine.process import popen_owned, which
+        from lhvdbg.machine.qmp import QmpClient
+        from lhvdbg.state.elf import inspect_kernel
+
+        config = self.config
+        kernel = config.kernel_path()
+        if config.cdrom is not None and not config.cdrom.is_file():
+            raise KernelError(f"cdrom image not found: {config.cdrom}", path=str(config.cdrom))
+        self.kernel = kernel
+        self.kernel_info = None
+        if kernel is not None:
+            self.kernel_info = inspect_kernel(kernel)
+        symbol_path = config.symbols or kernel
+        if symbol_path is not None and symbol_path != kernel:
+            self.kernel_info = _inspect_symbols(symbol_path)
+        if self.kernel_info is not None and (config.kernel is not None or config.symbols):
+            self.arch = "amd64" if self.kernel_info.elf_class == 64 else "i386"
+        else:
+            self.arch = config.arch
+        self.accel = config.resolved_accel()
+        if config.accel == "auto":
+            self.notes.append(f"--accel auto chose {self.accel}")
+        qemu_exe = which(config.qemu_binary(), "qemu-system-x86 (Debian package)")
+        which("gdb", "gdb (Debian package gdb)")
+
+        self.paths = SessionPaths.create()
+        self._closed = False
+        try:
+            self.qemu_argv = [
+                qemu_exe,
+                *build_qemu_argv(config, self.paths, accel=self.accel, kernel=kernel)[1:],
+            ]
+            with open(self.paths.qemu_stderr, "wb") as err:
+                self._qemu = popen_owned(
+                    self.qemu_argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err
+                )
+            self._install_sigterm()
+            # gdb starts while QEMU initialises; its set-up commands are pipelined
+            self._gdb = GdbMi(stderr_path=self.paths.gdb_stderr, timeout=self.start_timeout)
+            gdb_arch = "i386:x86-64" if config.qemu_system == "x86_64" else "i386"
+            setup = [
+                "-gdb-set mi-async on",
+                "-gdb-set pagination off",
+                "-gdb-set confirm off",
+                "-gdb-set width 0",
+                "-gdb-set print symbol-loading off",
+                f"-gdb-set architecture {gdb_arch}",
+            ]
+            if symbol_path is not None:
+                # after the architecture: an ELF32 must not switch gdb to i386 ('g' packet)
+                setup.append(f'-file-symbol-file "{_mi_quote(str(symbol_path))}"')
+            self._gdb.batch(setup)
+            self._wait_for_socket(self.paths.gdb_socket)
+            self._qmp = QmpClient(
+                self.paths.qmp_socket, timeout=self.start_timeout, alive=self._qemu_running
+            )
+            self.qemu_version = self._qmp.qemu_version
+            self._gdb.command(
+                f"-target-select remote {self.paths.gdb_socket}",
+                timeout=self.start_timeout,
+            )
+            self._gdb.drain_stopped()
+            self.target = LiveTarget(self)
+        except BaseException:
+            self.close()
+            raise
+        log.debug("session up: %s", " ".join(self.qemu_argv))
+
+    def _wait_for_socket(self, path: Path) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while not path.exists():
+            if not self._qemu_running():
+                raise self._qemu_start_error()
+            if time.monotonic() > deadline:
+                raise TargetTimeout(
+                    f"QEMU's socket {path.name} did not appear within {self.start_timeout:g} s",
+                    socket=str(path),
+                    qemu_command=self.qemu_argv,
+                )
+            time.sleep(0.002)
+
+    def _qemu_running(self) -> bool:
+        from lhvdbg.machine.process import is_running
+
+        return self._qemu is not None and is_running(self._qemu)
+
+    def _qemu_status(self) -> int | None:
+        from lhvdbg.machine.process import exit_status
+
+        return None if self._qemu is None else exit_status(self._qemu)
+
+    def _qemu_stderr_text(self) -> str:
+        try:
+            return self.paths.qemu_stderr.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def _qemu_start_error(self) -> QemuError:
+        text = self._qemu_stderr_text().strip()
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        why = "; ".join(lines[-3:]) if lines else "no message"
+        return QemuError(
+            f"QEMU exited at start (status {self._qemu_status()}): {why}",
+            qemu_command=self.qemu_argv,
+            stderr=text,
+        )
+
+    def _install_sigterm(self) -> None:
+        """Turn SIGTERM into SystemExit (so ``with`` blocks clean up) while we run in
+        the main thread and nobody else handles it."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            raise SystemExit(128 + signum)
+
+        self._old_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
 
     def __enter__(self) -> Session:
         return self
@@ -208,9 +530,103 @@ class Session:
     def close(self) -> None:
         """Stop gdb and QEMU (quit, then SIGTERM, then SIGKILL to their process groups)
         and remove the temporary directory. Idempotent."""
-        raise NotImplementedError
+        if self._closed:
+            return
+        self._closed = True
+        from lhvdbg.machine.process import kill_process_group
 
-    # --- run control (gdb only) -----------------------------------------------------
+        if self._qmp is not None:
+            if self._qemu_running():
+                self._qmp.quit()
+            self._qmp.close()
+        if self._gdb is not None:
+            self._gdb.close()
+        if self._qemu is not None:
+            kill_process_group(self._qemu, grace=0.5)
+        if self._old_sigterm is not None:
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
+        shutil.rmtree(self.paths.directory, ignore_errors=True)
+
+    def reset(self) -> None:
+        """Restart QEMU and gdb with the same config (breakpoints are not kept)."""
+        self.close()
+        self._breakpoints.clear()
+        self._register_numbers = None
+        self._serial_offset = 0
+        self.last_stop = None
+        self.notes = []
+        self._start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether QEMU is still running (not exited)."""
+        return not self._closed and self._qemu_running()
+
+    @property
+    def gdb(self) -> GdbMi:
+        """The gdb/MI client."""
+        if self._gdb is None:
+            raise MachineError("session is not started")
+        return self._gdb
+
+    @property
+    def qmp(self) -> QmpClient:
+        """The QMP client."""
+        if self._qmp is None:
+            raise MachineError("session is not started")
+        return self._qmp
+
+    def _check_usable(self, what: str) -> None:
+        if self._closed:
+            raise MachineError(f"{what}: the session is closed")
+        if not self._qemu_running():
+            raise self._qemu_gone_error(what)
+        if not self.gdb.alive:
+            raise GdbError(f"{what}: gdb has exited", command=what)
+
+    def _qemu_gone_error(self, what: str) -> QemuError:
+        status = self._qemu_status()
+        if status is not None and status < 0:
+            try:
+                name = signal.Signals(-status).name
+            except ValueError:
+                name = f"signal {-status}"
+            how = f"QEMU was killed by {name}"
+        else:
+            how = f"QEMU has exited (status {status})"
+        return QemuError(f"{what}: {how}", qemu_command=self.qemu_argv)
+
+    # --- run control (gdb only) -------------------------------------------------------
+
+    def resolve(self, location: str | int) -> int:
+        """An address from an int, a number (``0x100000``), or ``symbol[+off]``."""
+        if isinstance(location, int):
+            return location
+        text = location.strip().lstrip("*")
+        try:
+            return int(text, 0)
+        except ValueError:
+            pass
+        m = _LOCATION_RE.match(text)
+        if not m or not m.group(1):
+            raise UsageError(f"not an address or symbol: {location!r}")
+        name, sign, off = m.group(1), m.group(2), m.group(3)
+        symbols = self.kernel_info.symbols if self.kernel_info else {}
+        if name not in symbols:
+            hint = " (the kernel has no symbols)" if not symbols else ""
+            raise UsageError(f"unknown symbol: {name}{hint}")
+        addr = symbols[name]
+        if off is not None:
+            addr = addr + int(off, 0) if sign == "+" else addr - int(off, 0)
+        return addr
+
+    def symbolize(self, address: int) -> str:
+        """``name+0xoff`` when the kernel has a symbol at or below, else hex."""
+        if self.kernel_info is not None:
+            return self.kernel_info.symbolize(address)
+        return f"{address:#x}"
 
     def break_at(
         self,
@@ -218,122 +634,534 @@ class Session:
         *,
         hardware: bool | None = None,
         temporary: bool = False,
+        internal: bool = False,
     ) -> int:
         """Set a breakpoint at a symbol (``"kernel_main"``, ``"kernel_main+4"``) or an
         address; return its gdb number. ``hardware=None`` chooses: software under TCG,
-        hardware under KVM (software breakpoints crash the guest there; logged)."""
-        raise NotImplementedError
+        hardware under KVM (software breakpoints crash the guest there; noted)."""
+        self._check_usable("break")
+        address = self.resolve(location)
+        if hardware is None:
+            hardware = self.accel == "kvm"
+            if hardware:
+                note = "KVM: using hardware breakpoints (software ones crash the guest here)"
+                if note not in self.notes:
+                    self.notes.append(note)
+                    log.info(note)
+        if hardware and self.accel == "kvm":
+            used = sum(1 for b in self._breakpoints.values() if b.hardware)
+            if used >= KVM_HW_BREAKPOINTS:
+                raise UsageError(
+                    f"KVM allows {KVM_HW_BREAKPOINTS} hardware breakpoints; delete one first"
+                )
+        flags = ("-h " if hardware else "") + ("-t " if temporary else "")
+        result = self.gdb.command(f"-break-insert {flags}*{address:#x}")
+        number = int(result.payload["bkpt"]["number"])
+        self._breakpoints[number] = Breakpoint(
+            number,
+            address,
+            location if isinstance(location, str) else f"{address:#x}",
+            hardware,
+            internal=internal,
+        )
+        return number
 
     def watch(self, address: int, size: int, *, access: str = "write") -> int:
-        """Set a hardware watchpoint (``write``/``read``/``access``); return its number.
-        TCG only in practice (kvm-pvm never fires them)."""
-        raise NotImplementedError
+        """Set a hardware watchpoint (``write``/``read``/``access``) on ``size`` bytes at
+        ``address``; return its number. TCG: fires; the kvm-pvm KVM here never does."""
+        self._check_usable("watch")
+        flag = {"write": "", "read": "-r ", "access": "-a "}.get(access)
+        if flag is None:
+            raise UsageError(f"watch access must be write, read or access, not {access!r}")
+        result = self.gdb.command(f"-break-watch {flag}*(unsigned char (*)[{size}]){address:#x}")
+        record = next(
+            (v for k, v in result.payload.items() if k in ("wpt", "hw-rwpt", "hw-awpt")), None
+        )
+        if not isinstance(record, dict):
+            raise GdbError("gdb did not set a watchpoint", command="-break-watch")
+        number = int(record["number"])
+        info = self.gdb.command(f"-break-info {number}")
+        body = info.payload.get("BreakpointTable", {}).get("body", [])
+        kind = str(body[0].get("type", "")) if body else ""
+        if "hw" not in kind and "acc" not in kind and "read" not in kind:
+            self.gdb.command(f"-break-delete {number}")
+            raise GdbError(
+                "gdb could only set a software watchpoint (too slow); not set",
+                command="-break-watch",
+                reply=kind,
+            )
+        self._breakpoints[number] = Breakpoint(
+            number, address, f"{size} bytes at {address:#x}", True, kind="watchpoint"
+        )
+        return number
 
     def delete(self, number: int | None = None) -> None:
         """Delete breakpoint ``number``, or every breakpoint when None."""
-        raise NotImplementedError
+        self._check_usable("delete")
+        if number is None:
+            if self._breakpoints:
+                self.gdb.command("-break-delete " + " ".join(map(str, self._breakpoints)))
+            self._breakpoints.clear()
+            return
+        if number not in self._breakpoints:
+            raise UsageError(f"no breakpoint number {number}")
+        self.gdb.command(f"-break-delete {number}")
+        del self._breakpoints[number]
 
-    def breakpoints(self) -> list[dict[str, object]]:
+    def breakpoints(self, *, internal: bool = False) -> list[dict[str, object]]:
         """The breakpoint table: dicts with ``number``, ``type``, ``address`` (int),
-        ``location`` (what was asked), ``hardware`` (bool), ``hits`` (int)."""
-        raise NotImplementedError
+        ``location`` (what was asked), ``hardware`` (bool), ``hits`` (int). Internal
+        breakpoints (set by run_to_vector) only with ``internal=True``."""
+        return [
+            b.to_dict()
+            for b in sorted(self._breakpoints.values(), key=lambda b: b.number)
+            if internal or not b.internal
+        ]
+
+    def _run_state_check(self, what: str) -> StopEvent | None:
+        """An ``exited`` event when QEMU is gone (normally or not), else None."""
+        if self._closed:
+            raise MachineError(f"{what}: the session is closed")
+        if self._qemu_running():
+            if not self.gdb.alive:
+                raise GdbError(f"{what}: gdb has exited", command=what)
+            return None
+        status = self._qemu_status()
+        if status is not None and status < 0:
+            raise self._qemu_gone_error(what)
+        return self._exited_event(0.0)
+
+    def _exited_event(self, elapsed: float) -> StopEvent:
+        status = self._qemu_status()
+        if status is not None and status < 0:
+            raise self._qemu_gone_error("continue")
+        detail = f"QEMU exited with status {status}"
+        if status is not None and status & 1 and self.config.debug_exit and status > 1:
+            detail += f" (isa-debug-exit value {status >> 1:#x})"
+        event = StopEvent("exited", exit_code=status, detail=detail, elapsed=elapsed)
+        self.last_stop = event
+        return event
 
     def cont(self, *, timeout: float) -> StopEvent:
         """Continue until a stop, QEMU exiting, a triple fault, or ``timeout`` seconds
         (then interrupt and return ``reason="timeout"``)."""
-        raise NotImplementedError
+        gone = self._run_state_check("continue")
+        if gone is not None:
+            return gone
+        if self.last_stop is not None and self.last_stop.reason == "shutdown":
+            return self.last_stop  # a shut-down VM cannot run again (reset() restarts)
+        gdb = self.gdb
+        gdb.drain_stopped()
+        started = time.monotonic()
+        deadline = started + timeout
+        gdb.command("-exec-continue")
+        while True:
+            record = gdb.wait_stopped(max(0.0, min(0.05, deadline - time.monotonic())))
+            elapsed = time.monotonic() - started
+            if record is not None:
+                return self._stop_event(record, elapsed)
+            if not self._qemu_running():
+                return self._exited_event(elapsed)
+            if not gdb.alive:
+                raise GdbError("continue: gdb exited unexpectedly", command="-exec-continue")
+            if time.monotonic() >= deadline:
+                stopped = self._interrupt_running()
+                if stopped is None:
+                    return self._exited_event(elapsed)
+                event = self._stop_event(stopped, elapsed)
+                if event.reason in ("interrupted", "signal") and event.signal == "SIGINT":
+                    event = replace(
+                        event,
+                        reason="timeout",
+                        detail=f"timeout after {timeout:g} s at {self._where(event.address)}",
+                    )
+                self.last_stop = event
+                return event
+
+    def _interrupt_running(self) -> MiRecord | None:
+        """Interrupt a running guest and wait for its ``*stopped`` (None if QEMU exits)."""
+        try:
+            self.gdb.interrupt()
+        except GdbError:
+            if not self._qemu_running():
+                return None
+            raise
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            record = self.gdb.wait_stopped(0.05)
+            if record is not None:
+                return record
+            if not self._qemu_running():
+                return None
+        raise GdbError("gdb did not stop the guest after -exec-interrupt", command="interrupt")
+
+    def _where(self, address: int | None) -> str:
+        if address is None:
+            return "?"
+        sym = self.symbolize(address)
+        return f"{address:#x}" if sym.startswith("0x") else f"{sym} ({address:#x})"
+
+    def _stop_event(self, record: MiRecord, elapsed: float) -> StopEvent:
+        payload = record.payload if isinstance(record.payload, dict) else {}
+        frame = payload.get("frame") or {}
+        address = _int_or_none(frame.get("addr"))
+        reason_text = str(payload.get("reason", ""))
+        event: StopEvent
+        if reason_text == "breakpoint-hit":
+            number = int(payload.get("bkptno", 0))
+            bp = self._breakpoints.get(number)
+            if bp is not None:
+                bp.hits += 1
+                if payload.get("disp") == "del":
+                    self._breakpoints.pop(number, None)
+            event = StopEvent(
+                "breakpoint",
+                address,
+                number,
+                detail=f"breakpoint {number} at {self._where(address)}",
+                elapsed=elapsed,
+            )
+        elif reason_text in (
+            "watchpoint-trigger",
+            "read-watchpoint-trigger",
+            "access-watchpoint-trigger",
+        ):
+            wpt = payload.get("wpt") or payload.get("hw-rwpt") or payload.get("hw-awpt") or {}
+            number = int(wpt.get("number", 0))
+            bp = self._breakpoints.get(number)
+            if bp is not None:
+                bp.hits += 1
+            event = StopEvent(
+                "breakpoint",
+                address,
+                number,
+                detail=f"watchpoint {number} triggered at {self._where(address)}",
+                elapsed=elapsed,
+            )
+        elif reason_text == "end-stepping-range":
+            event = StopEvent("step", address, detail=f"at {self._where(address)}", elapsed=elapsed)
+        elif reason_text == "signal-received" or not reason_text:
+            name = str(payload.get("signal-name", "")) or None
+            if name == "SIGQUIT" or self._shutdown_seen():
+                event = StopEvent(
+                    "shutdown",
+                    address,
+                    signal=name,
+                    detail="the guest shut down (triple fault or reset): QEMU is paused",
+                    elapsed=elapsed,
+                )
+            elif name == "SIGINT":
+                event = StopEvent(
+                    "interrupted",
+                    address,
+                    signal=name,
+                    detail=f"interrupted at {self._where(address)}",
+                    elapsed=elapsed,
+                )
+            else:
+                event = StopEvent(
+                    "signal",
+                    address,
+                    signal=name,
+                    detail=f"{name or 'stopped'} at {self._where(address)}",
+                    elapsed=elapsed,
+                )
+        else:
+            event = StopEvent(
+                "signal",
+                address,
+                detail=f"{reason_text} at {self._where(address)}",
+                elapsed=elapsed,
+            )
+        self.last_stop = event
+        return event
+
+    def _shutdown_seen(self) -> bool:
+        status: dict[str, Any] = {}
+        try:
+            status = self.qmp.status()
+        except MachineError:
+            return False
+        return str(status.get("status")) in ("shutdown", "guest-panicked", "internal-error")
 
     def stepi(self, count: int = 1) -> StopEvent:
-        """Execute ``count`` instructions."""
-        raise NotImplementedError
+        """Execute ``count`` instructions (one MI command each)."""
+        gone = self._run_state_check("stepi")
+        if gone is not None:
+            return gone
+        event: StopEvent | None = None
+        started = time.monotonic()
+        for _ in range(count):
+            self.gdb.drain_stopped()
+            self.gdb.command("-exec-step-instruction")
+            record = self.gdb.wait_stopped(5.0)
+            if record is None:
+                if not self._qemu_running():
+                    return self._exited_event(time.monotonic() - started)
+                raise TargetTimeout("stepi: the guest did not stop after one instruction")
+            event = self._stop_event(record, time.monotonic() - started)
+            if event.reason != "step":
+                break
+        assert event is not None
+        return event
 
     def interrupt(self) -> StopEvent:
-        """Stop a running guest (no-op event when already stopped)."""
-        raise NotImplementedError
+        """Stop a running guest; when it is already stopped, report where it is."""
+        gone = self._run_state_check("interrupt")
+        if gone is not None:
+            return gone
+        if not self.gdb.running:
+            pc = self.pc()
+            return StopEvent("interrupted", pc, detail=f"already stopped at {self._where(pc)}")
+        record = self._interrupt_running()
+        if record is None:
+            return self._exited_event(0.0)
+        return self._stop_event(record, 0.0)
 
     def run_to_vector(self, vector: int, *, count: int = 1, timeout: float) -> StopEvent:
         """Run until the CPU has entered the handler that IDT[``vector``] points to
-        ``count`` times, for any multiboot kernel (stripped too). Arms itself once the
-        kernel runs ``lidt`` (found by scanning the executable segments), re-arms when
-        the gate changes (write watchpoint, TCG). Returns ``reason="vector"`` at the
-        handler's first instruction, or ``timeout``/``exited``/``shutdown``."""
-        raise NotImplementedError
+        ``count`` times, for any multiboot kernel (stripped too). Arms once the kernel runs
+        ``lidt`` (found by scanning its executable segments), re-arms when the gate
+        changes (write watchpoint, TCG). Returns ``reason="vector"`` at the handler's first
+        instruction, or ``timeout``/``exited``/``shutdown``; another breakpoint of the
+        user's returns its ``breakpoint`` event."""
+        from lhvdbg.machine.vector import VectorRun
+
+        return VectorRun(self, fixed_vector=vector).run(count=count, timeout=timeout)
+
+    def run_to_timer(self, *, count: int = 1, timeout: float) -> StopEvent:
+        """Like :meth:`run_to_vector` for the timer vector, re-evaluated (PIC ``irq_base``
+        for IRQ0, else the LAPIC LVT timer) at each arming point: ``lidt``, ``sti`` and
+        gate writes. ``count`` is the number of timer ticks handled."""
+        from lhvdbg.machine.vector import VectorRun
+
+        return VectorRun(self, fixed_vector=None).run(count=count, timeout=timeout)
 
     def timer_vector(self) -> int | None:
-        """The vector the timer interrupts arrive on now: the master PIC's ``irq_base``
-        (IRQ0) when the PIC is initialised, else the LAPIC LVT timer vector when the
-        LAPIC timer is unmasked; None when neither is known."""
-        raise NotImplementedError
+        """The vector timer interrupts arrive on now: the master PIC's ``irq_base`` (IRQ0)
+        when IRQ0 is unmasked, else the LAPIC LVT timer vector when that timer is enabled
+        and unmasked, else the PIC's ``irq_base``; None when there is no PIC state."""
+        from lhvdbg.machine.vector import timer_vector_of
 
-    # --- state (gdb for memory and GPRs, QMP for system registers) ------------------
+        return timer_vector_of(self.target.pic(), self.target.lapic())
+
+    # --- state ------------------------------------------------------------------------
+
+    def pc(self) -> int:
+        """The instruction pointer as gdb sees it."""
+        regs = self.read_registers(["rip" if self.config.qemu_system == "x86_64" else "eip"])
+        return next(iter(regs.values()))
 
     def read_memory(self, address: int, size: int) -> bytes:
         """Guest linear memory through gdb (``-data-read-memory-bytes``)."""
-        raise NotImplementedError
+        self._check_usable("read memory")
+        data = self.read_memory_many([(address, size)])[0]
+        assert data is not None  # check=True raised otherwise
+        return data
+
+    def read_memory_many(
+        self, regions: list[tuple[int, int]], *, check: bool = True
+    ) -> list[bytes | None]:
+        """Several reads pipelined in one round trip; ``None`` for a failed read when
+        ``check`` is False (else GdbError)."""
+        if not regions:
+            return []
+        cmds = [f"-data-read-memory-bytes {a:#x} {n}" for a, n in regions]
+        results = self.gdb.batch(cmds, check=check)
+        out: list[bytes | None] = []
+        for (addr, size), res in zip(regions, results, strict=True):
+            if res.message == "error":
+                out.append(None)
+                continue
+            out.append(_memory_contents(res.payload, addr, size))
+        return out
 
     def write_memory(self, address: int, data: bytes) -> None:
         """Write guest linear memory through gdb."""
-        raise NotImplementedError
+        self._check_usable("write memory")
+        self.gdb.command(f"-data-write-memory-bytes {address:#x} {data.hex()}")
+
+    def register_numbers(self) -> dict[str, int]:
+        """gdb's register name → number map (cached)."""
+        if self._register_numbers is None:
+            names = self.gdb.command("-data-list-register-names").payload["register-names"]
+            self._register_numbers = {n: i for i, n in enumerate(names) if n}
+        return self._register_numbers
 
     def read_registers(self, names: list[str] | None = None) -> dict[str, int]:
-        """gdb register values by lower-case name (all gdbstub registers when None)."""
-        raise NotImplementedError
+        """gdb register values by lower-case name (all integer registers when None)."""
+        self._check_usable("read registers")
+        numbers = self.register_numbers()
+        if names is None:
+            wanted = {
+                n: i
+                for n, i in numbers.items()
+                if not n.startswith(("st", "xmm", "ymm", "mxcsr", "f"))
+            }
+        else:
+            unknown = [n for n in names if n not in numbers]
+            if unknown:
+                raise UsageError(f"unknown register: {', '.join(unknown)}")
+            wanted = {n: numbers[n] for n in names}
+        by_number = {i: n for n, i in wanted.items()}
+        res = self.gdb.command(
+            "-data-list-register-values x " + " ".join(str(i) for i in wanted.values())
+        )
+        out: dict[str, int] = {}
+        for item in res.payload.get("register-values", []):
+            name = by_number.get(int(item["number"]))
+            value = _int_or_none(item.get("value"))
+            if name is not None and value is not None:
+                out[name] = value
+        return out
 
     def write_register(self, name: str, value: int) -> None:
         """Set a gdbstub register (``rax``, ``rip``, ``eflags``, ...)."""
-        raise NotImplementedError
+        self._check_usable("write register")
+        if name not in self.register_numbers():
+            raise UsageError(f"unknown register: {name}")
+        self.gdb.command(f"-data-evaluate-expression ${name}={value:#x}")
 
     def read_string(self, address: int, max_length: int = 256) -> str:
         """A NUL-terminated string at ``address`` (latin-1, at most ``max_length``)."""
-        raise NotImplementedError
+        self._check_usable("read string")
+        out = bytearray()
+        addr = address
+        while len(out) < max_length:
+            chunk_size = min(64, max_length - len(out), 0x1000 - (addr & 0xFFF))
+            chunk = self.read_memory(addr, chunk_size)
+            end = chunk.find(b"\0")
+            if end >= 0:
+                out += chunk[:end]
+                break
+            out += chunk
+            addr += chunk_size
+        return out.decode("latin-1")
 
     def backtrace(self) -> list[dict[str, object]]:
         """gdb's frames (``level``, ``address``, ``function``) where it can unwind;
         at least the current frame."""
-        raise NotImplementedError
+        self._check_usable("backtrace")
+        try:
+            res = self.gdb.command("-stack-list-frames 0 31", timeout=2.0)
+            frames = res.payload.get("stack", [])
+        except GdbError:
+            frames = []
+        info = self.kernel_info
+        out: list[dict[str, object]] = []
+        for f in frames:
+            frame = f.get("frame", f) if isinstance(f, dict) else {}
+            addr = _int_or_none(frame.get("addr"))
+            if addr is None:
+                break
+            # without debug info gdb guesses frames; keep those inside the kernel image
+            if out and (info is None or not any(seg.contains(addr) for seg in info.segments)):
+                break
+            out.append({"level": len(out), "address": addr, "function": self.symbolize(addr)})
+        if not out:
+            pc = self.pc()
+            out.append({"level": 0, "address": pc, "function": self.symbolize(pc)})
+        return out
 
     def hmp(self, command: str) -> str:
         """The text of an HMP command (``info registers``, ``info pic``...) via QMP."""
-        raise NotImplementedError
+        self._check_usable("hmp")
+        return self.qmp.hmp(command)
 
     def capture(self, *, note: str = "") -> Snapshot:
         """Shortcut for ``self.target.capture(note=note)``."""
-        raise NotImplementedError
+        return self.target.capture(note=note)
 
-    # --- outputs -------------------------------------------------------------------
+    # --- outputs ----------------------------------------------------------------------
 
     def serial_text(self) -> str:
         """Everything the guest wrote to COM1 so far."""
-        raise NotImplementedError
+        try:
+            return self.paths.serial_log.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def serial_new(self) -> str:
+        """Serial output written since the previous call (for streaming)."""
+        try:
+            with open(self.paths.serial_log, "rb") as f:
+                f.seek(self._serial_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return ""
+        self._serial_offset += len(data)
+        return data.decode("utf-8", "replace")
 
     def wait_for_serial(self, text: str, *, timeout: float) -> bool:
         """Wait until ``text`` appears in the serial output; False on timeout or if QEMU
         exits first. Does not change run state (the guest must be running)."""
-        raise NotImplementedError
+        deadline = time.monotonic() + timeout
+        while True:
+            if text in self.serial_text():
+                return True
+            if time.monotonic() >= deadline or not self._qemu_running():
+                return text in self.serial_text()
+            time.sleep(0.005)
 
     def int_log_text(self) -> str:
         """The ``-d int,cpu_reset`` log so far; ``""`` under KVM or without int_log."""
-        raise NotImplementedError
+        path = self.int_log_path
+        if path is None:
+            return ""
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     @property
     def int_log_path(self) -> Path | None:
         """Path of the ``-d`` log (None under KVM / without int_log)."""
-        raise NotImplementedError
+        if self.accel != "tcg" or not self.config.int_log:
+            return None
+        return self.paths.int_log
 
     @property
     def serial_path(self) -> Path:
         """Path of the file the serial port is written to."""
-        raise NotImplementedError
+        return self.paths.serial_log
 
     def events(self) -> list[QmpEvent]:
         """QMP events received so far (SHUTDOWN, RESET, STOP, GUEST_PANICKED...)."""
-        raise NotImplementedError
+        return self.qmp.events()
 
-    @property
-    def alive(self) -> bool:
-        """Whether QEMU is still running (not exited)."""
-        raise NotImplementedError
 
-    def reset(self) -> None:
-        """Restart QEMU and gdb with the same config (breakpoints are not kept)."""
-        raise NotImplementedError
+def _mi_quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _int_or_none(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(str(value), 0)
+    except ValueError:
+        return None
+
+
+def _memory_contents(payload: dict[str, Any], address: int, size: int) -> bytes:
+    """Assemble ``-data-read-memory-bytes`` blocks into ``size`` bytes at ``address``."""
+    out = bytearray(size)
+    covered = 0
+    for block in payload.get("memory", []):
+        begin = int(block["begin"], 16) - address
+        data = bytes.fromhex(block.get("contents", ""))
+        out[begin : begin + len(data)] = data
+        covered += len(data)
+    if covered < size:
+        raise GdbError(
+            f"gdb returned {covered} of {size} bytes at {address:#x}",
+            command=f"-data-read-memory-bytes {address:#x} {size}",
+        )
+    return bytes(out)
+
+
+def _inspect_symbols(path: Path) -> KernelInfo:
+    """KernelInfo for a symbol file that is not booted itself (no multiboot check)."""
+    from lhvdbg.state.elf import inspect_elf
+
+    return inspect_elf(path)

@@ -1,0 +1,243 @@
+"""Stop where the CPU enters the handler that IDT[v] gives, for any multiboot kernel.
+
+The kernel's IDT is not known before it runs, and a stripped kernel has no symbols, so
+the handler is found the way the CPU finds it: from IDTR and the gate.
+
+1. Arming points. Every ``lidt`` in the kernel's executable PT_LOAD segments
+   (``0F 01 /3``, memory operand; :func:`lhvdbg.state.elf.find_lidt`) gets a
+   breakpoint. Under TCG a breakpoint at an address that is not an instruction start
+   never fires (QEMU matches the PC, it does not patch memory), so false positives cost
+   nothing. When the timer vector is wanted, every ``FB`` byte (``sti``) is an arming
+   point too: the PIC/LAPIC must be programmed before interrupts are enabled.
+2. Arming. At a ``lidt`` hit the instruction is stepped; then IDTR comes from QMP
+   ``info registers`` and the gate from one memory read. A present gate gets a hardware
+   breakpoint on its target; under TCG a write watchpoint on the gate's bytes re-arms
+   when the kernel fills or changes the gate after ``lidt``.
+3. Counting. Each hit of the handler breakpoint counts; at ``count`` the run stops with
+   ``reason="vector"``.
+
+Under KVM (x86 has four debug registers; watchpoints never fire on this machine's
+kvm-pvm; software breakpoints crash the guest) the ``lidt`` candidates get hardware
+breakpoints when there are at most three of them; otherwise, and for gate changes after
+``lidt``, the guest runs in 20 ms slices and is re-armed at each stop. A handler run
+between two slices can be missed there; that is documented in ``docs/session.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from lhvdbg.errors import GdbError, MachineError
+from lhvdbg.x86.cpustate import LapicState, PicState
+
+if TYPE_CHECKING:
+    from lhvdbg.machine.session import Session, StopEvent
+
+log = logging.getLogger(__name__)
+
+LVT_MASKED = 1 << 16  # LVT mask bit (Intel SDM Vol. 3A §11.5.1, Figure 11-8)
+LVT_VECTOR = 0xFF
+KVM_SLICE = 0.02
+
+
+def timer_vector_of(pic: PicState | None, lapic: LapicState | None) -> int | None:
+    """The vector timer ticks arrive on: the master PIC's ``irq_base`` (IRQ0) when IRQ0
+    is unmasked; else the LAPIC LVT timer vector when the LAPIC is enabled, its timer
+    unmasked and counting; else the PIC's ``irq_base``; None without a PIC."""
+    if pic is not None and not pic.master.imr & 1:
+        return pic.master.irq_base
+    if (
+        lapic is not None
+        and lapic.enabled
+        and not lapic.lvt_timer & LVT_MASKED
+        and lapic.timer_initial
+    ):
+        return lapic.lvt_timer & LVT_VECTOR
+    return pic.master.irq_base if pic is not None else None
+
+
+class VectorRun:
+    """One ``run_to_vector``/``run_to_timer`` call (its internal breakpoints included)."""
+
+    def __init__(self, session: Session, *, fixed_vector: int | None) -> None:
+        self.s = session
+        self.fixed_vector = fixed_vector
+        self.kvm = session.accel == "kvm"
+        self.arm_points: set[int] = set()  # breakpoint numbers of lidt/sti candidates
+        self.handler_bp: int | None = None
+        self.handler_addr: int | None = None
+        self.vector: int | None = fixed_vector
+        self.watch_bp: int | None = None
+        self.watch_addr: int | None = None
+        self.polling = False
+        self.lidt_addrs: set[int] = set()
+
+    # --- arming -----------------------------------------------------------------------
+
+    def _set_arm_points(self) -> None:
+        from lhvdbg.state.elf import find_lidt, find_sti
+
+        info = self.s.kernel_info
+        if info is None:
+            self.polling = True
+            return
+        candidates = find_lidt(info)
+        self.lidt_addrs = set(candidates)
+        if self.fixed_vector is None and not self.kvm:
+            candidates += find_sti(info)
+        if self.kvm and len(candidates) > 3:
+            self.polling = True
+            self.s.notes.append(
+                f"KVM: {len(candidates)} arming points exceed the debug registers; "
+                "re-arming in 20 ms slices instead (a handler run may be missed)"
+            )
+            return
+        if self.kvm:
+            self.polling = True  # gates written after lidt: no watchpoints under KVM
+        for addr in sorted(set(candidates)):
+            self.arm_points.add(self.s.break_at(addr, hardware=self.kvm, internal=True))
+
+    def arm(self) -> None:
+        """Read IDTR and the gate; (re)place the handler breakpoint and the watchpoint."""
+        from lhvdbg.x86.segments import gate_layout, gate_size
+
+        cpu = self.s.target.cpu()
+        if cpu.mode in ("real", "vm86"):
+            return
+        if self.fixed_vector is None:
+            self.vector = self.s.timer_vector()
+        vector = self.vector
+        if vector is None:
+            return
+        size = gate_size(cpu.mode)
+        if cpu.idtr.limit < vector * size + size - 1:
+            return  # the gate is outside the IDT (not loaded yet)
+        gate_addr = cpu.idtr.base + vector * size
+        if not self.kvm and gate_addr != self.watch_addr:
+            if self.watch_bp is not None:
+                self._delete(self.watch_bp)
+                self.watch_bp = None
+            try:
+                self.watch_bp = self.s.watch(gate_addr, size)
+                self.s._breakpoints[self.watch_bp].internal = True
+                self.watch_addr = gate_addr
+            except (GdbError, MachineError) as exc:  # e.g. IDT not mapped yet
+                log.debug("no watchpoint on gate at %#x: %s", gate_addr, exc)
+        try:
+            raw = self.s.read_memory(gate_addr, size)
+        except GdbError as exc:
+            log.debug("gate at %#x unreadable: %s", gate_addr, exc)
+            return
+        gate = gate_layout(cpu.mode).decode(raw)
+        if not gate.values.get("present"):
+            return
+        target = gate.values["offset"]
+        cs = cpu.segments["cs"]
+        if cpu.mode == "protected" and gate.values.get("selector") == cs.selector:
+            target += cs.base  # legacy gates are offsets into the handler's segment
+        if target == self.handler_addr and self.handler_bp is not None:
+            return
+        if self.handler_bp is not None:
+            self._delete(self.handler_bp)
+        self.handler_bp = self.s.break_at(target, hardware=True, internal=True)
+        self.handler_addr = target
+        log.debug("armed vector %#x: handler %s", vector, self.s.symbolize(target))
+
+    def _delete(self, number: int) -> None:
+        try:
+            self.s.delete(number)
+        except (GdbError, MachineError) as exc:
+            log.debug("delete %d: %s", number, exc)
+
+    def _cleanup(self) -> None:
+        if not self.s.alive:
+            return
+        for number in [*self.arm_points, self.handler_bp, self.watch_bp]:
+            if number is not None and number in self.s._breakpoints:
+                self._delete(number)
+
+    # --- the run ----------------------------------------------------------------------
+
+    def run(self, *, count: int, timeout: float) -> StopEvent:
+        """Run until the handler was entered ``count`` times (see module docstring)."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        started = time.monotonic()
+        deadline = started + timeout
+        hits = 0
+        try:
+            self._set_arm_points()
+            self.arm()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return self._timeout(started, timeout, hits)
+                slice_ = min(remaining, KVM_SLICE) if self.polling else remaining
+                event = self.s.cont(timeout=slice_)
+                elapsed = time.monotonic() - started
+                if event.reason == "timeout":
+                    if time.monotonic() >= deadline:
+                        return replace(
+                            event,
+                            elapsed=elapsed,
+                            detail=f"timeout after {timeout:g} s: vector "
+                            f"{self._vector_text()} handler entered {hits} of {count} times",
+                        )
+                    self.arm()  # polling slice ended
+                    continue
+                if event.reason != "breakpoint":
+                    return replace(event, elapsed=elapsed)
+                bp = event.breakpoint
+                if bp is not None and bp in self.arm_points:
+                    if event.address is not None and self._is_lidt_stop(bp):
+                        step = self.s.stepi()
+                        if step.reason != "step":
+                            return replace(step, elapsed=time.monotonic() - started)
+                    self.arm()
+                    continue
+                if bp is not None and bp == self.watch_bp:
+                    self.arm()
+                    continue
+                if bp is not None and bp == self.handler_bp:
+                    hits += 1
+                    if hits >= count:
+                        return self._vector_event(event, hits, elapsed)
+                    continue
+                return replace(event, elapsed=elapsed)  # the user's own breakpoint
+        finally:
+            self._cleanup()
+
+    def _is_lidt_stop(self, bp: int) -> bool:
+        # sti arming points need no step; lidt ones do (the new IDTR is needed)
+        known = self.s._breakpoints.get(bp)
+        return known is not None and known.address in self.lidt_addrs
+
+    def _vector_text(self) -> str:
+        return "timer" if self.vector is None else f"{self.vector:#x}"
+
+    def _vector_event(self, event: StopEvent, hits: int, elapsed: float) -> StopEvent:
+        assert self.vector is not None
+        handler = self.s.symbolize(event.address) if event.address is not None else "?"
+        what = "timer tick" if self.fixed_vector is None else "entry"
+        return replace(
+            event,
+            reason="vector",
+            vector=self.vector,
+            elapsed=elapsed,
+            detail=f"vector {self.vector:#x} handler {handler} reached ({what} {hits})",
+        )
+
+    def _timeout(self, started: float, timeout: float, hits: int) -> StopEvent:
+        from lhvdbg.machine.session import StopEvent
+
+        pc = self.s.pc() if self.s.alive else None
+        return StopEvent(
+            "timeout",
+            pc,
+            detail=f"timeout after {timeout:g} s: vector {self._vector_text()} handler "
+            f"entered {hits} times",
+            elapsed=time.monotonic() - started,
+        )

@@ -1,0 +1,344 @@
+"""Field-by-field differences between two snapshots (or two CPU states).
+
+Every value goes through its layout where one exists, so a difference names the field
+that changed, not a raw word: ``cpu.flags.if``, ``cpu.cr0.pg``,
+``cpu.segments.tr.flags.type``, ``gdt[0x20].type``, ``idt[8].offset``, ``tss.rsp0``,
+``pic.master.irq_base``. Paths follow the snapshot JSON (docs/snapshot-format.md) and are
+what ``provenance.scope`` lists: a difference is left out when either snapshot's scope
+excludes its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+from lhvdbg.state.snapshot import Snapshot
+from lhvdbg.state.system import tables_from_reader
+from lhvdbg.x86.cpustate import SEGMENT_NAMES, CpuState, LapicState, PicChip, SegmentRegister
+from lhvdbg.x86.layout import Decoded, Layout, diff
+from lhvdbg.x86.registers import cr0_layout, cr4_layout, efer_layout, eflags_layout
+from lhvdbg.x86.segments import TYPE_TSS_AVAILABLE, TYPE_TSS_BUSY, segment_descriptor_layout
+from lhvdbg.x86.tables import GdtTable, IdtTable, SystemTables
+
+__all__ = [
+    "Difference",
+    "diff_cpu",
+    "diff_snapshots",
+    "in_scope",
+    "segment_flags",
+]
+
+Value = int | str | None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One field that differs: its path, the value in ``a`` and in ``b`` (None: absent),
+    and what the field means (with enum names of both values when it has them)."""
+
+    path: str
+    a: Value
+    b: Value
+    meaning: str
+
+    def to_dict(self) -> dict[str, Value]:
+        """JSON-ready form; integers as hex strings."""
+        return {
+            "path": self.path,
+            "a": _json_value(self.a),
+            "b": _json_value(self.b),
+            "meaning": self.meaning,
+        }
+
+
+def _json_value(value: Value) -> Value:
+    return f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# Segment-register flags: QEMU's word is the descriptor's high dword without base bits, so
+# placing it at bit 32 decodes it through the descriptor layout (Intel SDM Vol. 3A §3.4.5).
+_FLAG_FIELDS = ("type", "s", "dpl", "present", "avl", "l", "db", "g")
+_QUIRK = (
+    "; TCG shows a loaded TR as available (0x9) where KVM and the GDT show busy (0xb): "
+    "not a real difference"
+)
+
+
+def segment_flags(seg: SegmentRegister, mode: str) -> Decoded:
+    """The attribute bits of a segment register, decoded as descriptor fields."""
+    return segment_descriptor_layout(mode).decode((seg.flags & 0xFFFFFFFF) << 32)
+
+
+def _enum_meaning(meaning: str, a: Decoded | None, b: Decoded | None, name: str) -> str:
+    names = [d.name_of(name) if d is not None and name in d.values else None for d in (a, b)]
+    if any(names):
+        return f"{meaning} ({names[0] or '-'} -> {names[1] or '-'})"
+    return meaning
+
+
+def _layout_diff(path: str, a: Decoded, b: Decoded) -> Iterator[Difference]:
+    """Differences field by field, plus undeclared bits, between two decoded values."""
+    for change in diff(a, b):
+        if {change.old, change.new} == {0, None}:
+            continue  # a field only one layout has, and zero there: nothing to tell
+        layout: Layout = a.layout if a.layout.has_field(change.name) else b.layout
+        meaning = layout.field(change.name).meaning
+        yield Difference(
+            f"{path}.{change.name}",
+            change.old,
+            change.new,
+            _enum_meaning(meaning, a, b, change.name),
+        )
+    if a.unknown_bits != b.unknown_bits:
+        yield Difference(path, a.raw, b.raw, "bits no field declares")
+
+
+def _register_diff(path: str, layout: Layout, a: int, b: int) -> Iterator[Difference]:
+    if a != b:
+        yield from _layout_diff(path, layout.decode(a), layout.decode(b))
+
+
+def _segment_diff(
+    name: str, a: SegmentRegister, b: SegmentRegister, mode_a: str, mode_b: str
+) -> Iterator[Difference]:
+    path = f"cpu.segments.{name}"
+    for part, meaning in (
+        ("selector", "visible selector"),
+        ("base", "base (hidden part)"),
+        ("limit", "limit in bytes (hidden part)"),
+    ):
+        va, vb = getattr(a, part), getattr(b, part)
+        if va != vb:
+            yield Difference(f"{path}.{part}", va, vb, meaning)
+    if a.flags == b.flags:
+        return
+    fa, fb = segment_flags(a, mode_a), segment_flags(b, mode_b)
+    for d in _layout_diff(f"{path}.flags", fa, fb):
+        if d.path.rsplit(".", 1)[-1] not in (*_FLAG_FIELDS, "flags"):
+            continue  # limit bits 16-19 also sit in the flags word; the limit says it
+        if (
+            name == "tr"
+            and d.path.endswith(".type")
+            and {d.a, d.b} == {TYPE_TSS_AVAILABLE, TYPE_TSS_BUSY}
+        ):
+            d = Difference(d.path, d.a, d.b, d.meaning + _QUIRK)
+        yield d
+
+
+_CPU_PLAIN = (
+    ("ip", "instruction pointer"),
+    ("cr2", "page-fault linear address"),
+    ("cr3", "paging-structure base"),
+)
+
+
+def diff_cpu(a: CpuState, b: CpuState) -> list[Difference]:
+    """Differences between two CPU states (registers, segments, descriptor-table
+    registers, flags and control registers through their layouts)."""
+    out: list[Difference] = []
+    if a.mode != b.mode:
+        out.append(Difference("cpu.mode", a.mode, b.mode, "operating mode"))
+    if a.cpl != b.cpl:
+        out.append(Difference("cpu.cpl", a.cpl, b.cpl, "current privilege level"))
+    if a.halted != b.halted:
+        out.append(Difference("cpu.halted", _opt_bool(a.halted), _opt_bool(b.halted), "HLT"))
+    for name, meaning in _CPU_PLAIN[:1]:
+        if getattr(a, name) != getattr(b, name):
+            out.append(Difference(f"cpu.{name}", getattr(a, name), getattr(b, name), meaning))
+    for reg in _ordered_union(a.gprs, b.gprs):
+        va, vb = a.gprs.get(reg), b.gprs.get(reg)
+        if va != vb:
+            out.append(Difference(f"cpu.gprs.{reg}", va, vb, "general register"))
+    out += _register_diff("cpu.flags", eflags_layout(), a.flags, b.flags)
+    for name in SEGMENT_NAMES:
+        sa, sb = a.segments.get(name), b.segments.get(name)
+        if sa is None or sb is None:
+            if sa != sb:
+                out.append(Difference(f"cpu.segments.{name}", _seg(sa), _seg(sb), "segment"))
+            continue
+        out += _segment_diff(name, sa, sb, a.mode, b.mode)
+    for table in ("gdtr", "idtr"):
+        ta, tb = getattr(a, table), getattr(b, table)
+        for part in ("base", "limit"):
+            va, vb = getattr(ta, part), getattr(tb, part)
+            if va != vb:
+                what = "linear base" if part == "base" else "limit (last valid byte offset)"
+                out.append(Difference(f"cpu.{table}.{part}", va, vb, f"{table.upper()} {what}"))
+    out += _register_diff("cpu.cr0", cr0_layout(), a.cr0, b.cr0)
+    for name, meaning in _CPU_PLAIN[1:]:
+        if getattr(a, name) != getattr(b, name):
+            out.append(Difference(f"cpu.{name}", getattr(a, name), getattr(b, name), meaning))
+    out += _register_diff("cpu.cr4", cr4_layout(), a.cr4, b.cr4)
+    out += _register_diff("cpu.efer", efer_layout(), a.efer, b.efer)
+    return out
+
+
+def _opt_bool(value: bool | None) -> Value:
+    return None if value is None else int(value)
+
+
+def _seg(seg: SegmentRegister | None) -> Value:
+    return None if seg is None else f"{seg.selector:#06x}"
+
+
+def _ordered_union(a: Iterable[str], b: Iterable[str]) -> list[str]:
+    out = list(a)
+    out += [k for k in b if k not in out]
+    return out
+
+
+def _gdt_diff(a: GdtTable | None, b: GdtTable | None) -> Iterator[Difference]:
+    if a is None or b is None:
+        if (a is None) != (b is None):
+            yield Difference("gdt", _have(a), _have(b), "GDT bytes captured")
+        return
+    for i in range(max(len(a.entries), len(b.entries))):
+        ea = a.entries[i] if i < len(a.entries) else None
+        eb = b.entries[i] if i < len(b.entries) else None
+        path = f"gdt[{i * 8:#x}]"
+        if ea is None or eb is None:
+            yield Difference(
+                path, ea.kind if ea else None, eb.kind if eb else None, "GDT slot present"
+            )
+            continue
+        if ea.raw == eb.raw and ea.kind == eb.kind:
+            continue
+        if ea.kind != eb.kind:
+            yield Difference(f"{path}.kind", ea.kind, eb.kind, "what the slot holds")
+        if ea.decoded is not None and eb.decoded is not None:
+            yield from _layout_diff(path, ea.decoded, eb.decoded)
+
+
+def _idt_diff(a: IdtTable | None, b: IdtTable | None) -> Iterator[Difference]:
+    if a is None or b is None:
+        if (a is None) != (b is None):
+            yield Difference("idt", _have(a), _have(b), "IDT bytes captured")
+        return
+    for vector in range(max(len(a.entries), len(b.entries))):
+        ea, eb = a.gate(vector), b.gate(vector)
+        path = f"idt[{vector}]"
+        if ea is None or eb is None:
+            yield Difference(
+                path, ea.kind if ea else None, eb.kind if eb else None, "IDT slot present"
+            )
+            continue
+        if ea.raw == eb.raw and ea.kind == eb.kind:
+            continue
+        if ea.kind != eb.kind:
+            yield Difference(f"{path}.kind", ea.kind, eb.kind, "gate state")
+        yield from _layout_diff(path, ea.decoded, eb.decoded)
+
+
+def _have(value: object) -> str | None:
+    return "captured" if value is not None else None
+
+
+def _tables_diff(a: SystemTables, b: SystemTables) -> Iterator[Difference]:
+    yield from _gdt_diff(a.gdt, b.gdt)
+    yield from _idt_diff(a.idt, b.idt)
+    if a.tss is None or b.tss is None:
+        if (a.tss is None) != (b.tss is None):
+            why_a = a.unavailable.get("tss", "captured" if a.tss is not None else None)
+            why_b = b.unavailable.get("tss", "captured" if b.tss is not None else None)
+            yield Difference("tss", why_a, why_b, "TSS body")
+        return
+    yield from _layout_diff("tss", a.tss, b.tss)
+
+
+_PIC_MEANING = {
+    "irr": "interrupt request register (IRQs raised)",
+    "imr": "interrupt mask register (IRQs masked)",
+    "isr": "in-service register (IRQs being handled)",
+    "irq_base": "vector of IRQ 0 on this chip (ICW2)",
+    "hprio": "priority rotation",
+    "init_state": "initialisation-sequence state",
+}
+
+
+def _pic_diff(chip: str, a: PicChip, b: PicChip) -> Iterator[Difference]:
+    for name, meaning in _PIC_MEANING.items():
+        va, vb = getattr(a, name), getattr(b, name)
+        if va != vb:
+            yield Difference(f"pic.{chip}.{name}", va, vb, meaning)
+    for name in _ordered_union(a.extra, b.extra):
+        if a.extra.get(name) != b.extra.get(name):
+            yield Difference(
+                f"pic.{chip}.{name}", a.extra.get(name), b.extra.get(name), "QEMU 8259 state"
+            )
+
+
+_LAPIC_MEANING = {
+    "apic_id": "APIC ID",
+    "svr": "spurious-interrupt vector register (bit 8: APIC enabled)",
+    "lvt_timer": "LVT timer (vector, mask bit 16, mode bits 17-18)",
+    "timer_initial": "timer initial count",
+    "timer_current": "timer current count",
+    "timer_divide": "timer divide configuration",
+    "isr": "in-service vectors",
+    "irr": "requested vectors",
+    "tmr": "level-triggered vectors",
+    "tpr": "task priority",
+    "ppr": "processor priority",
+}
+
+
+def _vectors(bitmap: int) -> str:
+    found = [str(v) for v in range(256) if bitmap >> v & 1]
+    return "{" + ", ".join(found) + "}" if found else "none"
+
+
+def _lapic_diff(a: LapicState, b: LapicState) -> Iterator[Difference]:
+    for name, meaning in _LAPIC_MEANING.items():
+        va, vb = getattr(a, name), getattr(b, name)
+        if va != vb:
+            if name in ("isr", "irr", "tmr"):
+                meaning = f"{meaning} ({_vectors(va)} -> {_vectors(vb)})"
+            yield Difference(f"lapic.{name}", va, vb, meaning)
+    for group, meaning in (("lvt", "local vector table entry"), ("extra", "APIC register")):
+        ma: Mapping[str, int] = getattr(a, group)
+        mb: Mapping[str, int] = getattr(b, group)
+        for name in _ordered_union(ma, mb):
+            if ma.get(name) != mb.get(name):
+                path = f"lapic.lvt.{name}" if group == "lvt" else f"lapic.{name}"
+                yield Difference(path, ma.get(name), mb.get(name), meaning)
+
+
+def in_scope(path: str, scope: Iterable[str]) -> bool:
+    """Whether ``path`` is vouched for by ``scope`` (empty scope: everything).
+
+    A path is in scope if it equals an entry, lies under one (``gdt[0x8].type`` under
+    ``gdt``), or is an ancestor of one (``pic`` for ``pic.master.irq_base``).
+    """
+    entries = list(scope)
+    if not entries:
+        return True
+    return any(_under(path, e) or _under(e, path) for e in entries)
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or (path.startswith(prefix) and path[len(prefix)] in ".[")
+
+
+def diff_snapshots(a: Snapshot, b: Snapshot) -> list[Difference]:
+    """Every difference between ``a`` and ``b`` that both snapshots' scopes allow, in the
+    order: architecture, CPU, GDT, IDT, TSS, PIC, LAPIC."""
+    out: list[Difference] = []
+    if a.arch != b.arch:
+        out.append(Difference("arch", a.arch, b.arch, "architecture of the kernel"))
+    out += diff_cpu(a.cpu, b.cpu)
+    out += _tables_diff(tables_from_reader(a.cpu, a.read), tables_from_reader(b.cpu, b.read))
+    if a.pic is not None and b.pic is not None:
+        out += _pic_diff("master", a.pic.master, b.pic.master)
+        out += _pic_diff("slave", a.pic.slave, b.pic.slave)
+    elif (a.pic is None) != (b.pic is None):
+        out.append(Difference("pic", _have(a.pic), _have(b.pic), "8259 PIC state"))
+    if a.lapic is not None and b.lapic is not None:
+        out += _lapic_diff(a.lapic, b.lapic)
+    elif (a.lapic is None) != (b.lapic is None):
+        out.append(Difference("lapic", _have(a.lapic), _have(b.lapic), "local APIC state"))
+    return [
+        d
+        for d in out
+        if in_scope(d.path, a.provenance.scope) and in_scope(d.path, b.provenance.scope)
+    ]

@@ -29,6 +29,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -742,9 +743,10 @@ class Session:
         self.last_stop = event
         return event
 
-    def cont(self, *, timeout: float) -> StopEvent:
+    def cont(self, *, timeout: float, poll: Callable[[], None] | None = None) -> StopEvent:
         """Continue until a stop, QEMU exiting, a triple fault, or ``timeout`` seconds
-        (then interrupt and return ``reason="timeout"``)."""
+        (then interrupt and return ``reason="timeout"``). ``poll`` is called about every
+        50 ms while the guest runs (e.g. to stream the serial output)."""
         gone = self._run_state_check("continue")
         if gone is not None:
             return gone
@@ -758,6 +760,8 @@ class Session:
         while True:
             record = gdb.wait_stopped(max(0.0, min(0.05, deadline - time.monotonic())))
             elapsed = time.monotonic() - started
+            if poll is not None:
+                poll()
             if record is not None:
                 return self._stop_event(record, elapsed)
             if not self._qemu_running():

@@ -301,3 +301,33 @@ def find_sti(info: KernelInfo) -> list[int]:
                 out.append(seg.vaddr + i)
                 i = data.find(b"\xfb", i + 1)
     return out
+
+
+def dwarf_enum(path: Path | str, enum_name: str) -> dict[int, str]:
+    """Value → enumerator name of the C enum ``enum_name`` from the ELF's DWARF (empty
+    when the file has no debug info or no such enum)."""
+    import io
+
+    from elftools.common.exceptions import DWARFError, ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(Path(path).read_bytes()))
+        if not elf.has_dwarf_info():
+            return {}
+        wanted = enum_name.encode()
+        for cu in elf.get_dwarf_info().iter_CUs():
+            for die in cu.iter_DIEs():
+                name = die.attributes.get("DW_AT_name")
+                if die.tag != "DW_TAG_enumeration_type" or name is None or name.value != wanted:
+                    continue
+                out: dict[int, str] = {}
+                for child in die.iter_children():
+                    cname = child.attributes.get("DW_AT_name")
+                    cval = child.attributes.get("DW_AT_const_value")
+                    if cname is not None and cval is not None:
+                        out[int(cval.value)] = cname.value.decode(errors="replace")
+                return out
+    except (OSError, ELFError, DWARFError, ValueError, KeyError):
+        return {}
+    return {}

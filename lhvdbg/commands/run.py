@@ -1,0 +1,135 @@
+"""``lhvdbg run``: boot a kernel, show its serial output, say how the run ended.
+
+Outcomes: ``debug-exit`` (the guest wrote to isa-debug-exit; its value is shown, named
+from the kernel's ``lhv_exit_code`` DWARF enum when it has one), ``triple-fault`` (QEMU
+paused on the reset a triple fault causes), ``shutdown`` (any other guest shutdown),
+``qemu-exit`` (QEMU ended otherwise), ``timeout``. Every outcome exits 0: a guest that
+faults or hangs is a result, not an error of lhvdbg.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
+from lhvdbg.commands.registry import Context, command
+
+if TYPE_CHECKING:
+    from lhvdbg.machine.session import Session, StopEvent
+
+EXIT_ENUM = "lhv_exit_code"
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    add_launch_arguments(parser)
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="stop after S seconds (10)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="do not stream the serial output")
+    parser.add_argument(
+        "--int-log", type=Path, metavar="FILE", help="copy QEMU's -d int log here (TCG)"
+    )
+
+
+def outcome_of(session: Session, event: StopEvent) -> dict[str, Any]:
+    """The run's outcome as JSON-ready data."""
+    from lhvdbg.state.elf import dwarf_enum
+
+    result: dict[str, Any] = {
+        "outcome": "stopped",
+        "accel": session.accel,
+        "qemu_version": session.qemu_version,
+        "kernel": str(session.kernel) if session.kernel else None,
+        "kernel_sha256": session.kernel_info.sha256 if session.kernel_info else None,
+        "elapsed": round(event.elapsed, 3),
+        "detail": event.detail,
+    }
+    if event.reason == "exited":
+        value = event.guest_exit_value
+        if value is not None and session.config.debug_exit:
+            result["outcome"] = "debug-exit"
+            result["exit_value"] = value
+            names = dwarf_enum(session.kernel, EXIT_ENUM) if session.kernel else {}
+            result["exit_name"] = names.get(value)
+        else:
+            result["outcome"] = "qemu-exit"
+        result["qemu_status"] = event.exit_code
+    elif event.reason == "shutdown":
+        shutdown = [e for e in session.events() if e.name == "SHUTDOWN"]
+        reason = str(shutdown[-1].data.get("reason", "")) if shutdown else ""
+        triple = "Triple fault" in session.int_log_text() or reason == "guest-reset"
+        result["outcome"] = "triple-fault" if triple else "shutdown"
+        result["shutdown_reason"] = reason or None
+        result["address"] = None if event.address is None else f"{event.address:#x}"
+    elif event.reason == "timeout":
+        result["outcome"] = "timeout"
+        result["address"] = None if event.address is None else f"{event.address:#x}"
+    return result
+
+
+def summary_line(result: dict[str, Any], where: str) -> str:
+    """One line: ``run: <where> (tcg): <outcome text> after 0.21 s``."""
+    outcome = result["outcome"]
+    if outcome == "debug-exit":
+        name = f" {result['exit_name']}" if result.get("exit_name") else ""
+        text = f"guest exited through isa-debug-exit with {result['exit_value']:#x}{name}"
+    elif outcome == "triple-fault":
+        text = f"triple fault: QEMU paused at {result.get('address') or '?'}"
+    elif outcome == "shutdown":
+        text = f"guest shut down ({result.get('shutdown_reason') or 'unknown reason'})"
+    elif outcome == "timeout":
+        text = f"still running after the timeout (at {result.get('address') or '?'})"
+    elif outcome == "qemu-exit":
+        text = f"QEMU exited with status {result.get('qemu_status')}"
+    else:
+        text = str(result.get("detail"))
+    return f"run: {where} ({result['accel']}): {text} after {result['elapsed']:.2f} s"
+
+
+@command(
+    "run",
+    "boot a kernel, stream its serial output, report how it ended",
+    configure=_configure,
+    category="machine",
+    where={"cli"},
+)
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Boot, stream, report."""
+    from lhvdbg.machine.session import Session
+
+    config = launch_config_from_args(args)
+    stream = not args.quiet and not args.json
+    with Session(config) as session:
+
+        def show_serial() -> None:
+            text = session.serial_new()
+            if text:
+                ctx.stdout.write(text.replace("\r\n", "\n"))
+                ctx.stdout.flush()
+
+        event = session.cont(timeout=args.timeout, poll=show_serial if stream else None)
+        if stream:
+            show_serial()
+        result = outcome_of(session, event)
+        if args.int_log is not None:
+            log = session.int_log_path
+            if log is not None and log.exists():
+                shutil.copyfile(log, args.int_log)
+                result["int_log"] = str(args.int_log)
+        for note in session.notes:
+            result.setdefault("notes", []).append(note)
+        serial = session.serial_text()
+    if args.json:
+        result["serial"] = serial
+        ctx.print_json(result)
+        return 0
+    if stream and serial and not serial.endswith("\n"):
+        ctx.stdout.write("\n")
+    for note in result.get("notes", []):
+        ctx.stdout.write(f"note: {note}\n")
+    ctx.stdout.write(summary_line(result, config.describe()) + "\n")
+    return 0

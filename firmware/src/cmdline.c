@@ -3,8 +3,8 @@
 
 static bool word_is_space(char c) { return c == ' ' || c == '\t'; }
 
-/* If word starts with key, parse the decimal number after it into *out. */
-static void parse_number(const char *word, const char *key, uint32_t *out)
+/* If word starts with key, parse the decimal number after it into *out (if >= min). */
+static void parse_number(const char *word, const char *key, uint32_t min, uint32_t *out)
 {
 	for (; *key; key++, word++)
 		if (*word != *key)
@@ -13,7 +13,7 @@ static void parse_number(const char *word, const char *key, uint32_t *out)
 	bool any = false;
 	for (; *word >= '0' && *word <= '9'; word++, any = true)
 		v = v * 10 + (uint32_t)(*word - '0');
-	if (any && v > 0 && (*word == '\0' || word_is_space(*word)))
+	if (any && v >= min && (*word == '\0' || word_is_space(*word)))
 		*out = v;
 }
 
@@ -24,9 +24,10 @@ void cmdline_parse(const char *cmdline, struct run_settings *s)
 	for (const char *p = cmdline; *p;) {
 		while (word_is_space(*p))
 			p++;
-		parse_number(p, "ticks=", &s->ticks);
-		parse_number(p, "every=", &s->tick_every);
-		parse_number(p, "hz=", &s->pit_hz);
+		parse_number(p, "ticks=", 1, &s->ticks);
+		parse_number(p, "every=", 1, &s->tick_every);
+		parse_number(p, "hz=", 19, &s->pit_hz); /* the PIT divisor is 16 bits */
+		parse_number(p, "softint=", 0, &s->soft_int);
 		while (*p && !word_is_space(*p))
 			p++;
 	}

@@ -1,60 +1,66 @@
 /*
- * Paging (Intel SDM Vol. 3A ch. 4): identity maps everything below 4 GiB, with 4 KiB
- * pages around the kernel so the page under boot_stack can be a not-present guard page.
- * A stack overflow then faults at once instead of overwriting the kernel.
+ * Paging (Intel SDM Vol. 3A ch. 4): identity-maps 0..4 GiB with 2 MiB pages, except the
+ * 2 MiB around the kernel, which gets 4 KiB pages (stack_pt) so that the page under
+ * boot_stack can be a not-present guard page: a stack overflow faults at once instead
+ * of overwriting the kernel. Both architectures use the same 64-bit entries: amd64 in
+ * 4-level long-mode paging, i386 in PAE paging.
  */
 #include "lhv/paging.h"
 #include "lhv/io.h"
 #include "lhv/layout.h"
 
+#define LARGE_PAGE_SHIFT 21 /* 2 MiB */
+#define PT_ENTRIES 512
+#define PD_ENTRIES (4 * PT_ENTRIES) /* four page directories: 4 GiB */
 #define LAPIC_DEFAULT_BASE 0xfee00000u
 
 extern char boot_stack_guard[];
 
-#ifdef __x86_64__
-#define LARGE_PAGE_SHIFT 21 /* 2 MiB */
-#define ENTRIES 512
-extern uint64_t boot_pd[4 * ENTRIES]; /* entry code: 2048 2 MiB pages = 4 GiB */
-__attribute__((aligned(PAGE_SIZE))) uint64_t stack_pt[ENTRIES];
+__attribute__((aligned(PAGE_SIZE))) uint64_t stack_pt[PT_ENTRIES];
 
-void paging_init(void)
+#ifdef __x86_64__
+extern uint64_t boot_pd[PD_ENTRIES]; /* filled by the entry code before long mode */
+#else
+#define CR0_PG (1u << 31)
+#define CR0_WP (1u << 16)
+#define CR4_PAE (1u << 5)
+__attribute__((aligned(PAGE_SIZE))) uint64_t boot_pd[PD_ENTRIES];
+__attribute__((aligned(32))) uint64_t boot_pdpt[4];
+
+static void build_identity_map(void)
+{
+	for (unsigned int i = 0; i < PD_ENTRIES; i++)
+		boot_pd[i] = ((uint64_t)i << LARGE_PAGE_SHIFT) | PTE_PRESENT | PTE_WRITE | PTE_LARGE;
+	for (unsigned int i = 0; i < 4; i++) /* PAE PDPTEs: only P, PWT, PCD are defined */
+		boot_pdpt[i] = (uintptr_t)&boot_pd[i * PT_ENTRIES] | PTE_PRESENT;
+}
+#endif
+
+/* Replace the 2 MiB page holding the guard page by 4 KiB pages, the guard not present. */
+static void map_guard_page(void)
 {
 	uintptr_t guard = (uintptr_t)boot_stack_guard;
 	unsigned int pd_index = guard >> LARGE_PAGE_SHIFT;
 	uintptr_t region = (uintptr_t)pd_index << LARGE_PAGE_SHIFT;
 
-	for (unsigned int i = 0; i < ENTRIES; i++)
+	for (unsigned int i = 0; i < PT_ENTRIES; i++)
 		stack_pt[i] = (region + (uintptr_t)i * PAGE_SIZE) | PTE_PRESENT | PTE_WRITE;
 	stack_pt[(guard - region) / PAGE_SIZE] = 0;
 	boot_pd[pd_index] = (uintptr_t)stack_pt | PTE_PRESENT | PTE_WRITE;
-	boot_pd[LAPIC_DEFAULT_BASE >> LARGE_PAGE_SHIFT] |= PTE_PCD | PTE_PWT;
-	write_cr3(read_cr3()); /* flush the TLB */
 }
-#else
-#define LARGE_PAGE_SHIFT 22 /* 4 MiB */
-#define ENTRIES 1024
-#define CR0_PG (1u << 31)
-#define CR0_WP (1u << 16)
-#define CR4_PSE (1u << 4)
-__attribute__((aligned(PAGE_SIZE))) uint32_t page_dir[ENTRIES];
-__attribute__((aligned(PAGE_SIZE))) uint32_t low_pt[ENTRIES];
-
-_Static_assert(KERNEL_LOAD_ADDR < (1u << LARGE_PAGE_SHIFT), "kernel inside low_pt");
 
 void paging_init(void)
 {
-	uintptr_t guard = (uintptr_t)boot_stack_guard;
-
-	for (unsigned int i = 0; i < ENTRIES; i++)
-		low_pt[i] = (i * PAGE_SIZE) | PTE_PRESENT | PTE_WRITE;
-	low_pt[guard / PAGE_SIZE] = 0;
-	page_dir[0] = (uintptr_t)low_pt | PTE_PRESENT | PTE_WRITE;
-	for (unsigned int i = 1; i < ENTRIES; i++)
-		page_dir[i] = (i << LARGE_PAGE_SHIFT) | PTE_PRESENT | PTE_WRITE | PTE_LARGE;
-	page_dir[LAPIC_DEFAULT_BASE >> LARGE_PAGE_SHIFT] |= PTE_PCD | PTE_PWT;
-
-	write_cr4(read_cr4() | CR4_PSE);
-	write_cr3((uintptr_t)page_dir);
-	write_cr0(read_cr0() | CR0_PG | CR0_WP);
-}
+#ifndef __x86_64__
+	build_identity_map();
 #endif
+	map_guard_page();
+	boot_pd[LAPIC_DEFAULT_BASE >> LARGE_PAGE_SHIFT] |= PTE_PCD | PTE_PWT;
+#ifdef __x86_64__
+	write_cr3(read_cr3()); /* flush the TLB */
+#else
+	write_cr4(read_cr4() | CR4_PAE);
+	write_cr3((uintptr_t)boot_pdpt);
+	write_cr0(read_cr0() | CR0_PG | CR0_WP);
+#endif
+}

@@ -8,6 +8,7 @@ struct run_settings {
 	uint32_t ticks;      /* ticks=M: exit after M PIT ticks */
 	uint32_t tick_every; /* every=N: print a tick line every N ticks */
 	uint32_t pit_hz;     /* hz=H: PIT frequency */
+	uint32_t soft_int;   /* softint=0|1: run the `int $0x30` round trip */
 };
 
 /* Update s from the words of cmdline (NULL: no command line); unknown words are ignored. */

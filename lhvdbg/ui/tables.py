@@ -123,10 +123,8 @@ def _short_type(desc: Decoded) -> str:
 def _gdt_row(entry: GdtEntry) -> list[str]:
     index, sel = str(entry.index), f"{entry.offset:#06x}"
     desc = entry.decoded
-    if desc is None:
-        return [index, sel, entry.kind, "", "", "", "", "", "", entry.note]
-    if entry.kind in ("null", "empty"):
-        return [index, sel, entry.kind, "", "", "", "", "", "", entry.note]
+    if desc is None or entry.kind in ("null", "empty"):
+        return [index, sel, entry.kind, "", "", "", "", "", ""]
     v = desc.values
     return [
         index,
@@ -138,7 +136,6 @@ def _gdt_row(entry: GdtEntry) -> list[str]:
         str(v["dpl"]),
         "P" if v["present"] else "-",
         _flags_text(desc),
-        entry.note,
     ]
 
 
@@ -150,11 +147,13 @@ def render_gdt(table: GdtTable) -> RenderableType:
     out = _table(title)
     for col in ("#", "sel", "kind", "base", "limit", "type", "dpl", "P", "flags"):
         _col(out, col)
-    _prose(out, "note")
+    notes: list[RenderableType] = []
     for entry in table.entries:
         style = "dim" if entry.kind in ("beyond-limit", "second-half", "empty") else None
         out.add_row(*_gdt_row(entry), style=style)
-    return out
+        if entry.note:
+            notes.append(plain(f"  [{entry.index}] {entry.offset:#06x}: {entry.note}"))
+    return Group(out, *notes) if notes else out
 
 
 def render_idt(
@@ -253,10 +252,14 @@ def render_page_walk(walk: PageWalk) -> RenderableType:
             f"{e.values['address']:#x}",
         )
     if walk.physical is not None:
-        perms = ("W" if walk.writable else "R") + ("U" if walk.user else "S")
-        perms += "X" if walk.executable else "-"
-        size = f", {walk.page_size:#x}-byte page" if walk.page_size else ""
-        result = Text(f"-> physical {walk.physical:#x} ({perms}{size})")
+        perms = [
+            "writable" if walk.writable else "read-only",
+            "user" if walk.user else "supervisor",
+            "executable" if walk.executable else "no-execute",
+        ]
+        if walk.page_size:
+            perms.insert(0, f"{walk.page_size:#x}-byte page")
+        result = Text(f"-> physical {walk.physical:#x} ({', '.join(perms)})")
     else:
         result = Text(f"-> fault: {walk.fault}", style="bold red")
     if not walk.steps:

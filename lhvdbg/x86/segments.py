@@ -107,15 +107,15 @@ def selector_layout() -> Layout:
 
 def _descriptor_common(type_field: Field) -> tuple[Field, ...]:
     return (
-        Field("limit", ((0, 15), (48, 51)), "segment limit (20 bits; in 4 KiB units if G)"),
+        Field("limit", ((0, 15), (48, 51)), "segment limit (4 KiB units if G=1)"),
         Field("base", ((16, 39), (56, 63)), "segment base address"),
         type_field,
-        Field("s", ((44, 44),), "descriptor type: 0 system, 1 code/data", enum=_S),
+        Field("s", ((44, 44),), "0 = system, 1 = code/data", enum=_S),
         bits("dpl", 45, 46, "descriptor privilege level"),
         bit("present", 47, "segment present"),
-        bit("avl", 52, "available for system software"),
-        bit("l", 53, "64-bit code segment (IA-32e mode)"),
-        bit("db", 54, "default operation size / big (1 = 32-bit)"),
+        bit("avl", 52, "available to software"),
+        bit("l", 53, "64-bit code segment"),
+        bit("db", 54, "default size / big (1 = 32-bit)"),
         Field("g", ((55, 55),), "granularity of the limit", enum=_G),
     )
 
@@ -125,7 +125,7 @@ def _segment_descriptor_layout(mode: TableMode) -> Layout:
     type_field = Field(
         "type",
         ((40, 43),),
-        "segment or system type (names depend on S)",
+        "segment/system type (names depend on S)",
         enum_on="s",
         enums={0: system_types(mode), 1: CODE_DATA_TYPES},
     )
@@ -193,13 +193,11 @@ def system_descriptor_layout(mode: str) -> Layout:
 
 @cache
 def _gate_layout(mode: TableMode) -> Layout:
-    common_mid = (
-        bits("selector", 16, 31, "target code-segment selector (TSS selector for a task gate)"),
-    )
+    common_mid = (bits("selector", 16, 31, "handler code segment (TSS for a task gate)"),)
     tail = (
         Field("type", ((40, 43),), "gate type", enum=system_types(mode)),
         bit("s", 44, "must be 0 (system)"),
-        bits("dpl", 45, 46, "lowest CPL allowed to use the gate with INT n"),
+        bits("dpl", 45, 46, "highest CPL allowed to use INT n"),
         bit("present", 47, "gate present"),
     )
     if mode == "legacy":
@@ -223,7 +221,7 @@ def _gate_layout(mode: TableMode) -> Layout:
         (
             Field("offset", ((0, 15), (48, 95)), "handler entry-point offset (64 bits)"),
             *common_mid,
-            bits("ist", 32, 34, "interrupt stack table index (0 = none)"),
+            bits("ist", 32, 34, "interrupt stack table index (0 = no switch)"),
             bits("reserved", 35, 39, "reserved (zero)", reserved=True),
             *tail,
             bits("reserved_hi", 96, 127, "reserved", reserved=True),

@@ -1,0 +1,143 @@
+"""The generic layout engine: split fields, enums, partial decode, encode, diff, properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lhvdbg.errors import DecodeError, LhvdbgError
+from lhvdbg.x86.catalog import all_layouts
+from lhvdbg.x86.layout import Field, Layout, bit, bits, describe_enum, diff, normalize_mode
+
+LAYOUTS = all_layouts()
+
+TOY = Layout(
+    "toy",
+    16,
+    (
+        Field("split", ((0, 3), (12, 15)), "low nibble then high nibble"),
+        Field("kind", ((4, 5),), "a kind", enum={0: "zero", 1: "one"}),
+        bit("flag", 6, "a flag"),
+        bits("addr", 8, 11, "an aligned address", shift=8),
+    ),
+    "A toy layout for the engine tests.",
+)
+
+
+def test_split_field_concatenates_pieces_lsb_first() -> None:
+    d = TOY.decode(0xA00B)  # bits 0-3 = 0xB, bits 12-15 = 0xA
+    assert d.split == 0xAB
+    assert TOY.encode(split=0xAB) == 0xA00B
+
+
+def test_shifted_field_decodes_to_the_address_itself() -> None:
+    d = TOY.decode(0x0300)
+    assert d.addr == 0x300
+    assert TOY.encode(addr=0x300) == 0x0300
+    with pytest.raises(DecodeError, match="does not fit field addr"):
+        TOY.encode(addr=0x301)  # not aligned
+
+
+def test_enum_names_with_unknown_fallback() -> None:
+    assert TOY.decode(0x10).name_of("kind") == "one"
+    assert TOY.decode(0x30).name_of("kind") == "unknown (0x3)"
+    assert TOY.decode(0).name_of("flag") is None
+    assert describe_enum({}, 0x1F) == "unknown (0x1f)"
+
+
+def test_to_dict_has_ints_and_name_keys() -> None:
+    assert TOY.decode(0x2050 | 0x40).to_dict() == {
+        "split": 0x20,
+        "kind": 1,
+        "kind_name": "one",
+        "flag": 1,
+        "addr": 0,
+    }
+
+
+def test_bytes_are_little_endian_and_sized() -> None:
+    assert TOY.decode(b"\x0b\xa0").split == 0xAB
+    with pytest.raises(DecodeError, match="needs 2 bytes, got 3"):
+        TOY.decode(b"\x00\x00\x00")
+    with pytest.raises(DecodeError, match="does not fit toy"):
+        TOY.decode(0x10000)
+    with pytest.raises(DecodeError):
+        TOY.decode(-1)
+
+
+def test_partial_decode_lists_missing_fields() -> None:
+    d = TOY.decode(b"\x5b", partial=True)
+    assert d.missing == ("split", "addr")
+    assert d.kind == 1 and d.flag == 1
+    assert d.get("split") is None
+    with pytest.raises(AttributeError):
+        _ = d.split
+
+
+def test_encode_rejects_unknown_and_oversized_fields() -> None:
+    with pytest.raises(DecodeError, match="no field 'nope'"):
+        TOY.encode(nope=1)
+    with pytest.raises(DecodeError, match="does not fit field kind"):
+        TOY.encode(kind=4)
+
+
+def test_unknown_bits_and_replace() -> None:
+    d = TOY.decode(0x0080)  # bit 7 is declared by nobody
+    assert d.unknown_bits == 0x80
+    assert d.replace(flag=1).raw == 0x00C0
+
+
+def test_diff_reports_changed_fields_with_text() -> None:
+    a, b = TOY.decode(0x0010), TOY.decode(0x0050)
+    changes = diff(a, b)
+    assert [(c.name, c.old, c.new) for c in changes] == [("flag", 0, 1)]
+    assert diff(a, a) == []
+
+
+def test_bad_layout_declarations_are_refused() -> None:
+    with pytest.raises(ValueError, match="overlaps"):
+        Layout("bad", 8, (bits("a", 0, 3, ""), bits("b", 3, 4, "")), "")
+    with pytest.raises(ValueError, match="outside"):
+        Layout("bad", 8, (bits("a", 0, 8, ""),), "")
+
+
+def test_normalize_mode() -> None:
+    assert normalize_mode("long") == "ia32e"
+    assert normalize_mode("compat") == "ia32e"
+    assert normalize_mode("protected") == "legacy"
+    with pytest.raises(DecodeError, match="unknown CPU mode"):
+        normalize_mode("smm")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: f"{lay.name}-{lay.mode}")
+def test_every_layout_cites_the_sdm(layout: Layout) -> None:
+    assert "Intel SDM Vol." in layout.doc and "§" in layout.doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(LAYOUTS), st.data())
+def test_round_trip_encode_decode(layout: Layout, data: st.DataObject) -> None:
+    values = {
+        f.name: data.draw(st.integers(0, (1 << f.width) - 1)) << f.shift for f in layout.fields
+    }
+    raw = layout.encode(**values)
+    decoded = layout.decode(layout.to_bytes(raw))
+    assert dict(decoded.values) == values
+    assert decoded.unknown_bits == 0
+    assert layout.encode(**decoded.values) == raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(LAYOUTS), st.binary(max_size=120), st.booleans())
+def test_random_bytes_never_raise_foreign_errors(
+    layout: Layout, data: bytes, partial: bool
+) -> None:
+    try:
+        d = layout.decode(data, partial=partial)
+    except LhvdbgError:
+        return
+    for name in d.values:
+        d.describe(name)
+        d.name_of(name)
+    d.to_dict()

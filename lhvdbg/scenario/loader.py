@@ -34,6 +34,15 @@ TOP_KEYS = (
 )
 STEP_KEYS = (*STEP_ACTIONS, "timeout", "note", "save_as")
 EXPECT_KEYS = ("path", "message", *OPERATORS)
+# [options]: launch settings beyond arch/variant/accel, with the type each takes.
+OPTION_TYPES: dict[str, type] = {
+    "memory_mb": int,
+    "append": str,
+    "extra_args": list,
+    "debug_exit": bool,
+    "int_log": bool,
+    "qemu_system": str,
+}
 _VARIANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SAVE_AS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
@@ -192,6 +201,14 @@ def _build(r: _Reader, data: dict[str, object], path: Path | None) -> Scenario:
     options = data.get("options", {})
     if not isinstance(options, dict):
         raise r.fail(("options",), f"expected a table, got {_kind(options)}")
+    r.check_keys(options, OPTION_TYPES, ("options",))
+    for key, value in options.items():
+        wanted = OPTION_TYPES[key]
+        if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            raise r.fail(("options", key), f"expected {wanted.__name__}, got {_show(value)}")
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                r.string(item, ("options", key, i))
     default_name = path.stem if path is not None else "scenario"
     steps_value = data.get("step", [])
     if not isinstance(steps_value, list):

@@ -89,9 +89,11 @@ class Shell:
         out: TextIO | None = None,
         err: TextIO | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        phrases: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.registry = registry
         self.ctx = ctx
+        self.phrases = dict(phrases or {})
         self.out = out or ctx.stdout
         self.err = err or sys.stderr
         self.on_error = on_error
@@ -105,11 +107,16 @@ class Shell:
 
     def names(self) -> list[str]:
         """Every word that starts a command: names, aliases, builtins."""
-        words = set(BUILTINS) | {"exit"}
+        words = set(BUILTINS) | {"exit"} | {first for first, _ in self.phrases}
         for cmd in self.commands():
             words.add(cmd.name)
             words.update(cmd.aliases)
         return sorted(words)
+
+    def _offered(self, name: str) -> bool:
+        return name in self.registry and "shell" in getattr(
+            self.registry.get(name), "where", ("shell",)
+        )
 
     def execute(self, line: str) -> int:
         """Run one line; return the command's exit status (0 for an empty line)."""
@@ -119,6 +126,11 @@ class Shell:
             return self._fail(f"cannot parse the line: {exc}")
         if not words:
             return 0
+        if tuple(words[:2]) in self.phrases:
+            words[0:2] = [self.phrases[(words[0], words[1])]]
+        elif any(words[0] == first for first, _ in self.phrases) and not self._offered(words[0]):
+            options = " or ".join(f"{a} {b}" for a, b in self.phrases if a == words[0])
+            return self._fail(f"{words[0]}: use {options}")
         name, rest = words[0], words[1:]
         if name in QUIT_WORDS:
             self.done = True
@@ -235,6 +247,13 @@ def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[s
                 yield name, "command"
         return
     head = words[0]
+    if len(words) == 1 and any(head == first for first, _ in shell.phrases):
+        for first, second in shell.phrases:
+            if first == head and second.startswith(current):
+                yield second, "command"
+        return
+    if tuple(words[:2]) in shell.phrases:
+        head = shell.phrases[(words[0], words[1])]
     if head == "help":
         for name in shell.names():
             if name.startswith(current):
@@ -312,17 +331,28 @@ def run_shell(
     stdin: TextIO | None = None,
     history: Path | None = None,
     on_error: Callable[[BaseException], None] | None = None,
+    phrases: Mapping[tuple[str, str], str] | None = None,
+    first: Iterable[str] = (),
 ) -> int:
     """Read and run commands until ``quit``, Ctrl-D or end of input; return 0.
 
     With a terminal on stdin, a prompt_toolkit prompt with completion and persistent
-    history; otherwise (a pipe, a file) one command per line, no prompt.
+    history; otherwise (a pipe, a file) one command per line, no prompt. ``phrases`` maps
+    two-word spellings to commands (``("snapshot", "save") -> "save"``); ``first`` lines
+    run before any input is read, echoed after the prompt.
     """
     stdin = stdin or sys.stdin
-    shell = Shell(registry, ctx, on_error=on_error)
+    shell = Shell(registry, ctx, on_error=on_error, phrases=phrases)
     if banner:
         ctx.stdout.write(banner.rstrip("\n") + "\n")
         ctx.stdout.flush()
+    for line in first:
+        ctx.stdout.write(f"{PROMPT}{line}\n")
+        ctx.stdout.flush()
+        shell.execute(line)
+        ctx.stdout.flush()
+        if shell.done:
+            return 0
     if not stdin.isatty():
         for line in stdin:
             shell.execute(line)

@@ -239,3 +239,23 @@ def test_key_lines_follows_nested_arrays_and_skips_multiline_strings() -> None:
     assert line_of(lines, ("x", 1, "y", 1, "g")) == 13
     assert line_of(lines, ("zzz",)) == 0
     assert format_path(("x", 1, "y", 0, "f")) == "x[2].y[1].f"
+
+
+def test_options_are_checked() -> None:
+    s = parse_scenario(
+        'arch = "amd64"\nvariant = "good"\n[options]\nmemory_mb = 64\n'
+        'extra_args = ["-smp", "1"]\n[[step]]\ncontinue = true\n',
+        name="o.toml",
+    )
+    assert s.options == {"memory_mb": 64, "extra_args": ["-smp", "1"]}
+    with pytest.raises(ScenarioError, match=r"^o\.toml:4: options\.memory_mb: expected int"):
+        parse_scenario(
+            'arch = "amd64"\nvariant = "good"\n[options]\nmemory_mb = "64"\n'
+            "[[step]]\ncontinue = true\n",
+            name="o.toml",
+        )
+    with pytest.raises(ScenarioError, match=r"^o\.toml:4: options\.smp: unknown key"):
+        parse_scenario(
+            'arch = "amd64"\nvariant = "good"\n[options]\nsmp = 2\n[[step]]\ncontinue = true\n',
+            name="o.toml",
+        )

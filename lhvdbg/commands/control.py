@@ -1,0 +1,587 @@
+"""Shell and scenario commands that drive or inspect the session: breakpoints, run control,
+console, interrupt log, raw gdb/HMP pass-through, reset, memory examine, snapshots.
+
+Run-control commands need a live session (``ctx.session``); ``x``, ``save`` and
+``snapdiff`` also work on a snapshot. Each stop is recorded with
+:func:`lhvdbg.scenario.stops.note_stop`, so the views can highlight what changed.
+In the shell, ``snapshot save FILE`` and ``snapshot diff A B`` are spellings of ``save``
+and ``snapdiff`` (the CLI ``snapshot`` command captures from a new machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING, Any
+
+from lhvdbg.commands.registry import Context, command
+from lhvdbg.errors import UsageError
+
+if TYPE_CHECKING:
+    from lhvdbg.machine.session import Session, StopEvent
+
+WHERE = ("shell", "scenario")
+# A `continue` in the shell runs until a stop or Ctrl-C; this bounds it all the same.
+SHELL_CONTINUE_LIMIT = 24 * 3600.0
+DF_VECTOR = 8
+# gdb CLI commands that would change run state behind the session's back.
+_GDB_RUN_COMMANDS = {
+    "c", "continue", "fg", "s", "step", "si", "stepi", "n", "next", "ni", "nexti", "finish",
+    "until", "u", "advance", "r", "run", "start", "starti", "jump", "j", "signal", "kill",
+    "detach", "disconnect", "q", "quit", "target", "interrupt",
+}  # fmt: skip
+# HMP commands that stop or resume the VM behind gdb (gdb alone controls run state).
+_HMP_RUN_COMMANDS = {"stop", "cont", "c", "gdbserver", "singlestep"}
+# What `snapshot save|diff` in the shell means.
+SHELL_PHRASES = {("snapshot", "save"): "save", ("snapshot", "diff"): "snapdiff"}
+
+
+def _session(ctx: Context) -> Session:
+    session: Session | None = ctx.session
+    if session is None:
+        raise UsageError("this needs a live machine: start the shell without --snapshot")
+    return session
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="output as JSON")
+
+
+def after_stop(ctx: Context, event: StopEvent, *, as_json: bool = False) -> None:
+    """Record a stop and say where the guest is."""
+    from lhvdbg.scenario.stops import note_stop
+
+    note_stop(ctx, event)
+    if as_json:
+        ctx.print_json(event.to_dict())
+        return
+    detail = event.detail or (f"at {event.address:#x}" if event.address is not None else "")
+    line: str = event.reason
+    if detail:
+        line = detail if detail.startswith(event.reason) else f"{event.reason}: {detail}"
+    ctx.stdout.write(line + "\n")
+    if event.reason == "exited":
+        ctx.stdout.write("QEMU has exited; type reset to start it again\n")
+
+
+def _interruptible(ctx: Context, run: Any) -> StopEvent:
+    """Run ``run()``; Ctrl-C interrupts the guest and returns that stop instead."""
+    try:
+        event: StopEvent = run()
+    except KeyboardInterrupt:
+        event = _session(ctx).interrupt()
+    return event
+
+
+# --- breakpoints -----------------------------------------------------------------------
+
+
+def _configure_break(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("location", nargs="?", help="symbol[+off] or address; none: list them")
+    parser.add_argument("--temporary", action="store_true", help="delete it when hit")
+    _json_flag(parser)
+
+
+def _set_break(args: argparse.Namespace, ctx: Context, hardware: bool | None) -> int:
+    session = _session(ctx)
+    if args.location is None:
+        return _list_breakpoints(session, ctx, args.json)
+    number = session.break_at(args.location, hardware=hardware, temporary=args.temporary)
+    entry = next((b for b in session.breakpoints() if b.get("number") == number), {})
+    if args.json:
+        ctx.print_json(_bp_json(entry) if entry else {"number": number})
+        return 0
+    kind = "hardware breakpoint" if entry.get("hardware") else "breakpoint"
+    address = entry.get("address")
+    where = f" at {session.symbolize(address)} ({address:#x})" if isinstance(address, int) else ""
+    ctx.stdout.write(f"{kind} {number}{where}\n")
+    return 0
+
+
+def _bp_json(entry: dict[str, object]) -> dict[str, object]:
+    out = dict(entry)
+    if isinstance(out.get("address"), int):
+        out["address"] = f"{out['address']:#x}"
+    return out
+
+
+def _list_breakpoints(session: Session, ctx: Context, as_json: bool) -> int:
+    entries = session.breakpoints()
+    if as_json:
+        ctx.print_json([_bp_json(e) for e in entries])
+        return 0
+    if not entries:
+        ctx.stdout.write("no breakpoints\n")
+        return 0
+    for e in entries:
+        address = e.get("address")
+        shown = f"{address:#x}" if isinstance(address, int) else "?"
+        kind = "hw" if e.get("hardware") else "sw"
+        ctx.stdout.write(
+            f"{e.get('number'):>3}  {kind}  {shown:<12} {e.get('location', '')}"
+            f"  hits {e.get('hits', 0)}\n"
+        )
+    return 0
+
+
+@command(
+    "break",
+    "set a breakpoint at LOC (software under TCG); with no LOC, list breakpoints",
+    configure=_configure_break,
+    category="run",
+    where=WHERE,
+    aliases=("b",),
+    needs_live=True,
+)
+def break_command(args: argparse.Namespace, ctx: Context) -> int:
+    return _set_break(args, ctx, None)
+
+
+@command(
+    "hbreak",
+    "set a hardware breakpoint at LOC (works under KVM too)",
+    configure=_configure_break,
+    category="run",
+    where=WHERE,
+    needs_live=True,
+)
+def hbreak_command(args: argparse.Namespace, ctx: Context) -> int:
+    return _set_break(args, ctx, True)
+
+
+def _configure_delete(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("number", nargs="?", type=int, help="breakpoint number; none: all")
+    _json_flag(parser)
+
+
+@command(
+    "delete",
+    "delete breakpoint N, or all breakpoints",
+    configure=_configure_delete,
+    category="run",
+    where=WHERE,
+    aliases=("d",),
+    needs_live=True,
+)
+def delete_command(args: argparse.Namespace, ctx: Context) -> int:
+    session = _session(ctx)
+    session.delete(args.number)
+    if args.json:
+        ctx.print_json({"deleted": args.number if args.number is not None else "all"})
+    else:
+        what = f"breakpoint {args.number}" if args.number is not None else "all breakpoints"
+        ctx.stdout.write(f"deleted {what}\n")
+    return 0
+
+
+# --- run control -----------------------------------------------------------------------
+
+
+def _configure_continue(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="interrupt the guest after S seconds (default: run until a stop or Ctrl-C)",
+    )
+    _json_flag(parser)
+
+
+@command(
+    "continue",
+    "run until a breakpoint, a fault, QEMU exiting, the timeout, or Ctrl-C",
+    configure=_configure_continue,
+    category="run",
+    where=WHERE,
+    aliases=("c", "cont"),
+    needs_live=True,
+)
+def continue_command(args: argparse.Namespace, ctx: Context) -> int:
+    session = _session(ctx)
+    timeout = args.timeout if args.timeout is not None else SHELL_CONTINUE_LIMIT
+    event = _interruptible(ctx, lambda: session.cont(timeout=timeout))
+    after_stop(ctx, event, as_json=args.json)
+    return 0
+
+
+def _configure_stepi(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("count", nargs="?", type=int, default=1, help="instructions (default 1)")
+    _json_flag(parser)
+
+
+@command(
+    "stepi",
+    "execute N instructions (default 1)",
+    configure=_configure_stepi,
+    category="run",
+    where=WHERE,
+    aliases=("si",),
+    needs_live=True,
+)
+def stepi_command(args: argparse.Namespace, ctx: Context) -> int:
+    if args.count < 1:
+        raise UsageError(f"stepi: count must be at least 1, got {args.count}")
+    session = _session(ctx)
+    event = _interruptible(ctx, lambda: session.stepi(args.count))
+    after_stop(ctx, event, as_json=args.json)
+    return 0
+
+
+def _configure_until_df(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds"
+    )
+    _json_flag(parser)
+
+
+@command(
+    "until-df",
+    "run until the CPU enters the vector-8 handler (or a triple fault), then diagnose",
+    configure=_configure_until_df,
+    category="run",
+    where=WHERE,
+    needs_live=True,
+)
+def until_df_command(args: argparse.Namespace, ctx: Context) -> int:
+    session = _session(ctx)
+    event = _interruptible(ctx, lambda: session.run_to_vector(DF_VECTOR, timeout=args.timeout))
+    from lhvdbg.scenario.stops import note_stop
+
+    note_stop(ctx, event)
+    report: dict[str, Any] | None = None
+    reached = event.reason in ("vector", "shutdown") and session.alive
+    if reached:
+        report = _run_diagnose(ctx, as_json=args.json)
+    if args.json:
+        ctx.print_json({"stop": event.to_dict(), "report": report})
+        return 0
+    after_stop(ctx, event)
+    if not reached:
+        ctx.stdout.write("no vector 8: nothing to diagnose\n")
+    return 0
+
+
+def _run_diagnose(ctx: Context, *, as_json: bool) -> dict[str, Any] | None:
+    """Run the registry's ``diagnose`` on this session (JSON kept in ``ctx.state``)."""
+    import io
+    import json
+
+    from lhvdbg.commands.registry import REGISTRY
+
+    if "diagnose" not in REGISTRY:
+        ctx.stdout.write("(no diagnose command in this build)\n")
+        return None
+    cmd = REGISTRY.get("diagnose")
+    out = io.StringIO()
+    sub = Context(stdout=out, color=False, target=ctx.target, session=ctx.session, state=ctx.state)
+    cmd.run(cmd.parser().parse_args(["--json"]), sub)
+    report: dict[str, Any] = json.loads(out.getvalue())
+    ctx.state["report"] = report
+    if not as_json:
+        cmd.run(cmd.parser().parse_args([]), ctx)
+    return report
+
+
+# --- console and logs ------------------------------------------------------------------
+
+
+def _configure_serial(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-n", "--lines", type=int, metavar="N", help="only the last N lines")
+    parser.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="run the guest and print console output as it comes, until a stop or Ctrl-C",
+    )
+    _json_flag(parser)
+
+
+@command(
+    "serial",
+    "show the guest's serial console output (--follow: run and stream it)",
+    configure=_configure_serial,
+    category="machine",
+    where=WHERE,
+    needs_live=True,
+)
+def serial_command(args: argparse.Namespace, ctx: Context) -> int:
+    session = _session(ctx)
+    text = session.serial_text()
+    if args.json:
+        ctx.print_json({"serial": text})
+        return 0
+    shown = text
+    if args.lines is not None:
+        shown = "".join(text.splitlines(keepends=True)[-args.lines :]) if args.lines > 0 else ""
+    ctx.stdout.write(shown if not shown or shown.endswith("\n") else shown + "\n")
+    if args.follow:
+        _follow(ctx, session, len(text))
+    return 0
+
+
+def _follow(ctx: Context, session: Session, seen: int) -> None:
+    event: StopEvent | None = None
+    try:
+        while True:
+            event = session.cont(timeout=0.2)
+            text = session.serial_text()
+            if len(text) > seen:
+                ctx.stdout.write(text[seen:])
+                ctx.stdout.flush()
+                seen = len(text)
+            if event.reason != "timeout":
+                break
+    except KeyboardInterrupt:
+        event = session.interrupt()
+    if event is not None:
+        after_stop(ctx, event)
+
+
+def _configure_log(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-n", "--last", type=int, default=20, metavar="N", help="the last N events (default 20)"
+    )
+    parser.add_argument("--all", action="store_true", help="every event so far")
+    _json_flag(parser)
+
+
+@command(
+    "log",
+    "the interrupts and exceptions delivered so far (QEMU's -d int log, TCG only)",
+    configure=_configure_log,
+    category="machine",
+    where=WHERE,
+    needs_live=True,
+)
+def log_command(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.diagnose.events import CpuReset, InterruptEvent, TripleFault
+    from lhvdbg.diagnose.intlog import parse_int_log
+
+    session = _session(ctx)
+    if session.accel != "tcg":
+        raise UsageError("no interrupt log under KVM (QEMU's -d int works under TCG only)")
+    events = parse_int_log(session.int_log_text())
+    shown = events if args.all else events[-args.last :] if args.last > 0 else []
+    if args.json:
+        ctx.print_json(
+            {
+                "total": len(events),
+                "events": [_event_json(e) for e in shown],
+            }
+        )
+        return 0
+    if not events:
+        ctx.stdout.write("no interrupt or exception delivered yet\n")
+        return 0
+    symbols = ctx.require_target().symbols()
+    if len(shown) < len(events):
+        ctx.stdout.write(f"... {len(events) - len(shown)} earlier events (log --all)\n")
+    for e in shown:
+        if isinstance(e, InterruptEvent):
+            ctx.stdout.write(_event_line(e, symbols) + "\n")
+        elif isinstance(e, TripleFault):
+            ctx.stdout.write(f"line {e.line}: triple fault\n")
+        elif isinstance(e, CpuReset):
+            ctx.stdout.write(f"line {e.line}: CPU reset\n")
+    return 0
+
+
+def _event_line(e: Any, symbols: Any) -> str:
+    from lhvdbg.diagnose.chain import symbolize
+    from lhvdbg.x86.vectors import vector_name
+
+    name = vector_name(e.vector) if e.source == "exception" else f"{e.vector:#04x}"
+    where = symbolize(e.rip, symbols) or f"{e.rip:#x}"
+    code = f" error {e.error_code:#x}" if e.error_code is not None else ""
+    return f"{e.sequence:>6}  v={e.vector:02x} {name:<6} {e.source:<9} at {where}{code}"
+
+
+def _event_json(e: Any) -> dict[str, object]:
+    from dataclasses import asdict
+
+    out = asdict(e)
+    out["kind"] = type(e).__name__
+    return out
+
+
+# --- pass-through and reset ------------------------------------------------------------
+
+
+def _configure_words(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("words", nargs=argparse.REMAINDER, help="the command, as typed")
+
+
+@command(
+    "gdb",
+    "run a gdb CLI command on the session's gdb and show its output",
+    configure=_configure_words,
+    category="machine",
+    where=WHERE,
+    needs_live=True,
+)
+def gdb_command(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.words:
+        raise UsageError("gdb: give a gdb command, e.g. gdb info registers rip")
+    if args.words[0] in _GDB_RUN_COMMANDS:
+        raise UsageError(
+            f"gdb {args.words[0]}: run control goes through the shell (continue, stepi, "
+            "break, delete) so the session keeps track"
+        )
+    result = _session(ctx).gdb.console(" ".join(args.words))
+    ctx.state.pop("snapshot", None)  # the command may have changed registers or memory
+    ctx.stdout.write(result.console())
+    return 0
+
+
+@command(
+    "monitor",
+    "run a QEMU monitor (HMP) command, e.g. monitor info pic",
+    configure=_configure_words,
+    category="machine",
+    where=WHERE,
+    needs_live=True,
+)
+def monitor_command(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.words:
+        raise UsageError("monitor: give an HMP command, e.g. monitor info registers")
+    if args.words[0] in _HMP_RUN_COMMANDS:
+        raise UsageError(
+            f"monitor {args.words[0]}: gdb alone controls run state; use continue/stepi or Ctrl-C"
+        )
+    text = _session(ctx).hmp(" ".join(args.words))
+    ctx.state.pop("snapshot", None)
+    ctx.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    return 0
+
+
+@command(
+    "reset",
+    "restart QEMU and gdb with the same configuration (breakpoints are not kept)",
+    configure=_json_flag,
+    category="machine",
+    where=WHERE,
+    needs_live=True,
+)
+def reset_command(args: argparse.Namespace, ctx: Context) -> int:
+    session = _session(ctx)
+    start = time.monotonic()
+    session.reset()
+    ctx.target = session.target
+    ctx.state.clear()
+    elapsed = time.monotonic() - start
+    if args.json:
+        ctx.print_json({"reset": True, "elapsed": round(elapsed, 3)})
+    else:
+        ctx.stdout.write(f"machine restarted in {elapsed:.2f} s; the CPU waits at reset\n")
+    return 0
+
+
+# --- memory ----------------------------------------------------------------------------
+
+
+def _configure_x(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("format", nargs="?", help="/[count][xduotcas][bhwg], as in gdb")
+    parser.add_argument("address", nargs="?", help="number, symbol, $reg, with + and -")
+    _json_flag(parser)
+
+
+@command(
+    "x",
+    "examine memory: x/FMT ADDR as in gdb (x/8xb $rsp, x/4gx idt, x/s msg)",
+    configure=_configure_x,
+    category="memory",
+    where=WHERE,
+)
+def x_command(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.ui.examine import eval_address, parse_format, render_memory, units
+
+    fmt_text, address_text = args.format, args.address
+    if fmt_text is not None and not fmt_text.startswith("/") and address_text is None:
+        fmt_text, address_text = None, fmt_text
+    if address_text is None:
+        raise UsageError("x: give an address, e.g. x/8xb $rsp")
+    target = ctx.require_target()
+    pointer = 8 if target.arch == "amd64" else 4
+    fmt = parse_format(fmt_text, ctx.state.get("x_format"), pointer_size=pointer)
+    ctx.state["x_format"] = fmt
+    symbols = target.symbols()
+
+    def registers() -> dict[str, int]:
+        cpu = target.cpu()
+        regs = dict(cpu.gprs)
+        regs.update(ip=cpu.ip, rip=cpu.ip, eip=cpu.ip, flags=cpu.flags, eflags=cpu.flags)
+        regs.update(cr0=cpu.cr0, cr2=cpu.cr2, cr3=cpu.cr3, cr4=cpu.cr4)
+        return regs
+
+    address = eval_address(address_text, symbols, registers)
+    if fmt.letter == "i":
+        session = _session(ctx)
+        ctx.stdout.write(session.gdb.console(f"x/{fmt.count}i {address:#x}").console())
+        return 0
+    size = 256 if fmt.letter == "s" else fmt.count * fmt.size
+    data = target.read_memory(address, size)
+    if args.json:
+        values = units(data, fmt) if fmt.letter != "s" else None
+        ctx.print_json(
+            {
+                "address": f"{address:#x}",
+                "format": fmt.text(),
+                "bytes": data.hex(),
+                "values": values,
+            }
+        )
+        return 0
+    label = _labeler(symbols)
+    ctx.stdout.write(render_memory(address, data, fmt, label=label, symbolize=label))
+    return 0
+
+
+def _labeler(symbols: Any) -> Any:
+    from lhvdbg.diagnose.chain import symbolize
+
+    def label(address: int) -> str:
+        return symbolize(address, symbols) or ""
+
+    return label
+
+
+# --- snapshots -------------------------------------------------------------------------
+
+
+def _configure_save(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="where to write the snapshot (JSON)")
+    parser.add_argument("--note", default="", help="free text stored in the provenance")
+    _json_flag(parser)
+
+
+@command(
+    "save",
+    "save the current state as a snapshot file (shell: snapshot save FILE)",
+    configure=_configure_save,
+    category="snapshot",
+    where=WHERE,
+)
+def save_command(args: argparse.Namespace, ctx: Context) -> int:
+    from dataclasses import replace
+
+    from lhvdbg.state.snapshot import save_snapshot
+
+    snapshot = current_snapshot(ctx)
+    if args.note:
+        snapshot = replace(snapshot, provenance=replace(snapshot.provenance, note=args.note))
+    save_snapshot(snapshot, args.file)
+    if args.json:
+        ctx.print_json({"saved": str(args.file), "regions": len(snapshot.memory)})
+    else:
+        regions = ", ".join(r.label for r in snapshot.memory)
+        ctx.stdout.write(f"saved {args.file} ({snapshot.arch}, {snapshot.cpu.mode}; {regions})\n")
+    return 0
+
+
+def current_snapshot(ctx: Context) -> Any:
+    """A capture of the current stop (taken once per stop, kept in ``ctx.state``)."""
+    snapshot = ctx.state.get("snapshot")
+    if snapshot is None:
+        snapshot = ctx.require_target().capture()
+        ctx.state["snapshot"] = snapshot
+    return snapshot

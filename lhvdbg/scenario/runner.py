@@ -1,0 +1,489 @@
+"""Run scenarios on a live machine: the Python API (:class:`ScenarioRun`) and the runner.
+
+:class:`ScenarioRun` wraps one :class:`~lhvdbg.machine.session.Session` and offers each
+step as a method (``break_at``, ``cont``, ``stepi``, ``until_df``, ``wait_serial``,
+``ticks``, ``capture``, ``diagnose``, ``diff``, ``run``, ``reset``) plus ``facts()`` and
+``expect()``. The TOML runner (:func:`run_scenario`) is a loop over the same methods, so a
+Python scenario can do everything a file can, and more::
+
+    from lhvdbg.scenario import ScenarioRun
+
+    with ScenarioRun.launch(arch="amd64", variant="pic-unremapped") as s:
+        s.until_df()
+        assert s.expect("pic.master.irq_base", equals=0x08).passed
+
+A failed assertion is a result, not an exception. Errors (QEMU died, unknown command,
+time limit) are :class:`~lhvdbg.errors.LhvdbgError` and end the scenario as an error.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lhvdbg.errors import LhvdbgError, ScenarioError, TargetTimeout, UsageError
+from lhvdbg.scenario.assertions import Outcome, check
+from lhvdbg.scenario.facts import snapshot_facts
+from lhvdbg.scenario.model import OPERATORS, Expectation, Origin, Scenario, Step
+from lhvdbg.scenario.stops import note_stop, stop_facts
+
+if TYPE_CHECKING:
+    from lhvdbg.commands.registry import Context, Registry
+    from lhvdbg.machine.session import LaunchConfig, Session, StopEvent
+    from lhvdbg.state.snapshot import Snapshot
+
+DEFAULT_STEP_TIMEOUT = 10.0
+DF_VECTOR = 8
+
+
+@dataclass
+class ScenarioRun:
+    """One live scenario: a session, a command context, and what the steps gathered."""
+
+    session: Session
+    registry: Registry | None = None
+    deadline: float | None = None  # time.monotonic() value after which steps fail
+    log: io.StringIO = field(default_factory=io.StringIO)
+    outcomes: list[Outcome] = field(default_factory=list)
+    results: dict[str, object] = field(default_factory=dict)
+    report: dict[str, Any] | None = None
+    diff_result: dict[str, Any] | None = None
+    ctx: Context = field(init=False)
+
+    def __post_init__(self) -> None:
+        from lhvdbg.commands.registry import Context, load_all
+
+        if self.registry is None:
+            self.registry = load_all()
+        self.ctx = Context(
+            stdout=self.log,
+            color=False,
+            width=120,
+            target=self.session.target,
+            session=self.session,
+        )
+
+    # --- construction ----------------------------------------------------------------
+
+    @classmethod
+    @contextmanager
+    def launch(
+        cls,
+        *,
+        arch: str = "amd64",
+        variant: str | None = None,
+        kernel: Path | str | None = None,
+        accel: str = "tcg",
+        registry: Registry | None = None,
+        **options: Any,
+    ) -> Iterator[ScenarioRun]:
+        """Start a machine for ``variant`` (or ``kernel``) and yield a run on it."""
+        config = launch_config(arch, variant, kernel, accel, options)
+        from lhvdbg.machine.session import Session
+
+        with Session(config) as session:
+            yield cls(session, registry=registry)
+
+    # --- time ------------------------------------------------------------------------
+
+    def _timeout(self, requested: float | None) -> float:
+        wanted = requested if requested is not None else DEFAULT_STEP_TIMEOUT
+        if self.deadline is None:
+            return wanted
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TargetTimeout("the scenario's time limit was reached")
+        return min(wanted, left)
+
+    def _stopped(self, event: StopEvent) -> StopEvent:
+        note_stop(self.ctx, event)
+        return event
+
+    @property
+    def last_stop(self) -> StopEvent | None:
+        """The event of the last stop (None before the first)."""
+        stop: StopEvent | None = self.ctx.state.get("stop")
+        return stop
+
+    # --- run control -----------------------------------------------------------------
+
+    def break_at(self, location: str | int, *, hardware: bool = False) -> int:
+        """Set a breakpoint (hardware when asked; else as the accelerator needs)."""
+        return self.session.break_at(location, hardware=True if hardware else None)
+
+    def delete(self, number: int | None = None) -> None:
+        """Delete breakpoint ``number``, or all."""
+        self.session.delete(number)
+
+    def cont(self, timeout: float | None = None) -> StopEvent:
+        """Continue until the next stop or the timeout (a ``timeout`` stop, not an error)."""
+        return self._stopped(self.session.cont(timeout=self._timeout(timeout)))
+
+    def stepi(self, count: int = 1) -> StopEvent:
+        """Execute ``count`` instructions."""
+        return self._stopped(self.session.stepi(count))
+
+    def until_df(self, timeout: float | None = None) -> StopEvent:
+        """Run until the CPU enters the vector-8 handler (or a triple fault, exit, timeout),
+        then diagnose when the CPU can be inspected."""
+        event = self._stopped(self.session.run_to_vector(DF_VECTOR, timeout=self._timeout(timeout)))
+        if event.reason != "timeout" and self.session.alive:
+            self.diagnose()
+        return event
+
+    def wait_serial(self, text: str, timeout: float | None = None) -> bool:
+        """Run until the console has printed ``text``; False if it did not in time or the
+        guest stopped first (the stop is kept in ``last_stop``)."""
+        limit = self._timeout(timeout)
+        end = time.monotonic() + limit
+        slice_ = 0.05
+        while text not in self.session.serial_text():
+            left = end - time.monotonic()
+            if left <= 0 or not self.session.alive:
+                return False
+            event = self._stopped(self.session.cont(timeout=min(slice_, left)))
+            if event.reason != "timeout":
+                return text in self.session.serial_text()
+            slice_ = min(slice_ * 2, 0.5)
+        return True
+
+    def ticks(self, count: int, timeout: float | None = None) -> StopEvent:
+        """Let ``count`` timer interrupts be handled: run to the timer vector's handler
+        ``count`` times (the vector is re-read as the kernel programs the PIC/LAPIC)."""
+        event = self.session.run_to_timer(count=count, timeout=self._timeout(timeout))
+        return self._stopped(event)
+
+    def reset(self) -> None:
+        """Restart the machine (breakpoints are not kept)."""
+        self.session.reset()
+        self.ctx.target = self.session.target
+        self.report = None
+        self.ctx.state.clear()
+
+    # --- state -----------------------------------------------------------------------
+
+    def capture(self, save: Path | str | None = None) -> Snapshot:
+        """A snapshot of the current state (kept for ``facts()``), saved when asked."""
+        snapshot = self.ctx.state.get("snapshot")
+        if snapshot is None:
+            snapshot = self.session.capture(note="scenario capture")
+            self.ctx.state["snapshot"] = snapshot
+        if save is not None:
+            from lhvdbg.state.snapshot import save_snapshot
+
+            save_snapshot(snapshot, Path(save))
+        return snapshot
+
+    def diagnose(self) -> dict[str, Any]:
+        """Diagnose the current stop with the registry's ``diagnose`` command; its report
+        (``outcome``, ``diagnosis[i].id`` ...) joins the facts."""
+        self.report = self._json("diagnose --json")
+        return self.report
+
+    def diff(self, reference: str) -> dict[str, Any]:
+        """Compare TR, the TSS descriptor and the TSS with a reference (``diff-tss``): the
+        facts get ``diff.differences[i]`` and ``diff.fields["tr.selector"].matters``."""
+        result = self._json(f"diff-tss {shlex.quote(reference)} --json")
+        fields = {d["field"]: d for d in result.get("differences", []) if isinstance(d, dict)}
+        self.diff_result = {**result, "fields": fields}
+        return self.diff_result
+
+    def _json(self, line: str) -> dict[str, Any]:
+        """Run a registry command with ``--json`` and return its parsed output."""
+        import json
+
+        output = self.run(line)
+        try:
+            data = json.loads(output)
+        except ValueError as exc:
+            raise UsageError(f"{line!r} did not print JSON: {_last_line(output)}") from exc
+        if not isinstance(data, dict):
+            raise UsageError(f"{line!r} printed {type(data).__name__}, not a JSON object")
+        return data
+
+    def run(self, line: str, *, save_as: str | None = None) -> str:
+        """Run a registry command (as in the shell); return its output. With ``save_as``
+        its ``--json`` output is parsed and kept under ``results.<save_as>``."""
+        import json
+
+        from lhvdbg.ui.shell import split_line
+
+        try:
+            words = split_line(line)
+        except ValueError as exc:
+            raise UsageError(f"run: cannot parse {line!r}: {exc}") from exc
+        if not words:
+            raise UsageError("run: empty command line")
+        assert self.registry is not None
+        cmd = self.registry.get(words[0])
+        if "scenario" not in cmd.where:
+            raise UsageError(f"{cmd.name} is not offered in scenarios")
+        args = cmd.parser(prog=cmd.name).parse_args(words[1:])
+        start = self.log.tell()
+        status = cmd.run(args, self.ctx)
+        output = self.log.getvalue()[start:]
+        if status != 0:
+            raise UsageError(f"{line!r} exited with status {status}: {_last_line(output)}")
+        if save_as is not None:
+            try:
+                self.results[save_as] = json.loads(output)
+            except ValueError as exc:
+                raise UsageError(f"{line!r}: save_as needs JSON output (add --json)") from exc
+        return output
+
+    def facts(self) -> dict[str, object]:
+        """The dict assertions resolve against (see :mod:`lhvdbg.scenario.facts`)."""
+        facts: dict[str, object] = {}
+        alive = self.session.alive
+        stop = self.last_stop
+        if alive and (stop is None or stop.stopped):
+            try:
+                facts.update(snapshot_facts(self.capture()))
+            except LhvdbgError as exc:
+                facts["unavailable"] = {"state": str(exc)}
+        else:
+            facts["unavailable"] = {"state": "QEMU is not running"}
+        facts["alive"] = alive
+        facts["accel"] = self.session.accel
+        facts["stop"] = stop_facts(stop)
+        facts["serial"] = self.session.serial_text()
+        facts["results"] = dict(self.results)
+        if self.report is not None:
+            facts["report"] = self.report
+            for key in ("outcome", "diagnosis"):
+                if key in self.report:
+                    facts[key] = self.report[key]
+        if self.diff_result is not None:
+            facts["diff"] = self.diff_result
+        return facts
+
+    def expect(self, path: str, *, message: str = "", **op: object) -> Outcome:
+        """Check one assertion now: ``expect("tr.selector", equals=0x18)``; recorded in
+        ``outcomes``. Exactly one operator keyword (see ``model.OPERATORS``)."""
+        if len(op) != 1 or next(iter(op)) not in OPERATORS:
+            raise UsageError(f"expect: give exactly one of {', '.join(OPERATORS)}")
+        ((name, value),) = op.items()
+        return self.check(Expectation(path, name, value, Origin("<python>"), message))
+
+    def check(self, expectation: Expectation, facts: dict[str, object] | None = None) -> Outcome:
+        """Check ``expectation`` (against ``facts`` or fresh facts); recorded."""
+        outcome = check(expectation, facts if facts is not None else self.facts())
+        self.outcomes.append(outcome)
+        return outcome
+
+    @property
+    def passed(self) -> bool:
+        """Whether every assertion so far passed."""
+        return all(o.passed for o in self.outcomes)
+
+    # --- steps -----------------------------------------------------------------------
+
+    def do(self, step: Step) -> str | None:
+        """Perform one step of a scenario file; a failure message, or None."""
+        action, arg, timeout = step.action, step.arg, step.timeout
+        if action in ("break", "hbreak"):
+            self.break_at(arg if isinstance(arg, int) else str(arg), hardware=action == "hbreak")
+        elif action == "delete":
+            self.delete(None if arg is True else int(arg))  # type: ignore[call-overload]
+        elif action == "continue":
+            self.cont(timeout)
+        elif action == "stepi":
+            self.stepi(int(arg))  # type: ignore[call-overload]
+        elif action == "until_df":
+            event = self.until_df(timeout)
+            if event.reason == "timeout":
+                return f"no vector 8 within {self._shown(timeout)}"
+        elif action == "wait_serial":
+            if not self.wait_serial(str(arg), timeout):
+                return self._serial_failure(str(arg), timeout)
+        elif action == "ticks":
+            event = self.ticks(int(arg), timeout)  # type: ignore[call-overload]
+            if event.reason != "vector":
+                return f"{arg} timer ticks not seen: stopped by {event.reason} {event.detail}"
+        elif action == "capture":
+            self.capture(None if arg is True else _resolve_file(str(arg), step.origin))
+        elif action == "diagnose":
+            self.diagnose()
+        elif action == "diff":
+            self.diff(str(arg))
+        elif action == "run":
+            self.run(str(arg), save_as=step.save_as)
+        elif action == "reset":
+            self.reset()
+        elif action != "expect":
+            raise ScenarioError(f"{step.origin}: unknown action {action}")
+        return None
+
+    def _shown(self, timeout: float | None) -> str:
+        return f"{timeout if timeout is not None else DEFAULT_STEP_TIMEOUT:g} s"
+
+    def _serial_failure(self, text: str, timeout: float | None) -> str:
+        stop = self.last_stop
+        serial = self.session.serial_text().rstrip().splitlines()
+        tail = repr(serial[-1]) if serial else "nothing"
+        if stop is not None and stop.reason != "timeout":
+            detail = f": {stop.detail}" if stop.detail else ""
+            why = f"the guest stopped first ({stop.reason}{detail})"
+        else:
+            why = f"not within {self._shown(timeout)}"
+        return f"serial text {text!r} not seen: {why}; last line {tail}"
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def _resolve_file(name: str, origin: Origin) -> Path:
+    path = Path(name)
+    if path.is_absolute() or origin.file.startswith("<"):
+        return path
+    return Path(origin.file).parent / path
+
+
+def launch_config(
+    arch: str,
+    variant: str | None,
+    kernel: Path | str | None,
+    accel: str,
+    options: dict[str, Any] | None = None,
+) -> LaunchConfig:
+    """The LaunchConfig of a scenario (``options``: memory_mb, append, extra_args...)."""
+    from lhvdbg.machine.session import LaunchConfig
+
+    extra = dict(options or {})
+    if "extra_args" in extra:
+        extra["extra_args"] = tuple(str(a) for a in extra["extra_args"])
+    try:
+        if kernel is not None:
+            return LaunchConfig(kernel=Path(kernel), arch=arch, accel=accel, **extra)  # type: ignore[arg-type]
+        return LaunchConfig(variant=variant, arch=arch, accel=accel, **extra)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise UsageError(f"bad launch option: {exc}") from exc
+
+
+# --- the runner ------------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    """What happened to one scenario."""
+
+    name: str
+    label: str
+    file: str
+    status: str  # "pass", "fail", "error"
+    elapsed: float
+    accel: str | None = None
+    failures: list[str] = field(default_factory=list)  # one line each
+    where: str = ""  # file:line of the first failure or error
+    step: int | None = None  # 1-based step of the failure (None: final assertions)
+    log: str = ""  # command output and the serial tail, for --junit and -v
+    serial: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """Whether every step and assertion passed."""
+        return self.status == "pass"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON form (also what worker processes hand back)."""
+        return {
+            "name": self.name,
+            "label": self.label,
+            "file": self.file,
+            "status": self.status,
+            "elapsed": round(self.elapsed, 3),
+            "accel": self.accel,
+            "failures": self.failures,
+            "where": self.where,
+            "step": self.step,
+            "log": self.log,
+            "serial": self.serial,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**data)
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    registry: Registry | None = None,
+    session_factory: Callable[[LaunchConfig], Session] | None = None,
+) -> ScenarioResult:
+    """Launch the scenario's machine, run its steps, check its assertions; never raises
+    for a scenario's own problems (they become ``fail``/``error`` results)."""
+    start = time.monotonic()
+    result = ScenarioResult(
+        name=scenario.name,
+        label=scenario.label,
+        file=str(scenario.path) if scenario.path else "<python>",
+        status="pass",
+        elapsed=0.0,
+    )
+    if session_factory is None:
+        from lhvdbg.machine.session import Session
+
+        session_factory = Session
+    run: ScenarioRun | None = None
+    try:
+        config = launch_config(
+            scenario.arch, scenario.variant, scenario.kernel, scenario.accel, dict(scenario.options)
+        )
+        with session_factory(config) as session:
+            result.accel = session.accel
+            run = ScenarioRun(session, registry=registry, deadline=start + scenario.timeout)
+            _run_steps(run, scenario, result)
+            result.serial = session.serial_text()
+    except LhvdbgError as exc:
+        result.status = "error"
+        result.failures.append(str(exc))
+    result.elapsed = time.monotonic() - start
+    if run is not None:
+        result.log = run.log.getvalue()
+    return result
+
+
+def _run_steps(run: ScenarioRun, scenario: Scenario, result: ScenarioResult) -> None:
+    for number, step in enumerate(scenario.steps, start=1):
+        where = str(step.origin)
+        try:
+            failure = run.do(step)
+        except LhvdbgError as exc:
+            result.status, result.step, result.where = "error", number, where
+            result.failures.append(f"step {number} ({step.describe()}): {exc}")
+            return
+        if failure is not None:
+            result.status, result.step, result.where = "fail", number, where
+            result.failures.append(f"step {number} ({step.describe()}): {failure}")
+            return
+        if step.expects and not _check_all(run, step.expects, result, f"step {number}: "):
+            result.step = number
+            return
+    if scenario.expects:
+        _check_all(run, scenario.expects, result, "")
+
+
+def _check_all(
+    run: ScenarioRun, expects: tuple[Expectation, ...], result: ScenarioResult, prefix: str
+) -> bool:
+    facts = run.facts()
+    ok = True
+    for expectation in expects:
+        outcome = run.check(expectation, facts)
+        if not outcome.passed:
+            if ok and not result.where:
+                result.where = str(expectation.origin)
+            ok = False
+            result.status = "fail"
+            result.failures.append(f"{prefix}{outcome.explain()} ({expectation.origin})")
+    return ok

@@ -93,7 +93,7 @@ def _single(values: list[str], layout: Layout) -> Decoded:
 
 
 def _descriptor(args: argparse.Namespace) -> Result:
-    data = structure_bytes(args.values, (8, 16))
+    data = structure_bytes(args.values, (8, 16), "descriptor")
     mode = args.mode or ("long" if len(data) == 16 else "protected")
     if len(data) == 16:
         if normalize_mode(mode) != "ia32e":
@@ -119,7 +119,8 @@ def _descriptor(args: argparse.Namespace) -> Result:
 
 def _gate(args: argparse.Namespace) -> Result:
     long_mode = args.mode == "long"
-    data = structure_bytes(args.values, (16,) if long_mode else (8, 16))
+    what = "long-mode gate" if long_mode else "gate"
+    data = structure_bytes(args.values, (16,) if long_mode else (8, 16), what)
     mode = args.mode or ("long" if len(data) == 16 else "protected")
     if normalize_mode(mode) == "legacy" and len(data) != 8:
         raise DecodeError("a protected-mode gate is 8 bytes")

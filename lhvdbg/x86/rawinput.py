@@ -76,7 +76,7 @@ def blob_or_file(values: Sequence[str]) -> bytes:
     return hex_blob(values)
 
 
-def structure_bytes(values: Sequence[str], sizes: Sequence[int]) -> bytes:
+def structure_bytes(values: Sequence[str], sizes: Sequence[int], what: str = "value") -> bytes:
     """Bytes of a structure whose size is one of ``sizes`` (8 and/or 16), from any form.
 
     Two values are two 32-bit words unless one exceeds 32 bits (then two 64-bit values).
@@ -84,7 +84,9 @@ def structure_bytes(values: Sequence[str], sizes: Sequence[int]) -> bytes:
     if len(values) == 1 and values[0].startswith("@"):
         data = read_value_file(values[0])
         if len(data) not in sizes:
-            raise DecodeError(f"{values[0]} holds {len(data)} bytes, expected {_sizes(sizes)}")
+            raise DecodeError(
+                f"{what}: {values[0]} holds {len(data)} bytes, expected {_sizes(sizes)}"
+            )
         return data
     tokens = _tokens(values)
     if len(tokens) == 1:
@@ -103,11 +105,11 @@ def structure_bytes(values: Sequence[str], sizes: Sequence[int]) -> bytes:
         width = 8
     else:
         raise DecodeError(
-            f"{count} values: give {_sizes(sizes)} as 64-bit values, 32-bit words or bytes"
+            f"{what}: {count} values; give {_sizes(sizes)} as 64-bit values, 32-bit words or bytes"
         )
     if count * width not in sizes:
         raise DecodeError(
-            f"{count} values of {width * 8} bits make {count * width} bytes, "
+            f"{what}: {count} values of {width * 8} bits make {count * width} bytes, "
             f"expected {_sizes(sizes)}"
         )
     out = bytearray()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -141,3 +145,44 @@ def test_random_bytes_never_raise_foreign_errors(
         d.describe(name)
         d.name_of(name)
     d.to_dict()
+
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def test_docs_catalogue_lists_every_layout() -> None:
+    text = (ROOT / "docs" / "layouts.md").read_text()
+    for layout in LAYOUTS:
+        assert layout.doc in text, layout.doc
+
+
+_MINE = (
+    "layout",
+    "segments",
+    "tss",
+    "tables",
+    "checks",
+    "paging",
+    "registers",
+    "errorcodes",
+    "catalog",
+    "describe",
+    "rawinput",
+)
+
+
+@pytest.mark.parametrize("module", _MINE)
+def test_x86_modules_import_only_stdlib_errors_and_x86(module: str) -> None:
+    tree = ast.parse((ROOT / "lhvdbg" / "x86" / f"{module}.py").read_text())
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            top = name.split(".")[0]
+            if top == "lhvdbg":
+                assert name == "lhvdbg.errors" or name.startswith("lhvdbg.x86"), name
+            else:
+                assert top in sys.stdlib_module_names, name

@@ -126,12 +126,16 @@ def _gdt_row(entry: GdtEntry) -> list[str]:
     if desc is None or entry.kind in ("null", "empty"):
         return [index, sel, entry.kind, "", "", "", "", "", ""]
     v = desc.values
+    if "offset" in v:  # a call or task gate in the GDT: show its target instead
+        where, size = f"{v['selector']:#06x}:{v['offset']:#x}", ""
+    else:
+        where, size = f"{v['base']:#x}", f"{limit_bytes(desc):#x}"
     return [
         index,
         sel,
         entry.kind,
-        f"{v['base']:#x}",
-        f"{limit_bytes(desc):#x}",
+        where,
+        size,
         f"{v['type']:#x} {_short_type(desc)}",
         str(v["dpl"]),
         "P" if v["present"] else "-",

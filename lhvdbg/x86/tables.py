@@ -91,6 +91,10 @@ class GdtTable:
         return entry.decoded if entry is not None else None
 
 
+#: System types that are gates (call, task, interrupt, trap): decoded with the gate layout.
+_GATE_TYPES = frozenset({0x4, 0x5, 0x6, 0x7, 0xC, 0xE, 0xF})
+
+
 def _gdt_kind(desc: Decoded) -> GdtKind:
     if desc.raw == 0:
         return "empty"
@@ -103,7 +107,10 @@ def decode_gdt(base: int, limit: int, data: bytes, mode: str) -> GdtTable:
     """Decode the GDT bytes ``data`` read at ``base``; ``limit`` from GDTR.
 
     Every whole 8-byte slot in ``data`` becomes an entry (those past ``limit`` are
-    ``beyond-limit``); a trailing partial slot is ignored.
+    ``beyond-limit``); a trailing partial slot is ignored. Code/data descriptors decode with
+    :func:`segment_descriptor_layout`, LDT/TSS descriptors with
+    :func:`system_descriptor_layout` (16 bytes in IA-32e mode) and call/task gates with
+    :func:`gate_layout`.
     """
     tmode = normalize_mode(mode)
     seg = segment_descriptor_layout(tmode)
@@ -124,10 +131,16 @@ def decode_gdt(base: int, limit: int, data: bytes, mode: str) -> GdtTable:
             i += 1
             continue
         kind = _gdt_kind(desc)
-        if sys16 is not None and kind == "system" and is_16_byte_system_type(desc.values["type"]):
+        is_gate = kind == "system" and desc.values["type"] in _GATE_TYPES
+        if not is_gate and tmode == "legacy" and kind == "system":
+            desc = system_descriptor_layout(tmode).decode(raw)
+        if tmode == "legacy" and is_gate:
+            desc = gate_layout(tmode).decode(raw)
+        elif sys16 is not None and kind == "system" and is_16_byte_system_type(desc.values["type"]):
             if off + 15 <= limit and i + 1 < count:
                 raw16 = bytes(data[off : off + 16])
-                entries.append(GdtEntry(i, off, "system", raw16, sys16.decode(raw16)))
+                wide = (gate_layout(tmode) if is_gate else sys16).decode(raw16)
+                entries.append(GdtEntry(i, off, "system", raw16, wide))
                 entries.append(
                     GdtEntry(
                         i + 1,

@@ -111,3 +111,20 @@ def test_one_read_per_table() -> None:
     system_tables(Counting(snap))
     assert reads == [(0x100170, 0x30), (0x104000, 0x1000), (0x1001C0, 0x68)]
     assert isinstance(snap.memory[0], MemoryRegion)
+
+
+def test_call_gates_in_the_gdt_decode_as_gates() -> None:
+    legacy_gate = gate_layout("protected").encode(
+        offset=0x101234, selector=0x08, param_count=2, type=0xC, dpl=3, present=1
+    )
+    gdt = decode_gdt(0, 0xF, struct.pack("<QQ", 0, legacy_gate), "protected")
+    entry = gdt.entries[1]
+    assert entry.kind == "system" and entry.decoded is not None
+    assert entry.decoded.layout is gate_layout("protected")
+    assert (entry.decoded.offset, entry.decoded.param_count) == (0x101234, 2)
+    wide = gate_layout("long").encode(offset=0xFFFFFFFF80000000, selector=8, type=0xC, present=1)
+    gdt = decode_gdt(0, 0x17, struct.pack("<Q", 0) + gate_layout("long").to_bytes(wide), "long")
+    assert [e.kind for e in gdt.entries] == ["null", "system", "second-half"]
+    assert gdt.entries[1].decoded is not None
+    assert gdt.entries[1].decoded.name_of("type") == "64-bit call gate"
+    assert gdt.entries[1].decoded.offset == 0xFFFFFFFF80000000

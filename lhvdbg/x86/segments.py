@@ -125,7 +125,7 @@ def _segment_descriptor_layout(mode: TableMode) -> Layout:
     type_field = Field(
         "type",
         ((40, 43),),
-        "segment/system type (names depend on S)",
+        "segment or system type (names depend on S)",
         enum_on="s",
         enums={0: system_types(mode), 1: CODE_DATA_TYPES},
     )

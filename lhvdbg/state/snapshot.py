@@ -132,10 +132,43 @@ def _pic_chip_to_dict(chip: PicChip) -> dict[str, Any]:
     return out
 
 
+def cpu_to_dict(cpu: CpuState) -> dict[str, Any]:
+    """The JSON form of a CPU state (the snapshot's ``cpu`` object)."""
+    return {
+        "mode": cpu.mode,
+        "ip": _hex(cpu.ip),
+        "flags": _hex(cpu.flags),
+        "cpl": cpu.cpl,
+        "halted": cpu.halted,
+        "gprs": _hex_map(cpu.gprs),
+        "segments": {name: _segment_to_dict(seg) for name, seg in cpu.segments.items()},
+        "gdtr": {"base": _hex(cpu.gdtr.base), "limit": _hex(cpu.gdtr.limit)},
+        "idtr": {"base": _hex(cpu.idtr.base), "limit": _hex(cpu.idtr.limit)},
+        **{name: _hex(getattr(cpu, name)) for name in ("cr0", "cr2", "cr3", "cr4", "efer")},
+    }
+
+
+def pic_to_dict(pic: PicState | None) -> dict[str, Any] | None:
+    """The JSON form of the PIC state (the snapshot's ``pic`` object), None if absent."""
+    if pic is None:
+        return None
+    return {"master": _pic_chip_to_dict(pic.master), "slave": _pic_chip_to_dict(pic.slave)}
+
+
+def lapic_to_dict(lapic: LapicState | None) -> dict[str, Any] | None:
+    """The JSON form of the LAPIC state (the snapshot's ``lapic`` object), None if absent."""
+    if lapic is None:
+        return None
+    return {
+        "apic_id": lapic.apic_id,
+        **{name: _hex(getattr(lapic, name)) for name in _LAPIC_HEX + _LAPIC_OPTIONAL_HEX},
+        "lvt": _hex_map(lapic.lvt),
+        "extra": _hex_map(lapic.extra),
+    }
+
+
 def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
     """The JSON-ready form of a snapshot (format_version 1)."""
-    cpu = s.cpu
-    lapic = s.lapic
     return {
         "format_version": FORMAT_VERSION,
         "arch": s.arch,
@@ -146,32 +179,12 @@ def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
             "note": s.provenance.note,
             "scope": list(s.provenance.scope),
         },
-        "cpu": {
-            "mode": cpu.mode,
-            "ip": _hex(cpu.ip),
-            "flags": _hex(cpu.flags),
-            "cpl": cpu.cpl,
-            "halted": cpu.halted,
-            "gprs": _hex_map(cpu.gprs),
-            "segments": {name: _segment_to_dict(seg) for name, seg in cpu.segments.items()},
-            "gdtr": {"base": _hex(cpu.gdtr.base), "limit": _hex(cpu.gdtr.limit)},
-            "idtr": {"base": _hex(cpu.idtr.base), "limit": _hex(cpu.idtr.limit)},
-            **{name: _hex(getattr(cpu, name)) for name in ("cr0", "cr2", "cr3", "cr4", "efer")},
-        },
+        "cpu": cpu_to_dict(s.cpu),
         "memory": [
             {"label": r.label, "address": _hex(r.address), "data": r.data.hex()} for r in s.memory
         ],
-        "pic": None
-        if s.pic is None
-        else {"master": _pic_chip_to_dict(s.pic.master), "slave": _pic_chip_to_dict(s.pic.slave)},
-        "lapic": None
-        if lapic is None
-        else {
-            "apic_id": lapic.apic_id,
-            **{name: _hex(getattr(lapic, name)) for name in _LAPIC_HEX + _LAPIC_OPTIONAL_HEX},
-            "lvt": _hex_map(lapic.lvt),
-            "extra": _hex_map(lapic.extra),
-        },
+        "pic": pic_to_dict(s.pic),
+        "lapic": lapic_to_dict(s.lapic),
         "symbols": _hex_map(s.symbols),
         "hmp": dict(s.hmp),
     }

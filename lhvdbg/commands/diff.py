@@ -1,0 +1,52 @@
+"""``lhvdbg diff A B [--json]``: compare two snapshots field by field.
+
+A and B are snapshot files or reference names (``pebbles``, ``lhv-amd64``, ``lhv-i386``).
+Values go through the layouts, so differences read ``gdt[0x20].type`` or
+``cpu.segments.tr.flags.type``; a reference's ``provenance.scope`` limits what is compared.
+Exit code 0 whether or not they differ (errors exit non-zero).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lhvdbg.commands.registry import Context, command
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", metavar="A", help="snapshot file or reference name")
+    parser.add_argument("b", metavar="B", help="snapshot file or reference name")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command(
+    "diff",
+    "compare two snapshots field by field",
+    configure=_configure,
+    category="state",
+    where={"cli"},
+)
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.state.diff import diff_snapshots
+    from lhvdbg.state.references import load_reference
+
+    a, b = load_reference(args.a), load_reference(args.b)
+    diffs = diff_snapshots(a, b)
+    if args.json:
+        ctx.print_json(
+            {
+                "a": args.a,
+                "b": args.b,
+                "count": len(diffs),
+                "differences": [d.to_dict() for d in diffs],
+            }
+        )
+        return 0
+    from lhvdbg.commands.views import widen_when_piped
+    from lhvdbg.ui.state_views import render_diff, render_provenance
+
+    widen_when_piped(ctx)
+
+    ctx.print(render_provenance(a, f"A {args.a}"), render_provenance(b, f"B {args.b}"))
+    ctx.print(render_diff(diffs, "A", "B"))
+    return 0

@@ -1,0 +1,437 @@
+"""State views for the shell and scenarios: ``regs``, ``sregs``, ``cregs``, ``gdt [SEL]``,
+``idt [N|all]``, ``tss``, ``pic``, ``lapic``, ``pt VA``.
+
+Each reads the current target (live or snapshot), decodes through :mod:`lhvdbg.x86`, and
+renders with :mod:`lhvdbg.ui.state_views` / :mod:`lhvdbg.ui.tables`, or prints JSON with
+``--json``. ``show`` (the CLI command for snapshot files) calls the same :func:`run_view`.
+Changes since the previous stop are marked when ``ctx.state["previous"]`` holds the
+snapshot or CPU state of that stop (the shell keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lhvdbg.commands.registry import Context, command
+from lhvdbg.errors import UsageError
+from lhvdbg.state.snapshot import Snapshot, cpu_to_dict, lapic_to_dict, pic_to_dict
+from lhvdbg.x86.cpustate import CpuState
+
+if TYPE_CHECKING:
+    from lhvdbg.state.target import Target
+    from lhvdbg.x86.tables import SystemTables
+
+VIEWS = ("regs", "sregs", "cregs", "gdt", "idt", "tss", "pic", "lapic")
+WHERE = {"shell", "scenario"}
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the previous stop left: its CPU state, and the snapshot if one was kept."""
+
+    cpu: CpuState | None = None
+    snapshot: Snapshot | None = None
+
+
+def previous_of(ctx: Context) -> Previous:
+    """``ctx.state["previous"]`` as a :class:`Previous` (a Snapshot or a CpuState)."""
+    value = ctx.state.get("previous")
+    if isinstance(value, Snapshot):
+        return Previous(value.cpu, value)
+    if isinstance(value, CpuState):
+        return Previous(value, None)
+    return Previous()
+
+
+def _hex(value: int) -> str:
+    return f"{value:#x}"
+
+
+def _parse_int(text: str, what: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        try:
+            return int(text, 16)
+        except ValueError:
+            raise UsageError(f"{what}: {text!r} is not a number") from None
+
+
+def _tables(target: Target) -> SystemTables:
+    from lhvdbg.state.system import system_tables
+
+    return system_tables(target)
+
+
+# --- one function per view: (target, arg, previous, as_json) -> JSON data or renderable ----
+
+
+def _regs(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    cpu = target.cpu()
+    if as_json:
+        from lhvdbg.x86.registers import eflags_layout
+
+        data = {k: v for k, v in cpu_to_dict(cpu).items() if k in ("mode", "cpl", "halted")}
+        data |= {"ip": _hex(cpu.ip), "flags": _hex(cpu.flags)}
+        data["flags_decoded"] = eflags_layout().decode(cpu.flags).to_dict()
+        data["gprs"] = {name: _hex(value) for name, value in cpu.gprs.items()}
+        return data
+    from lhvdbg.ui.state_views import render_regs
+
+    return render_regs(cpu, prev.cpu)
+
+
+def _sregs(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    cpu = target.cpu()
+    if as_json:
+        from lhvdbg.state.diff import segment_flags
+        from lhvdbg.x86.tables import tr_never_loaded
+
+        data = {k: v for k, v in cpu_to_dict(cpu).items() if k in ("segments", "gdtr", "idtr")}
+        for name, seg in cpu.segments.items():
+            decoded = segment_flags(seg, cpu.mode).to_dict()
+            data["segments"][name]["decoded"] = {
+                k: v for k, v in decoded.items() if not k.startswith(("base", "limit"))
+            }
+        data["tr_never_loaded"] = tr_never_loaded(cpu.tr)
+        return data
+    from lhvdbg.ui.state_views import render_sregs
+
+    return render_sregs(cpu, prev.cpu)
+
+
+def _cregs(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    cpu = target.cpu()
+    if as_json:
+        from lhvdbg.x86.registers import cr0_layout, cr4_layout, efer_layout
+
+        layouts = {"cr0": cr0_layout(), "cr4": cr4_layout(), "efer": efer_layout()}
+        data: dict[str, Any] = {}
+        for name in ("cr0", "cr2", "cr3", "cr4", "efer"):
+            value = getattr(cpu, name)
+            data[name] = {"value": _hex(value)}
+            if name in layouts:
+                data[name]["decoded"] = layouts[name].decode(value).to_dict()
+        return data
+    from lhvdbg.ui.state_views import render_cregs
+
+    return render_cregs(cpu, prev.cpu)
+
+
+def _gdt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    tables = _tables(target)
+    if tables.gdt is None:
+        raise UsageError(f"gdt: {tables.unavailable.get('gdt', 'GDT not readable')}")
+    gdt = tables.gdt
+    entries = list(gdt.entries)
+    if arg is not None:
+        selector = _parse_int(arg, "gdt")
+        entry = gdt.entry(selector)
+        if entry is None:
+            raise UsageError(
+                f"gdt: selector {selector:#x} is beyond the {len(gdt.entries)} slots read "
+                f"(limit {gdt.limit:#x})"
+            )
+        entries = [entry]
+    if as_json:
+        return {
+            "base": _hex(gdt.base),
+            "limit": _hex(gdt.limit),
+            "mode": gdt.mode,
+            "entries": [
+                {
+                    "index": e.index,
+                    "selector": _hex(e.selector),
+                    "kind": e.kind,
+                    "raw": e.raw.hex(),
+                    "fields": e.decoded.to_dict() if e.decoded is not None else None,
+                    "note": e.note,
+                }
+                for e in entries
+            ],
+        }
+    from lhvdbg.ui import tables as ui
+
+    if arg is None:
+        return ui.render_gdt(gdt)
+    entry = entries[0]
+    if entry.decoded is None:
+        return ui.plain(f"gdt slot {entry.offset:#x}: {entry.note}")
+    from lhvdbg.x86.describe import describe_descriptor
+
+    old = _previous_gdt_entry(target, prev, entry.index)
+    title = f"gdt[{entry.offset:#x}] ({entry.kind}): {describe_descriptor(entry.decoded)}"
+    return ui.render_decoded(entry.decoded, old, title=title)
+
+
+def _previous_gdt_entry(target: Target, prev: Previous, index: int) -> Any:
+    if prev.snapshot is None:
+        return None
+    from lhvdbg.state.system import tables_from_reader
+
+    old = tables_from_reader(prev.snapshot.cpu, prev.snapshot.read)
+    if old.gdt is None or index >= len(old.gdt.entries):
+        return None
+    return old.gdt.entries[index].decoded
+
+
+def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    tables = _tables(target)
+    if tables.idt is None:
+        raise UsageError(f"idt: {tables.unavailable.get('idt', 'IDT not readable')}")
+    idt = tables.idt
+    vector: int | None = None
+    if arg is not None and arg != "all":
+        vector = _parse_int(arg, "idt")
+        if not 0 <= vector <= 255:
+            raise UsageError(f"idt: vector {vector} is not 0..255")
+        if idt.gate(vector) is None:
+            raise UsageError(
+                f"idt: vector {vector:#x} is beyond the IDT read (limit {idt.limit:#x})"
+            )
+    entries = [e for e in idt.entries if e.kind == "gate" or arg == "all"]
+    if vector is not None:
+        entries = [e for e in idt.entries if e.vector == vector]
+    if as_json:
+        from lhvdbg.x86.vectors import vector_name
+
+        return {
+            "base": _hex(idt.base),
+            "limit": _hex(idt.limit),
+            "mode": idt.mode,
+            "entries": [
+                {
+                    "vector": e.vector,
+                    "name": vector_name(e.vector),
+                    "kind": e.kind,
+                    "raw": e.raw.hex(),
+                    "fields": e.decoded.to_dict(),
+                }
+                for e in entries
+            ],
+        }
+    from lhvdbg.ui import tables as ui
+
+    if vector is None:
+        return ui.render_idt(idt, only_present=arg != "all")
+    from lhvdbg.x86.describe import describe_gate
+    from lhvdbg.x86.vectors import vector_name
+
+    gate = entries[0]
+    old = None
+    if prev.snapshot is not None:
+        from lhvdbg.state.system import tables_from_reader
+
+        old_idt = tables_from_reader(prev.snapshot.cpu, prev.snapshot.read).idt
+        old_entry = old_idt.gate(vector) if old_idt is not None else None
+        old = old_entry.decoded if old_entry is not None else None
+    title = f"idt[{vector:#04x}] {vector_name(vector)} ({gate.kind}): {describe_gate(gate.decoded)}"
+    return ui.render_decoded(gate.decoded, old, title=title)
+
+
+def _tss(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    tables = _tables(target)
+    tr = tables.tr
+    if tables.tss is None:
+        reason = tables.unavailable.get("tss", "TSS not readable")
+        if as_json:
+            return {"tr": {"selector": _hex(tr.selector)}, "unavailable": reason}
+        from lhvdbg.ui.tables import plain
+
+        return plain(f"tss: {reason} (TR selector {tr.selector:#06x}, base {tr.base:#x})")
+    if as_json:
+        return {
+            "tr": {"selector": _hex(tr.selector), "base": _hex(tr.base), "limit": _hex(tr.limit)},
+            "layout": tables.tss.layout.name,
+            "fields": tables.tss.to_dict(),
+            "missing": list(tables.tss.missing),
+        }
+    from lhvdbg.ui import tables as ui
+
+    if prev.snapshot is not None:
+        from lhvdbg.state.system import tables_from_reader
+
+        old = tables_from_reader(prev.snapshot.cpu, prev.snapshot.read).tss
+        if old is not None and old.layout is tables.tss.layout:
+            title = f"{tables.tss.layout.name} at {tr.base:#x}"
+            return ui.render_decoded(tables.tss, old, title=title)
+    return ui.render_tss(tables.tss, base=tr.base)
+
+
+def _pic(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    pic = target.pic()
+    if pic is None:
+        raise UsageError("pic: no PIC state (not captured)")
+    if as_json:
+        return pic_to_dict(pic)
+    from lhvdbg.ui.state_views import render_pic
+
+    return render_pic(pic, prev.snapshot.pic if prev.snapshot is not None else None)
+
+
+def _lapic(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    lapic = target.lapic()
+    if lapic is None:
+        raise UsageError("lapic: no local APIC state (not captured)")
+    if as_json:
+        return lapic_to_dict(lapic)
+    from lhvdbg.ui.state_views import render_lapic
+
+    return render_lapic(lapic, prev.snapshot.lapic if prev.snapshot is not None else None)
+
+
+ViewFunction = Callable[["Target", str | None, Previous, bool], Any]
+_VIEW_FUNCTIONS: dict[str, ViewFunction] = {
+    "regs": _regs,
+    "sregs": _sregs,
+    "cregs": _cregs,
+    "gdt": _gdt,
+    "idt": _idt,
+    "tss": _tss,
+    "pic": _pic,
+    "lapic": _lapic,
+}
+
+
+def view_data(name: str, target: Target, arg: str | None = None) -> Any:
+    """The JSON-ready data of view ``name``."""
+    return _VIEW_FUNCTIONS[name](target, arg, Previous(), True)
+
+
+def view_renderable(
+    name: str, target: Target, arg: str | None = None, previous: Previous | None = None
+) -> Any:
+    """The rich renderable of view ``name`` (changes since ``previous`` marked)."""
+    return _VIEW_FUNCTIONS[name](target, arg, previous or Previous(), False)
+
+
+def run_view(
+    name: str,
+    target: Target,
+    ctx: Context,
+    *,
+    arg: str | None = None,
+    as_json: bool = False,
+    previous: Previous | None = None,
+) -> int:
+    """Print one view of ``target`` (JSON or rendered); return the exit code."""
+    if as_json:
+        ctx.print_json(view_data(name, target, arg))
+    else:
+        widen_when_piped(ctx)
+        ctx.print(view_renderable(name, target, arg, previous))
+    return 0
+
+
+PIPE_WIDTH = 160
+
+
+def widen_when_piped(ctx: Context) -> None:
+    """Tables are wide: when output is not a terminal and no width was asked for, render at
+    PIPE_WIDTH columns rather than rich's 80, so piped output is not cut."""
+    if ctx.width is None:
+        isatty = getattr(ctx.stdout, "isatty", None)
+        if not (callable(isatty) and isatty()):
+            ctx.width = PIPE_WIDTH
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+def _json_only(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _gdt_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "selector", nargs="?", help="one descriptor by selector (0x20; RPL/TI ignored)"
+    )
+    _json_only(parser)
+
+
+def _idt_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "vector", nargs="?", help="one gate by vector (8, 0x20), or 'all' (default: present)"
+    )
+    _json_only(parser)
+
+
+def _simple(name: str) -> Callable[[argparse.Namespace, Context], int]:
+    def run(args: argparse.Namespace, ctx: Context) -> int:
+        arg = getattr(args, "selector", None) or getattr(args, "vector", None)
+        return run_view(
+            name, ctx.require_target(), ctx, arg=arg, as_json=args.json, previous=previous_of(ctx)
+        )
+
+    run.__name__ = f"run_{name}"
+    return run
+
+
+_SUMMARIES = {
+    "regs": ("instruction pointer, flags and general registers", _json_only),
+    "sregs": ("segment registers with hidden parts, LDTR, TR, GDTR, IDTR", _json_only),
+    "cregs": ("CR0, CR2, CR3, CR4 and EFER, decoded", _json_only),
+    "gdt": ("the GDT, or one descriptor", _gdt_args),
+    "idt": ("the IDT's present gates, one gate, or all", _idt_args),
+    "tss": ("the TSS that TR points to, decoded", _json_only),
+    "pic": ("the two 8259 PICs: bases, IRR, IMR, ISR", _json_only),
+    "lapic": ("the local APIC: timer, ISR/IRR, LVT", _json_only),
+}
+
+for _name, (_summary, _configure) in _SUMMARIES.items():
+    command(_name, _summary, configure=_configure, category="state", where=WHERE)(_simple(_name))
+
+
+def _pt_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("va", help="linear address to translate (hex)")
+    _json_only(parser)
+
+
+@command(
+    "pt",
+    "walk the page tables for a linear address",
+    configure=_pt_args,
+    category="state",
+    where=WHERE,
+)
+def run_pt(args: argparse.Namespace, ctx: Context) -> int:
+    """Translate VA through CR3's page tables (memory read through the target)."""
+    from lhvdbg.x86.paging import walk
+
+    target = ctx.require_target()
+    cpu = target.cpu()
+    va = _parse_int(args.va, "pt")
+    result = walk(target.read_memory, cpu.cr3, cpu.cr4, cpu.efer, cpu.cr0, va)
+    if args.json:
+        ctx.print_json(
+            {
+                "va": _hex(result.va),
+                "paging": result.paging,
+                "steps": [
+                    {
+                        "level": s.level,
+                        "name": s.name,
+                        "table": _hex(s.table),
+                        "index": s.index,
+                        "entry_address": _hex(s.entry_address),
+                        "entry": s.entry.to_dict() if s.entry is not None else None,
+                        "raw": _hex(s.entry.raw) if s.entry is not None else None,
+                    }
+                    for s in result.steps
+                ],
+                "physical": _hex(result.physical) if result.physical is not None else None,
+                "fault": result.fault,
+                "page_size": result.page_size,
+                "writable": result.writable,
+                "user": result.user,
+                "executable": result.executable,
+            }
+        )
+        return 0
+    from lhvdbg.ui.tables import render_page_walk
+
+    ctx.print(render_page_walk(result))
+    return 0

@@ -1,0 +1,274 @@
+"""View commands (regs, sregs, cregs, gdt, idt, tss, pic, lapic, pt), show and diff, on
+real captured snapshots: golden plain text and JSON with real values."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lhvdbg.cli import main
+from lhvdbg.commands.registry import Context, load_all
+from lhvdbg.errors import UsageError
+from lhvdbg.state.references import load_reference
+from lhvdbg.state.snapshot import Snapshot, load_snapshot
+from lhvdbg.state.target import SnapshotTarget
+
+SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
+Golden = Callable[[str, str], None]
+
+
+def snap(name: str) -> Snapshot:
+    if name == "pebbles":
+        return load_reference("pebbles")
+    return load_snapshot(SNAPSHOTS / f"{name}.json")
+
+
+def run_shell_command(line: list[str], snapshot: Snapshot, previous: object = None) -> str:
+    """Run a registered view command as the shell does, on a SnapshotTarget."""
+    registry = load_all()
+    cmd = registry.get(line[0])
+    assert "shell" in cmd.where and "scenario" in cmd.where
+    out = io.StringIO()
+    ctx = Context(stdout=out, color=False, width=160, target=SnapshotTarget(snapshot))
+    if previous is not None:
+        ctx.state["previous"] = previous
+    args = cmd.parser().parse_args(line[1:])
+    assert cmd.run(args, ctx) == 0
+    return out.getvalue()
+
+
+VIEW_CASES = [
+    ("regs", ["regs"], "lhv-good-amd64"),
+    ("regs-i386", ["regs"], "lhv-good-i386"),
+    ("sregs", ["sregs"], "lhv-good-amd64"),
+    ("sregs-no-ltr", ["sregs"], "lhv-no-ltr-amd64"),
+    ("cregs", ["cregs"], "lhv-good-amd64"),
+    ("gdt", ["gdt"], "lhv-good-amd64"),
+    ("gdt-tss", ["gdt", "0x20"], "lhv-good-amd64"),
+    ("gdt-pebbles-tss", ["gdt", "0x8"], "pebbles"),
+    ("idt-df", ["idt", "8"], "lhv-good-i386"),
+    ("tss", ["tss"], "lhv-good-amd64"),
+    ("tss-i386", ["tss"], "lhv-good-i386"),
+    ("tss-no-ltr", ["tss"], "lhv-no-ltr-amd64"),
+    ("pic", ["pic"], "lhv-good-amd64"),
+    ("pic-unremapped", ["pic"], "lhv-pic-unremapped-amd64"),
+    ("lapic", ["lapic"], "lhv-good-amd64"),
+]
+
+
+@pytest.mark.parametrize(("golden_name", "line", "fixture"), VIEW_CASES)
+def test_view_golden(golden: Golden, golden_name: str, line: list[str], fixture: str) -> None:
+    golden(f"views/{golden_name}.txt", run_shell_command(line, snap(fixture)))
+
+
+def test_regs_marks_changes_since_previous(golden: Golden) -> None:
+    before = snap("lhv-good-amd64")
+    text = run_shell_command(["regs"], snap("lhv-pic-unremapped-amd64"), previous=before)
+    golden("views/regs-changed.txt", text)
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "*rax" in lines and "0x0000000000000004" in lines["*rax"]  # the old value
+    assert "rip" in lines  # unchanged: no marker
+    assert "*rdi" not in lines
+
+
+def test_pic_marks_changes_with_previous_snapshot() -> None:
+    text = run_shell_command(
+        ["pic"], snap("lhv-pic-unremapped-amd64"), previous=snap("lhv-good-amd64")
+    )
+    assert "*master" in text and "*slave" in text
+    assert "base 0x20 imr 0xf8 isr 0x00" in text
+    assert "not remapped" in text
+
+
+def test_previous_cpu_state_only_marks_registers() -> None:
+    prev = snap("lhv-no-ltr-amd64").cpu
+    text = run_shell_command(["sregs"], snap("lhv-good-amd64"), previous=prev)
+    assert "*tr" in text
+    assert "sel 0x0000 base 0x0 limit 0xffff flags 0x00008b00" in text  # what TR was
+    assert "*cs" not in text
+
+
+def test_tss_previous_snapshot_uses_field_table() -> None:
+    older = snap("lhv-good-amd64")
+    text = run_shell_command(["tss"], snap("lhv-pic-unremapped-amd64"), previous=older)
+    assert "was" in text.splitlines()[1]  # the comparing table
+    assert "*" not in text  # the TSS did not change
+
+
+def json_of(line: list[str], fixture: str) -> object:
+    return json.loads(run_shell_command([*line, "--json"], snap(fixture)))
+
+
+def test_regs_json() -> None:
+    data = json_of(["regs"], "lhv-good-amd64")
+    assert isinstance(data, dict)
+    assert data["mode"] == "long"
+    assert data["ip"] == "0x102092"
+    assert data["gprs"]["rsp"] == "0x10efc0"
+    assert data["flags_decoded"]["pf"] == 1
+
+
+def test_sregs_json() -> None:
+    data = json_of(["sregs"], "lhv-no-ltr-amd64")
+    assert isinstance(data, dict)
+    assert data["tr_never_loaded"] is True
+    assert data["segments"]["tr"]["flags"] == "0x8b00"
+    assert data["segments"]["tr"]["decoded"]["type_name"] == "64-bit TSS (busy)"
+    assert data["segments"]["cs"]["decoded"]["l"] == 1
+    assert data["gdtr"] == {"base": "0x103730", "limit": "0x3f"}
+
+
+def test_cregs_json() -> None:
+    data = json_of(["cregs"], "lhv-good-i386")
+    assert isinstance(data, dict)
+    assert data["cr0"]["value"] == "0x80010011"
+    assert data["cr0"]["decoded"]["wp"] == 1
+    assert data["cr3"] == {"value": "0x10b000"}
+
+
+def test_gdt_and_idt_json() -> None:
+    gdt = json_of(["gdt"], "lhv-good-amd64")
+    assert isinstance(gdt, dict)
+    kinds = [e["kind"] for e in gdt["entries"]]
+    assert kinds == ["null", "code", "code", "data", "system", "second-half", "code", "data"]
+    assert gdt["entries"][4]["fields"]["base"] == 0x111000
+    idt = json_of(["idt", "0x22"], "lhv-good-amd64")
+    assert isinstance(idt, dict)
+    assert len(idt["entries"]) == 1
+    assert idt["entries"][0]["fields"]["type_name"] == "64-bit interrupt gate"
+    every = json_of(["idt", "all"], "pebbles")
+    assert isinstance(every, dict)
+    assert len(every["entries"]) == 256
+    assert [e["vector"] for e in every["entries"] if e["kind"] == "gate"] == [8]
+
+
+def test_tss_pic_lapic_json() -> None:
+    tss = json_of(["tss"], "lhv-good-amd64")
+    assert isinstance(tss, dict)
+    assert tss["fields"]["rsp0"] == 0x10F000 and tss["fields"]["ist1"] == 0x112070
+    no_tss = json_of(["tss"], "lhv-no-ltr-amd64")
+    assert no_tss == {
+        "tr": {"selector": "0x0"},
+        "unavailable": "TR was never loaded (null selector)",
+    }
+    pic = json_of(["pic"], "lhv-pic-unremapped-amd64")
+    assert isinstance(pic, dict)
+    assert pic["master"]["irq_base"] == "0x8"
+    lapic = json_of(["lapic"], "lhv-good-amd64")
+    assert isinstance(lapic, dict)
+    assert lapic["lvt_timer"] == "0x20022"
+
+
+def test_pt_without_page_tables_in_snapshot() -> None:
+    data = json_of(["pt", "0x102092"], "lhv-good-amd64")
+    assert isinstance(data, dict)
+    assert data["paging"] == "4level"
+    assert data["physical"] is None
+    assert "PML4E at 0x104000 not readable" in data["fault"]
+
+
+def test_pt_with_paging_off_is_identity() -> None:
+    data = json_of(["pt", "0x100950"], "pebbles")
+    assert isinstance(data, dict)
+    assert data["paging"] is None and data["physical"] == "0x100950"
+
+
+@pytest.mark.parametrize(
+    ("line", "fixture", "message"),
+    [
+        (["gdt", "0x100"], "pebbles", "beyond the 10 slots read"),
+        (["idt", "300"], "pebbles", "not 0..255"),
+        (["idt", "zz"], "pebbles", "not a number"),
+        (["lapic"], "pebbles", "no local APIC state"),
+    ],
+)
+def test_view_errors(line: list[str], fixture: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        run_shell_command(line, snap(fixture))
+
+
+def test_view_without_target() -> None:
+    cmd = load_all().get("regs")
+    with pytest.raises(UsageError, match="no target"):
+        cmd.run(cmd.parser().parse_args([]), Context(stdout=io.StringIO()))
+
+
+# --- the CLI commands show and diff -----------------------------------------------------
+
+
+def cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["--no-color", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_show_one_view_is_the_shell_view(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["show", str(SNAPSHOTS / "lhv-good-amd64.json"), "pic"], capsys)
+    assert code == 0
+    # the CLI renders at the pipe width (160), as the shell test does
+    shell = run_shell_command(["pic"], snap("lhv-good-amd64"))
+    assert [line.split() for line in out.splitlines()] == [
+        line.split() for line in shell.splitlines()
+    ]
+
+
+def test_show_all(golden: Golden, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(["show", "pebbles"], capsys)
+    assert code == 0 and err == ""
+    golden("views/show-pebbles.txt", out)
+    assert "lapic: no local APIC state (not captured)" in out
+
+
+def test_show_all_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["show", str(SNAPSHOTS / "lhv-good-i386.json"), "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0
+    assert set(data) == {"regs", "sregs", "cregs", "gdt", "idt", "tss", "pic", "lapic"}
+    assert data["sregs"]["segments"]["tr"]["selector"] == "0x18"
+
+
+def test_show_bad_file(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(["show", str(SNAPSHOTS / "bad" / "wrong-version.json")], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1
+    assert "format_version: 2 is not supported" in err
+
+
+def test_diff_golden(golden: Golden, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(
+        [
+            "diff",
+            str(SNAPSHOTS / "lhv-good-amd64.json"),
+            str(SNAPSHOTS / "lhv-no-ltr-amd64.json"),
+        ],
+        capsys,
+    )
+    assert code == 0
+    golden("views/diff-good-no-ltr.txt", out.replace(str(SNAPSHOTS) + "/", ""))
+    assert "cpu.segments.tr.selector" in out
+
+
+def test_diff_json_against_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["diff", "pebbles", str(SNAPSHOTS / "lhv-good-i386.json"), "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0
+    assert data["count"] == len(data["differences"])
+    by_path = {d["path"]: d for d in data["differences"]}
+    assert by_path["cpu.segments.tr.selector"] == {
+        "path": "cpu.segments.tr.selector",
+        "a": "0x8",
+        "b": "0x18",
+        "meaning": "visible selector",
+    }
+    assert not any(p.startswith("cpu.gprs") for p in by_path)
+
+
+def test_diff_identical(capsys: pytest.CaptureFixture[str]) -> None:
+    path = str(SNAPSHOTS / "lhv-good-amd64.json")
+    code, out, _ = cli(["diff", path, path], capsys)
+    assert code == 0
+    assert out.rstrip().endswith("no differences between A and B")

@@ -674,7 +674,7 @@ class Session:
         flag = {"write": "", "read": "-r ", "access": "-a "}.get(access)
         if flag is None:
             raise UsageError(f"watch access must be write, read or access, not {access!r}")
-        result = self.gdb.command(f"-break-watch {flag}*(unsigned char (*)[{size}]){address:#x}")
+        result = self.gdb.command(f'-break-watch {flag}"*(unsigned char (*)[{size}]){address:#x}"')
         record = next(
             (v for k, v in result.payload.items() if k in ("wpt", "hw-rwpt", "hw-awpt")), None
         )
@@ -756,6 +756,12 @@ class Session:
         gdb.drain_stopped()
         started = time.monotonic()
         deadline = started + timeout
+        # gdb steps over the breakpoint it stopped at; with a hardware watchpoint in the
+        # page that instruction writes, QEMU's TCG reports that step as a bare SIGTRAP
+        stepping_over = self.last_stop is not None and self.last_stop.reason in (
+            "breakpoint",
+            "vector",
+        )
         gdb.command("-exec-continue")
         while True:
             record = gdb.wait_stopped(max(0.0, min(0.05, deadline - time.monotonic())))
@@ -763,6 +769,10 @@ class Session:
             if poll is not None:
                 poll()
             if record is not None:
+                if stepping_over and self._spurious_sigtrap(record):
+                    stepping_over = False
+                    gdb.command("-exec-continue")
+                    continue
                 return self._stop_event(record, elapsed)
             if not self._qemu_running():
                 return self._exited_event(elapsed)
@@ -781,6 +791,16 @@ class Session:
                     )
                 self.last_stop = event
                 return event
+
+    def _spurious_sigtrap(self, record: MiRecord) -> bool:
+        """A SIGTRAP right after stepping over a breakpoint while a watchpoint is set."""
+        payload = record.payload if isinstance(record.payload, dict) else {}
+        if payload.get("reason") != "signal-received" or payload.get("signal-name") != "SIGTRAP":
+            return False
+        if not any(b.kind == "watchpoint" for b in self._breakpoints.values()):
+            return False
+        log.debug("ignoring the SIGTRAP of a breakpoint step-over (watchpoint set)")
+        return True
 
     def _interrupt_running(self) -> MiRecord | None:
         """Interrupt a running guest and wait for its ``*stopped`` (None if QEMU exits)."""

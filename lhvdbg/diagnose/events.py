@@ -25,7 +25,8 @@ class InterruptEvent:
     address, ``sp``/``ss`` the stack before delivery, ``cr2`` when the log reports it.
     ``check_old`` is the previous exception QEMU was delivering when this one was raised
     (from ``check_exception old: X new Y``; None when no such line preceded it, -1 for
-    ``0xffffffff``).
+    ``0xffffffff``). ``check_new`` is that line's Y when it differs from ``vector``: the
+    exception raised while delivering ``check_old``, which the CPU turned into a #DF.
     """
 
     vector: int
@@ -42,6 +43,7 @@ class InterruptEvent:
     sequence: int = 0  # QEMU's running count printed before "v="
     line: int = 0  # 1-based line number in the log
     registers: CpuState | None = None  # the CPU just before delivery (the log's dump)
+    check_new: int | None = None  # the exception raised, when QEMU turned it into #DF
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ class _Pending:
     line: int
     source: EventSource
     check_old: int | None
+    check_new: int | None
     dump: list[str]
 
 
@@ -86,6 +87,7 @@ def _event(pending: _Pending) -> InterruptEvent:
         cpl=int(m["cpl"]),
         cr2=int(m["cr2"], 16) if m["cr2"] is not None else None,
         check_old=pending.check_old,
+        check_new=pending.check_new if pending.check_new != vector else None,
         sequence=int(m["seq"]),
         line=pending.line,
         registers=registers,
@@ -130,9 +132,9 @@ def scan_int_log(text: str) -> list[ChainEvent]:
                 source = "hardware"
             else:
                 source = "exception"
-            check_old = check[0] if check is not None and source == "exception" else None
+            old, new = check if check is not None and source == "exception" else (None, None)
             check = None
-            pending = _Pending(match, number, source, check_old, [])
+            pending = _Pending(match, number, source, old, new, [])
             continue
         if (m := _SERVICING.match(line)) is not None:
             flush()

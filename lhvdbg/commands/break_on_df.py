@@ -1,0 +1,106 @@
+"""``lhvdbg break-on-df``: boot, stop at vector 8 (or the triple fault), say why it fired.
+
+Works on any multiboot kernel, stripped too: the vector-8 handler is found from the IDT
+once the kernel runs ``lidt`` (``Session.run_to_vector``), not from symbol names. Under
+TCG the ``-d int`` log gives the whole chain; under KVM the frame on the handler's stack,
+the PIC/LAPIC state and the registers do. Exit status 0 whenever the run completed,
+whatever the outcome. Also registers ``diagnose`` for the shell and scenarios: the same
+diagnosis of wherever the live session (or snapshot) is now.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
+from lhvdbg.commands.registry import Context, command
+from lhvdbg.errors import UsageError
+
+DEFAULT_TIMEOUT = 10.0
+DF_VECTOR = 8
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    add_launch_arguments(parser, default_variant="pic-unremapped")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up waiting for vector 8 after this long (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--reference",
+        metavar="NAME|FILE",
+        help="known-good snapshot to weigh differences against "
+        "(default: pebbles for i386, lhv-amd64 for amd64)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+
+
+def _print(ctx: Context, report: object, as_json: bool) -> None:
+    from lhvdbg.diagnose.report import Report
+
+    assert isinstance(report, Report)
+    if as_json:
+        ctx.print_json(report.to_json())
+        return
+    from lhvdbg.ui.report import render_report
+
+    ctx.print(render_report(report))
+
+
+@command(
+    "break-on-df",
+    "boot the kernel, stop when vector 8 fires, and diagnose why (PIC, IST, TSS, stack...)",
+    configure=_configure,
+    category="diagnosis",
+    where={"cli"},
+)
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    """Launch, run to IDT[8]'s handler (or a triple fault/exit/timeout), diagnose."""
+    from lhvdbg.commands._diagnosis import diagnose_session
+    from lhvdbg.machine.session import Session
+
+    if args.timeout <= 0:
+        raise UsageError("--timeout needs a positive number of seconds")
+    config = launch_config_from_args(args)
+    with Session(config) as session:
+        stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout)
+        report = diagnose_session(session, stop, reference=args.reference)
+    _print(ctx, report, args.json)
+    return 0
+
+
+def _configure_diagnose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        metavar="NAME|FILE",
+        help="known-good snapshot (default: pebbles for i386, lhv-amd64 for amd64)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+
+
+@command(
+    "diagnose",
+    "diagnose the current state: the interrupt chain so far, the causes, the evidence",
+    configure=_configure_diagnose,
+    category="diagnosis",
+    where={"shell", "scenario"},
+)
+def run_diagnose(args: argparse.Namespace, ctx: Context) -> int:
+    """Diagnose where the shell's live session (or snapshot) is now."""
+    from lhvdbg.commands._diagnosis import diagnose_session, diagnose_snapshot
+
+    session = ctx.session
+    if session is not None and getattr(session, "alive", False):
+        from lhvdbg.machine.session import StopEvent
+
+        stop = session.last_stop or StopEvent("interrupted", detail="session state")
+        report = diagnose_session(session, stop, reference=args.reference)
+    else:
+        target = ctx.require_target()
+        report = diagnose_snapshot(target.capture(), reference=args.reference)
+    ctx.state["last_report"] = report
+    _print(ctx, report, args.json)
+    return 0

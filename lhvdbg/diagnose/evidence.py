@@ -1,0 +1,237 @@
+"""Everything the diagnosis reads, collected once: plain data, no target access.
+
+The collector (``lhvdbg.commands._diagnosis``) fills an :class:`Evidence` from a live
+session or a snapshot: the interrupt log's events (TCG), the snapshot at the stop, the
+words on the stack at the vector-8 handler, instruction bytes at the addresses involved,
+the serial output. Rules never talk to QEMU; they read this.
+
+The frame test (Intel SDM Vol. 3A §6.12.1, Figures 6-4 and 6-9): at a handler's first
+instruction the stack holds ``[error code], RIP, CS, RFLAGS[, RSP, SS]``. A hardware IRQ
+pushes no error code, so ``frame[0]`` is a RIP, ``frame[1]`` the kernel CS and
+``frame[2]`` an RFLAGS value (bit 1 always set); a real #DF pushes an error code of 0
+first, shifting them by one word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lhvdbg.diagnose.events import ChainEvent
+from lhvdbg.errors import LhvdbgError
+from lhvdbg.state.snapshot import MemoryRegion, Snapshot
+from lhvdbg.x86.cpustate import Arch, CpuState
+from lhvdbg.x86.tables import SystemTables
+
+__all__ = [
+    "Evidence",
+    "FrameReading",
+    "StopInfo",
+    "describe_instruction",
+    "read_frame",
+]
+
+FrameKind = Literal["no-error-code", "error-code", "unknown"]
+
+# RFLAGS: bit 1 is always 1; bits 3, 5, 15 and 22..63 are reserved 0 (SDM Vol. 1 §3.4.3).
+_RFLAGS_FIXED1 = 1 << 1
+_RFLAGS_RESERVED0 = (1 << 3) | (1 << 5) | (1 << 15) | ~((1 << 22) - 1)
+_RFLAGS_IF = 1 << 9
+
+
+@dataclass(frozen=True)
+class StopInfo:
+    """How the run stopped: ``vector`` (at the handler IDT[vector] names), ``shutdown``
+    (triple fault, QEMU paused), ``exited`` (the guest's own exit), ``timeout``, or what a
+    shell user was doing (``breakpoint``, ``step``, ``interrupted``, ``snapshot``)."""
+
+    reason: str
+    vector: int | None = None
+    address: int | None = None
+    exit_value: int | None = None
+    detail: str = ""
+    elapsed: float | None = None
+
+
+@dataclass(frozen=True)
+class FrameReading:
+    """The interrupt frame at a handler's entry, read as one of the two shapes."""
+
+    kind: FrameKind
+    words: tuple[int, ...]
+    error_code: int | None = None
+    rip: int | None = None
+    cs: int | None = None
+    rflags: int | None = None
+    in_kernel_text: bool | None = None
+
+    @property
+    def interrupts_were_enabled(self) -> bool | None:
+        """EFLAGS.IF of the interrupted code, from the pushed RFLAGS."""
+        return None if self.rflags is None else bool(self.rflags & _RFLAGS_IF)
+
+    def describe(self, width: int) -> str:
+        """One line: what the words say."""
+        digits = width * 2
+        shown = ", ".join(f"{w:#0{digits + 2}x}" for w in self.words[:4])
+        if self.kind == "no-error-code":
+            where = " (in kernel text)" if self.in_kernel_text else ""
+            return (
+                f"no error code: frame[0]={self.rip:#x} is a RIP{where}, frame[1]="
+                f"{self.cs:#x} the CS, frame[2]={self.rflags:#x} RFLAGS [{shown}]"
+            )
+        if self.kind == "error-code":
+            return (
+                f"error code {self.error_code:#x}, then RIP {self.rip:#x}, CS {self.cs:#x}, "
+                f"RFLAGS {self.rflags:#x} [{shown}]"
+            )
+        return f"neither frame shape fits [{shown}]"
+
+
+def _plausible_rflags(value: int) -> bool:
+    return bool(value & _RFLAGS_FIXED1) and not value & _RFLAGS_RESERVED0
+
+
+def _plausible_cs(value: int, kernel_cs: int | None) -> bool:
+    if value >> 16 or value & 0xFFFC == 0:
+        return False
+    if kernel_cs is not None and value == kernel_cs:
+        return True
+    return kernel_cs is None or value & 3 == 3  # from ring 3: any RPL-3 selector
+
+
+def read_frame(
+    words: Sequence[int],
+    *,
+    kernel_cs: int | None,
+    text: Sequence[tuple[int, int]] = (),
+) -> FrameReading:
+    """Classify the words at the handler's stack pointer (``kernel_cs``: the handler's CS;
+    ``text``: [start, end) ranges of kernel code, used when known)."""
+    w = tuple(words)
+
+    def in_text(address: int) -> bool | None:
+        if not text:
+            return None
+        return any(start <= address < end for start, end in text)
+
+    fits3 = len(w) >= 3 and _plausible_cs(w[1], kernel_cs) and _plausible_rflags(w[2])
+    if fits3 and in_text(w[0]) is not False:
+        return FrameReading("no-error-code", w, None, w[0], w[1], w[2], in_text(w[0]))
+    fits4 = len(w) >= 4 and _plausible_cs(w[2], kernel_cs) and _plausible_rflags(w[3])
+    if fits4 and in_text(w[1]) is not False:
+        return FrameReading("error-code", w, w[0], w[1], w[2], w[3], in_text(w[1]))
+    return FrameReading("unknown", w)
+
+
+# A few one- and two-byte instructions that matter when reading an interrupted RIP.
+_ONE_BYTE = {
+    0xF4: "hlt",
+    0xFB: "sti",
+    0xFA: "cli",
+    0xCF: "iret",
+    0xCC: "int3",
+    0x90: "nop",
+    0xC3: "ret",
+}
+
+
+def describe_instruction(code: bytes, arch: Arch) -> str | None:
+    """Name the instruction at the start of ``code`` when it is one that matters here
+    (``hlt``, ``sti``, ``iretq``, ``int 0x30``, ``ud2``, ``call``, ``push``), else None."""
+    if not code:
+        return None
+    b = code
+    if arch == "amd64" and len(b) >= 2 and b[0] == 0x48 and b[1] == 0xCF:
+        return "iretq"
+    if len(b) >= 2 and b[0] == 0x66 and b[1] == 0xCF:
+        return "iretw"
+    if len(b) >= 2 and b[0] == 0x0F and b[1] == 0x0B:
+        return "ud2"
+    if len(b) >= 2 and b[0] == 0xCD:
+        return f"int {b[1]:#04x}"
+    if len(b) >= 2 and b[0] == 0xEB and b[1] == 0xFE:
+        return "jmp . (spin)"
+    if b[0] == 0xE8:
+        return "call"
+    if 0x50 <= b[0] <= 0x57 or (
+        arch == "amd64" and b[0] == 0x41 and len(b) > 1 and 0x50 <= b[1] <= 0x57
+    ):
+        return "push"
+    return _ONE_BYTE.get(b[0])
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What was collected at the stop.
+
+    ``events``: the kernel run's events from the ``-d int`` log (empty under KVM, where
+    ``int_log`` is False). ``snapshot``: the machine at the stop. ``tables``: its decoded
+    GDT/IDT/TR/TSS. ``frame``: the interrupt frame at the vector-8 handler's entry, when
+    stopped there. ``memory``: extra bytes read for the diagnosis (instructions at the
+    RIPs involved, the stack under a faulting ``iret``). ``text``: kernel code ranges.
+    ``reference``: the known-good snapshot whose differences are weighed.
+    """
+
+    arch: Arch
+    accel: str | None
+    stop: StopInfo
+    events: tuple[ChainEvent, ...] = ()
+    int_log: bool = False
+    snapshot: Snapshot | None = None
+    tables: SystemTables | None = None
+    frame: FrameReading | None = None
+    memory: tuple[MemoryRegion, ...] = ()
+    text: tuple[tuple[int, int], ...] = ()
+    serial: str = ""
+    qemu_version: str | None = None
+    kernel: str | None = None
+    symbols: Mapping[str, int] = field(default_factory=dict)
+    reference: Snapshot | None = None
+    reference_name: str | None = None
+
+    @property
+    def cpu(self) -> CpuState | None:
+        """The CPU at the stop."""
+        return self.snapshot.cpu if self.snapshot is not None else None
+
+    @property
+    def word_size(self) -> int:
+        """8 on amd64, 4 on i386."""
+        return 8 if self.arch == "amd64" else 4
+
+    def read(self, address: int, size: int) -> bytes | None:
+        """Bytes from the extra memory or the snapshot, or None when not collected."""
+        for region in self.memory:
+            if region.address <= address and address + size <= region.end:
+                offset = address - region.address
+                return region.data[offset : offset + size]
+        if self.snapshot is not None:
+            try:
+                return self.snapshot.read(address, size)
+            except LhvdbgError:
+                return None
+        return None
+
+    def instruction_at(self, address: int) -> str | None:
+        """The instruction at ``address`` when it is one :func:`describe_instruction`
+        names and its bytes were collected."""
+        code = self.read(address, 2) or self.read(address, 1)
+        return describe_instruction(code, self.arch) if code else None
+
+    def after_hlt(self, address: int) -> bool | None:
+        """Whether the byte before ``address`` is ``hlt`` (an IRQ woke a halted CPU; the
+        saved RIP is the next instruction). None when not collected."""
+        code = self.read(address - 1, 1)
+        return None if code is None else code[0] == 0xF4
+
+    def words_at(self, address: int, count: int) -> tuple[int, ...] | None:
+        """``count`` stack words at ``address``, when collected."""
+        size = self.word_size
+        data = self.read(address, size * count)
+        if data is None:
+            return None
+        return tuple(
+            int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)
+        )

@@ -1,0 +1,333 @@
+"""The diagnosis report as data, and :func:`make_report` that builds it from evidence.
+
+``make_report`` is the pure core of ``break-on-df`` and the shell's ``diagnose``:
+evidence → chain (from the ``-d int`` log, or from the stack frame under KVM) → outcome →
+rules → differences from the reference weighed against what the CPU needs → cross-checks
+of the evidence against itself (emulators have quirks; the report says when sources
+disagree). Rendering lives in ``lhvdbg.ui.report``; ``Report.to_json`` is the ``--json``
+form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lhvdbg.diagnose.chain import Chain, ChainStep, build_chain
+from lhvdbg.diagnose.events import EventSource, InterruptEvent
+from lhvdbg.diagnose.evidence import Evidence, StopInfo
+from lhvdbg.diagnose.rules import Cause, diagnose
+from lhvdbg.diagnose.tss_diff import Difference, TssDiff, diff_tss, tss_needs
+from lhvdbg.x86.checks import Finding, check_system
+from lhvdbg.x86.vectors import DOUBLE_FAULT
+
+__all__ = ["OUTCOMES", "Outcome", "Report", "chain_to_json", "make_report", "outcome_of"]
+
+Outcome = Literal["hardware-interrupt-on-vector-8", "double-fault", "triple-fault", "no-fault"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "hardware-interrupt-on-vector-8",
+    "double-fault",
+    "triple-fault",
+    "no-fault",
+)
+
+VERDICTS: dict[Outcome, str] = {
+    "hardware-interrupt-on-vector-8": "vector 8 was a hardware interrupt, not a double fault",
+    "double-fault": "a real double fault (#DF)",
+    "triple-fault": "triple fault: the CPU gave up and reset",
+    "no-fault": "no fault: vector 8 never fired",
+}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything ``break-on-df`` says, as data."""
+
+    outcome: Outcome
+    arch: str
+    accel: str | None
+    stop: StopInfo
+    chain: Chain
+    diagnosis: tuple[Cause, ...]
+    irrelevant: tuple[Difference, ...] = ()
+    relevant: tuple[Difference, ...] = ()
+    evidence: tuple[str, ...] = ()
+    disagreements: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    reference: str | None = None
+    qemu_version: str | None = None
+    kernel: str | None = None
+    int_log: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def verdict(self) -> str:
+        """The one-line verdict for the outcome and the top cause."""
+        text = VERDICTS[self.outcome]
+        if self.diagnosis and self.diagnosis[0].id != "unexplained-chain":
+            text += f": {self.diagnosis[0].summary}"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object (integers stay integers; null where nothing was pushed)."""
+        return {
+            "outcome": self.outcome,
+            "verdict": self.verdict,
+            "arch": self.arch,
+            "accel": self.accel,
+            "qemu_version": self.qemu_version,
+            "kernel": self.kernel,
+            "int_log": self.int_log,
+            "stop": {
+                "reason": self.stop.reason,
+                "vector": self.stop.vector,
+                "address": self.stop.address,
+                "exit_value": self.stop.exit_value,
+                "detail": self.stop.detail,
+            },
+            "chain": chain_to_json(self.chain),
+            "context": _step_json(self.chain.context) if self.chain.context else None,
+            "triple_fault": self.chain.triple_fault is not None,
+            "diagnosis": [c.to_json() for c in self.diagnosis],
+            "evidence": list(self.evidence),
+            "disagreements": list(self.disagreements),
+            "reference": self.reference,
+            "relevant_differences": [d.to_json() for d in self.relevant],
+            "irrelevant_differences": [d.to_json() for d in self.irrelevant],
+            "findings": [f.to_dict() for f in self.findings],
+            "notes": list(self.notes),
+        }
+
+
+def _step_json(step: ChainStep) -> dict[str, Any]:
+    event = step.event
+    out: dict[str, Any] = {
+        "vector": event.vector,
+        "source": event.source,
+        "error_code": event.error_code,
+        "rip": event.rip,
+        "name": step.name,
+        "title": step.title,
+        "cs": event.cs,
+        "sp": event.sp,
+        "cpl": event.cpl,
+        "symbol": step.symbol,
+        "raised_next": step.cause_of_next,
+    }
+    if event.cr2 is not None:
+        out["cr2"] = event.cr2
+    if step.error is not None:
+        out["error_code_decoded"] = {
+            "format": step.error.format,
+            "text": step.error.text,
+            "fields": dict(step.error.fields),
+            "names": step.error.names,
+            "quirk": step.error.quirk,
+        }
+    return out
+
+
+def chain_to_json(chain: Chain) -> list[dict[str, Any]]:
+    """The chain's steps as ``{vector, source, error_code, rip, ...}`` objects."""
+    return [_step_json(s) for s in chain.steps]
+
+
+def outcome_of(chain: Chain, stop: StopInfo, int_log: bool) -> Outcome:
+    """The outcome from the chain (TCG log) or, without a log, from how the run stopped."""
+    if chain.triple_fault is not None:
+        return "triple-fault"
+    step = chain.stop
+    if step is not None:
+        return "hardware-interrupt-on-vector-8" if step.source == "hardware" else "double-fault"
+    if stop.reason == "shutdown" and not int_log:
+        return "triple-fault"  # no log under KVM: a guest reset is the only sign
+    return "no-fault"
+
+
+def _frame_events(ev: Evidence) -> tuple[InterruptEvent, ...]:
+    """Under KVM (no log): the vector-8 delivery reconstructed from the handler's frame."""
+    frame = ev.frame
+    if frame is None or ev.stop.reason != "vector" or ev.stop.vector != DOUBLE_FAULT:
+        return ()
+    if frame.kind == "unknown" or frame.rip is None:
+        return ()
+    source: EventSource = "hardware" if frame.kind == "no-error-code" else "exception"
+    return (
+        InterruptEvent(
+            vector=DOUBLE_FAULT,
+            source=source,
+            error_code=frame.error_code,
+            rip=frame.rip,
+            cs=frame.cs or 0,
+            sp=0,
+            cpl=(frame.cs or 0) & 3,
+        ),
+    )
+
+
+def _cross_check(chain: Chain, ev: Evidence) -> list[str]:
+    """Where the evidence disagrees with itself (and which source to trust)."""
+    notes: list[str] = []
+    stop = chain.stop
+    frame = ev.frame
+    if stop is not None and frame is not None and ev.int_log and ev.stop.reason == "vector":
+        if stop.source == "hardware" and frame.kind == "error-code":
+            notes.append(
+                "the log says vector 8 was a hardware interrupt, but the handler's stack looks "
+                f"like it holds an error code ({frame.describe(ev.word_size)})"
+            )
+        if stop.source == "exception" and frame.kind == "no-error-code":
+            notes.append(
+                "the log says vector 8 was a #DF, but the handler's stack holds no error code "
+                f"({frame.describe(ev.word_size)})"
+            )
+        if (
+            stop.source == "exception"
+            and frame.kind == "error-code"
+            and frame.error_code not in (None, 0)
+        ):
+            notes.append(f"a #DF pushes error code 0, the stack holds {frame.error_code:#x}")
+    if frame is not None and frame.kind == "unknown" and ev.stop.reason == "vector":
+        notes.append(
+            "the words at the vector-8 handler's stack pointer fit neither frame shape "
+            f"({frame.describe(ev.word_size)}): the stack is not what delivery pushed"
+        )
+    pic = ev.snapshot.pic if ev.snapshot is not None else None
+    for step in chain.steps:
+        if step.source == "hardware" and pic is not None and step.irq is None:
+            notes.append(
+                f"the log shows a hardware interrupt on {step.vector:#04x}, which the PIC "
+                f"bases ({pic.master.irq_base:#04x}/{pic.slave.irq_base:#04x}) do not "
+                "produce: the LAPIC or a later reprogramming?"
+            )
+        if step.error is not None and step.error.quirk:
+            notes.append(step.error.quirk)
+    for i, step in enumerate(chain.steps[1:], start=1):
+        before = chain.steps[i - 1]
+        if (
+            before.source == "hardware"
+            and before.cause_of_next
+            and step.error is not None
+            and step.error.format == "selector"
+            and step.error.table == "IDT"
+            and not step.error.external
+        ):
+            notes.append(
+                f"{step.name}'s error code has EXT=0 while delivering a hardware interrupt: "
+                "QEMU TCG does not set EXT (a CPU sets it)"
+            )
+    if ev.accel == "kvm" and not ev.int_log:
+        notes.append(
+            "KVM: no interrupt log; the chain is reconstructed from the vector-8 handler's "
+            "stack frame, the PIC/LAPIC state and the registers"
+        )
+    return notes
+
+
+def _general_evidence(chain: Chain, ev: Evidence) -> list[str]:
+    lines: list[str] = []
+    snapshot = ev.snapshot
+    if snapshot is not None:
+        cpu = snapshot.cpu
+        lines.append(
+            f"at the stop: RIP {cpu.ip:#x}, RSP {cpu.sp:#x}, RFLAGS {cpu.flags:#x}, CPL {cpu.cpl}, "
+            f"mode {cpu.mode}"
+        )
+        tr = cpu.tr
+        lines.append(
+            f"TR: selector {tr.selector:#06x}, base {tr.base:#x}, limit {tr.limit:#x}, "
+            f"flags {tr.flags:#x}"
+            + (" (reset state: ltr never ran)" if tr.selector & 0xFFFC == 0 else "")
+        )
+        pic = snapshot.pic
+        if pic is not None:
+            m, s = pic.master, pic.slave
+            lines.append(
+                f"info pic: master irq_base={m.irq_base:#04x} imr={m.imr:#04x} "
+                f"isr={m.isr:#04x} irr={m.irr:#04x}; slave irq_base={s.irq_base:#04x} "
+                f"imr={s.imr:#04x} isr={s.isr:#04x}"
+            )
+        lapic = snapshot.lapic
+        if lapic is not None:
+            in_service = [v for v in range(256) if lapic.isr >> v & 1]
+            lines.append(
+                f"info lapic: {'enabled' if lapic.enabled else 'disabled'} (SVR "
+                f"{lapic.svr:#x}), LVT timer {lapic.lvt_timer:#x}, ISR "
+                + (", ".join(f"{v:#04x}" for v in in_service) if in_service else "empty")
+            )
+    if ev.frame is not None and ev.stop.reason == "vector":
+        lines.append(
+            f"stack at the vector-{ev.stop.vector} handler: " + ev.frame.describe(ev.word_size)
+        )
+        if ev.frame.rip is not None:
+            instruction = ev.instruction_at(ev.frame.rip)
+            if ev.after_hlt(ev.frame.rip):
+                lines.append(f"the interrupted RIP {ev.frame.rip:#x} follows a hlt")
+            elif instruction:
+                lines.append(f"instruction at the interrupted RIP {ev.frame.rip:#x}: {instruction}")
+    if chain.earlier:
+        lines.append(f"{chain.earlier} earlier event(s) of the run were delivered normally")
+    return lines
+
+
+def make_report(ev: Evidence) -> Report:
+    """Diagnose ``ev``: build the chain, run the rules, weigh the differences."""
+    snapshot = ev.snapshot
+    tables = ev.tables
+    pic = snapshot.pic if snapshot is not None else None
+    symbols = dict(ev.symbols) or (dict(snapshot.symbols) if snapshot is not None else {})
+    if ev.int_log:
+        chain = build_chain(ev.events, tables=tables, symbols=symbols, pic=pic)
+    else:
+        chain = build_chain(
+            _frame_events(ev), tables=tables, symbols=symbols, pic=pic, qemu_tcg=False
+        )
+    outcome = outcome_of(chain, ev.stop, ev.int_log)
+    causes = diagnose(chain, ev)
+    relevant: list[Difference] = []
+    irrelevant: list[Difference] = []
+    notes: list[str] = []
+    findings: list[Finding] = []
+    if snapshot is not None and tables is not None:
+        in_use = {s.vector for s in chain.steps}
+        findings = check_system(tables, snapshot.cpu, pic=pic, vectors_in_use=in_use)
+        tdiff: TssDiff | None = None
+        if ev.reference is not None:
+            tdiff = diff_tss(
+                snapshot,
+                ev.reference,
+                reference_name=ev.reference_name or "reference",
+                events=ev.events,
+            )
+            relevant += tdiff.mattering
+            irrelevant += tdiff.harmless
+            notes += tdiff.notes
+        elif not tables.tr_loaded:
+            needs = tss_needs(tables, snapshot.cpu, ev.events)
+            diff = Difference(
+                "tr.selector",
+                None,
+                snapshot.cpu.tr.selector,
+                "TR was never loaded (reset state)"
+                + (f"; it matters: {needs.reason()}" if needs.any else f"; {needs.reason()}"),
+                needs.any,
+            )
+            (relevant if needs.any else irrelevant).append(diff)
+    return Report(
+        outcome=outcome,
+        arch=ev.arch,
+        accel=ev.accel,
+        stop=ev.stop,
+        chain=chain,
+        diagnosis=tuple(causes),
+        irrelevant=tuple(irrelevant),
+        relevant=tuple(relevant),
+        evidence=tuple(_general_evidence(chain, ev)),
+        disagreements=tuple(dict.fromkeys(_cross_check(chain, ev))),
+        findings=tuple(findings),
+        reference=ev.reference_name,
+        qemu_version=ev.qemu_version,
+        kernel=ev.kernel,
+        int_log=ev.int_log,
+        notes=tuple(notes),
+    )

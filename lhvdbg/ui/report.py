@@ -1,0 +1,194 @@
+"""Rendering of diagnosis reports (``break-on-df``, ``diagnose``) and TSS diffs.
+
+Order of a report, most useful first: the verdict, the chain as a timeline, the causes
+(evidence and fix each), the accelerator used, where the evidence disagrees, and the
+differences from the reference that did not matter. Plain text reads well with colour
+off: markers (``!``/``-``, ``matters``/``harmless``) carry the meaning, not only colour.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from lhvdbg.diagnose.chain import Chain, ChainStep
+from lhvdbg.diagnose.report import Report
+from lhvdbg.diagnose.rules import Cause
+from lhvdbg.diagnose.tss_diff import Difference, TssDiff
+
+__all__ = ["render_report", "render_tss_diff"]
+
+_OUTCOME_STYLE = {
+    "hardware-interrupt-on-vector-8": "bold yellow",
+    "double-fault": "bold red",
+    "triple-fault": "bold red",
+    "no-fault": "bold green",
+}
+_CONFIDENCE_STYLE = {"high": "bold", "medium": "", "low": "dim"}
+
+
+def _heading(text: str) -> Text:
+    return Text(text, style="bold underline")
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:#x}"
+    return str(value)
+
+
+def _event_text(step: ChainStep) -> str:
+    if step.source == "exception":
+        return f"{step.name} {step.title}"
+    if step.source == "software":
+        return f"int {step.vector:#04x} (software)"
+    if step.irq is not None:
+        line = step.irq[1] + (8 if step.irq[0] == "slave" else 0)
+        return f"IRQ{line} ({step.irq[0]} PIC) on vector {step.vector:#04x}"
+    return f"hardware interrupt on vector {step.vector:#04x}"
+
+
+def _timeline(chain: Chain) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("#", no_wrap=True)
+    table.add_column("event", ratio=3, overflow="fold")
+    table.add_column("error code", ratio=3, overflow="fold")
+    table.add_column("at", ratio=2, overflow="fold")
+    table.add_column("note", ratio=2, overflow="fold")
+    rows: list[tuple[str, ChainStep]] = []
+    if chain.context is not None:
+        rows.append(("ctx", chain.context))
+    rows += [(str(i), s) for i, s in enumerate(chain.steps, start=1)]
+    for label, step in rows:
+        error = "-"
+        if step.error is not None:
+            error = f"{step.error.raw:#x}: {step.error.text}"
+        elif step.source == "exception":
+            error = "none"
+        note = []
+        if label == "ctx":
+            note.append("last normal event")
+        if chain.stop is step:
+            note.append("the stop (vector 8)")
+        if step.cause_of_next:
+            note.append("its delivery raised the next")
+        at = step.symbol or f"{step.event.rip:#x}"
+        if step.symbol:
+            at += f" ({step.event.rip:#x})"
+        table.add_row(label, _event_text(step), error, at, ", ".join(note))
+    if chain.triple_fault is not None:
+        table.add_row(str(len(chain.steps) + 1), "triple fault", "-", "-", "CPU reset/stop")
+    return table
+
+
+def _cause(n: int, cause: Cause) -> RenderableType:
+    head = Text(f"{n}. ", style="bold")
+    head.append(f"[{cause.id}] ", style="bold cyan")
+    head.append(cause.summary, style=_CONFIDENCE_STYLE[cause.confidence])
+    head.append(f"  (confidence: {cause.confidence})", style="dim")
+    parts: list[RenderableType] = [head]
+    for line in cause.evidence:
+        parts.append(Text(f"   - {line}"))
+    parts.append(Text(f"   fix: {cause.fix}", style="green"))
+    if cause.reference:
+        parts.append(Text(f"   reference: {cause.reference}", style="dim"))
+    return Group(*parts)
+
+
+def _differences(diffs: tuple[Difference, ...], *, title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("field", no_wrap=True)
+    table.add_column("reference", no_wrap=True)
+    table.add_column("actual", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
+    for d in diffs:
+        table.add_row(
+            d.field,
+            _value(d.reference),
+            _value(d.actual),
+            Text("matters", style="bold red") if d.matters else Text("harmless", style="green"),
+            d.explanation,
+        )
+    return table
+
+
+def render_report(report: Report) -> RenderableType:
+    """The whole report as one renderable."""
+    parts: list[RenderableType] = []
+    verdict = Text("verdict: ", style="bold")
+    verdict.append(report.outcome, style=_OUTCOME_STYLE[report.outcome])
+    parts.append(verdict)
+    parts.append(Text(report.verdict))
+    where = f"{report.arch}, accelerator {report.accel or 'none (offline)'}"
+    if report.qemu_version:
+        where += f", QEMU {report.qemu_version}"
+    where += ", interrupt log " + ("yes" if report.int_log else "no")
+    parts.append(Text(where, style="dim"))
+    if report.kernel:
+        parts.append(Text(f"kernel: {report.kernel}", style="dim"))
+    stop = report.stop
+    parts.append(
+        Text(f"stop: {stop.reason}" + (f" ({stop.detail})" if stop.detail else ""), style="dim")
+    )
+    parts.append(Text(""))
+    if report.chain.steps or report.chain.context is not None:
+        parts.append(_heading("chain"))
+        parts.append(_timeline(report.chain))
+    if report.diagnosis:
+        parts.append(_heading("diagnosis (most likely first)"))
+        for n, cause in enumerate(report.diagnosis, start=1):
+            parts.append(_cause(n, cause))
+        parts.append(Text(""))
+    elif report.outcome == "no-fault":
+        parts.append(Text("nothing to diagnose: vector 8 never fired during the run"))
+        parts.append(Text(""))
+    if report.evidence:
+        parts.append(_heading("evidence"))
+        parts += [Text(f"- {line}") for line in report.evidence]
+        parts.append(Text(""))
+    if report.disagreements:
+        parts.append(_heading("where the evidence disagrees (emulator quirks)"))
+        parts += [Text(f"! {line}", style="yellow") for line in report.disagreements]
+        parts.append(Text(""))
+    if report.relevant:
+        parts.append(_differences(report.relevant, title="differences that matter"))
+    if report.irrelevant:
+        ref = report.reference or "the reference"
+        parts.append(
+            _differences(report.irrelevant, title=f"differences from {ref} that did not matter")
+        )
+    if report.notes:
+        parts += [Text(f"note: {line}", style="dim") for line in report.notes]
+    return Group(*parts)
+
+
+def render_tss_diff(diff: TssDiff) -> RenderableType:
+    """The TSS diff: what is needed now, each difference, then notes."""
+    parts: list[RenderableType] = []
+    head = Text("diff-tss: ", style="bold")
+    head.append(f"{diff.actual_arch} against {diff.reference} ({diff.reference_arch})")
+    parts.append(head)
+    need = Text("the CPU needs the TSS now: ", style="bold")
+    need.append("yes" if diff.needs.any else "no", style="bold red" if diff.needs.any else "green")
+    need.append(f" — {diff.needs.reason()}")
+    parts.append(need)
+    if diff.differences:
+        mattering = len(diff.mattering)
+        parts.append(
+            Text(
+                f"{len(diff.differences)} difference(s), {mattering} that matter"
+                + (" now" if mattering else ": none matters now")
+            )
+        )
+        parts.append(_differences(diff.differences, title=None or ""))
+    else:
+        parts.append(Text("no differences in TR, the TSS descriptor or the TSS"))
+    parts += [Text(f"note: {line}", style="dim") for line in diff.notes]
+    return Group(*parts)

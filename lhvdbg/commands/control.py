@@ -14,7 +14,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-from lhvdbg.commands.registry import Context, command
+from lhvdbg.commands.registry import Command, Context, command
 from lhvdbg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -245,41 +245,38 @@ def _configure_until_df(parser: argparse.ArgumentParser) -> None:
 def until_df_command(args: argparse.Namespace, ctx: Context) -> int:
     session = _session(ctx)
     event = _interruptible(ctx, lambda: session.run_to_vector(DF_VECTOR, timeout=args.timeout))
-    from lhvdbg.scenario.stops import note_stop
-
-    note_stop(ctx, event)
-    report: dict[str, Any] | None = None
     reached = event.reason in ("vector", "shutdown") and session.alive
-    if reached:
-        report = _run_diagnose(ctx, as_json=args.json)
     if args.json:
+        from lhvdbg.scenario.stops import note_stop
+
+        note_stop(ctx, event)
+        report = _diagnose_json(ctx) if reached else None
         ctx.print_json({"stop": event.to_dict(), "report": report})
         return 0
     after_stop(ctx, event)
     if not reached:
         ctx.stdout.write("no vector 8: nothing to diagnose\n")
-    return 0
+        return 0
+    cmd = _diagnose_command()
+    return cmd.run(cmd.parser().parse_args([]), ctx)
 
 
-def _run_diagnose(ctx: Context, *, as_json: bool) -> dict[str, Any] | None:
-    """Run the registry's ``diagnose`` on this session (JSON kept in ``ctx.state``)."""
+def _diagnose_command() -> Command:
+    from lhvdbg.commands.registry import REGISTRY
+
+    return REGISTRY.get("diagnose")
+
+
+def _diagnose_json(ctx: Context) -> Any:
+    """The registry's ``diagnose --json`` on this session, parsed."""
     import io
     import json
 
-    from lhvdbg.commands.registry import REGISTRY
-
-    if "diagnose" not in REGISTRY:
-        ctx.stdout.write("(no diagnose command in this build)\n")
-        return None
-    cmd = REGISTRY.get("diagnose")
+    cmd = _diagnose_command()
     out = io.StringIO()
     sub = Context(stdout=out, color=False, target=ctx.target, session=ctx.session, state=ctx.state)
     cmd.run(cmd.parser().parse_args(["--json"]), sub)
-    report: dict[str, Any] = json.loads(out.getvalue())
-    ctx.state["report"] = report
-    if not as_json:
-        cmd.run(cmd.parser().parse_args([]), ctx)
-    return report
+    return json.loads(out.getvalue())
 
 
 # --- console and logs ------------------------------------------------------------------
@@ -585,3 +582,38 @@ def current_snapshot(ctx: Context) -> Any:
         snapshot = ctx.require_target().capture()
         ctx.state["snapshot"] = snapshot
     return snapshot
+
+
+def _configure_snapdiff(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", metavar="A", help="snapshot file, reference name, or . (now)")
+    parser.add_argument("b", metavar="B", nargs="?", default=".", help="the same (default: .)")
+    _json_flag(parser)
+
+
+@command(
+    "snapdiff",
+    "compare two snapshots field by field; . is the current state (shell: snapshot diff A B)",
+    configure=_configure_snapdiff,
+    category="snapshot",
+    where=WHERE,
+)
+def snapdiff_command(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.state.diff import diff_snapshots
+    from lhvdbg.state.references import load_reference
+
+    a, b = (current_snapshot(ctx) if x == "." else load_reference(x) for x in (args.a, args.b))
+    diffs = diff_snapshots(a, b)
+    if args.json:
+        ctx.print_json(
+            {
+                "a": args.a,
+                "b": args.b,
+                "count": len(diffs),
+                "differences": [d.to_dict() for d in diffs],
+            }
+        )
+        return 0
+    from lhvdbg.ui.state_views import render_diff
+
+    ctx.print(render_diff(diffs, "A", "B"))
+    return 0

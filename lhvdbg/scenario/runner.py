@@ -189,7 +189,7 @@ class ScenarioRun:
     def diff(self, reference: str) -> dict[str, Any]:
         """Compare TR, the TSS descriptor and the TSS with a reference (``diff-tss``): the
         facts get ``diff.differences[i]`` and ``diff.fields["tr.selector"].matters``."""
-        result = self._json(f"diff-tss {shlex.quote(reference)} --json")
+        result = self._json(f"diff-tss --reference {shlex.quote(reference)} --json")
         fields = {d["field"]: d for d in result.get("differences", []) if isinstance(d, dict)}
         self.diff_result = {**result, "fields": fields}
         return self.diff_result

@@ -179,6 +179,11 @@ def _previous_gdt_entry(target: Target, prev: Previous, index: int) -> Any:
 
 
 def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+    if target.cpu().mode == "real":
+        raise UsageError(
+            "idt: the CPU is in real mode; IDTR points to the interrupt vector table "
+            "(4-byte segment:offset entries), not to gates"
+        )
     tables = _tables(target)
     if tables.idt is None:
         raise UsageError(f"idt: {tables.unavailable.get('idt', 'IDT not readable')}")

@@ -175,7 +175,7 @@ def diff_cpu(a: CpuState, b: CpuState) -> list[Difference]:
 
 
 def _opt_bool(value: bool | None) -> Value:
-    return None if value is None else int(value)
+    return None if value is None else str(value).lower()
 
 
 def _seg(seg: SegmentRegister | None) -> Value:

@@ -191,6 +191,21 @@ def test_view_errors(line: list[str], fixture: str, message: str) -> None:
         run_shell_command(line, snap(fixture))
 
 
+def test_idt_in_real_mode() -> None:
+    from lhvdbg.x86.hmp import parse_info_registers
+
+    hmp = SNAPSHOTS.parent / "hmp" / "registers-real-reset.txt"
+    real = snap("pebbles")
+    real = Snapshot(
+        arch="amd64",
+        cpu=parse_info_registers(hmp.read_text()),
+        memory=real.memory,
+        provenance=real.provenance,
+    )
+    with pytest.raises(UsageError, match="real mode; IDTR points to the interrupt vector table"):
+        run_shell_command(["idt"], real)
+
+
 def test_view_without_target() -> None:
     cmd = load_all().get("regs")
     with pytest.raises(UsageError, match="no target"):

@@ -9,6 +9,7 @@
  * 64-bit code, which calls kernel_main(magic, info).
  */
 #include "lhv/layout.h"
+#include "macros.inc"
 
 #define CR0_PG (1 << 31)
 #define CR4_PAE (1 << 5)
@@ -42,12 +43,7 @@ _start:
 	movl %eax, %esi /* keep the magic; EBX (info) is not touched below */
 
 	/* Zero .bss: page tables and stacks live there. */
-	movl $_load_end, %edi
-	movl $_bss_end, %ecx
-	subl %edi, %ecx
-	shrl $2, %ecx
-	xorl %eax, %eax
-	rep stosl
+	ZERO_BSS
 
 	movl $boot_stack_top, %esp
 
@@ -92,12 +88,7 @@ _start:
 
 	.code64
 long_mode_entry:
-	movw $SEL_KERNEL_DS, %ax
-	movw %ax, %ds
-	movw %ax, %es
-	movw %ax, %ss
-	movw %ax, %fs
-	movw %ax, %gs
+	LOAD_DATA_SEGMENTS SEL_KERNEL_DS
 	movq $boot_stack_top, %rsp
 	movl %esi, %edi /* kernel_main(magic, info) */
 	movl %ebx, %esi

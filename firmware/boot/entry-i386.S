@@ -5,6 +5,7 @@
  * kernel_main(magic, info). paging_init turns paging on later, from C.
  */
 #include "lhv/layout.h"
+#include "macros.inc"
 
 #define MB_FLAGS MB_FLAG_MEMINFO
 
@@ -26,21 +27,11 @@ _start:
 	cld
 	movl %eax, %esi
 
-	movl $_load_end, %edi
-	movl $_bss_end, %ecx
-	subl %edi, %ecx
-	shrl $2, %ecx
-	xorl %eax, %eax
-	rep stosl
+	ZERO_BSS
 
 	lgdt boot_gdtr
 	ljmp $SEL_KERNEL_CS, $1f
-1:	movw $SEL_KERNEL_DS, %ax
-	movw %ax, %ds
-	movw %ax, %es
-	movw %ax, %ss
-	movw %ax, %fs
-	movw %ax, %gs
+1:	LOAD_DATA_SEGMENTS SEL_KERNEL_DS
 	movl $boot_stack_top, %esp
 	subl $8, %esp /* 16-byte aligned at the call */
 	pushl %ebx

@@ -60,7 +60,7 @@ static void emit_number(const char *digits, unsigned int n, bool negative, unsig
 		console_putc(digits[--n]);
 }
 
-void kvprintf(const char *fmt, va_list ap)
+static void kvprintf(const char *fmt, va_list ap)
 {
 	char digits[24];
 

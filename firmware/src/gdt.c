@@ -47,37 +47,39 @@ void gdt_set_tss(uintptr_t base, uint32_t limit)
 #endif
 }
 
+static void load_data_segments(uint16_t selector)
+{
+	__asm__ volatile("movw %0, %%ds\n\t"
+			 "movw %0, %%es\n\t"
+			 "movw %0, %%ss\n\t"
+			 "movw %0, %%fs\n\t"
+			 "movw %0, %%gs"
+			 :
+			 : "r"(selector)
+			 : "memory");
+}
+
 void gdt_load(void)
 {
 	struct table_register gdtr = {.limit = sizeof(gdt) - 1, .base = (uintptr_t)gdt};
 
 	__asm__ volatile("lgdt %0" : : "m"(gdtr));
 #ifdef __x86_64__
+	/* No far jump to an immediate in 64-bit mode: return far to the next instruction. */
 	__asm__ volatile("pushq %[cs]\n\t"
 			 "leaq 1f(%%rip), %%rax\n\t"
 			 "pushq %%rax\n\t"
 			 "lretq\n"
-			 "1:\n\t"
-			 "movw %[ds], %%ax\n\t"
-			 "movw %%ax, %%ds\n\t"
-			 "movw %%ax, %%es\n\t"
-			 "movw %%ax, %%ss\n\t"
-			 "movw %%ax, %%fs\n\t"
-			 "movw %%ax, %%gs"
+			 "1:"
 			 :
-			 : [cs] "i"(SEL_KERNEL_CS), [ds] "i"(SEL_KERNEL_DS)
+			 : [cs] "i"(SEL_KERNEL_CS)
 			 : "rax", "memory");
 #else
 	__asm__ volatile("ljmp %[cs], $1f\n"
-			 "1:\n\t"
-			 "movw %[ds], %%ax\n\t"
-			 "movw %%ax, %%ds\n\t"
-			 "movw %%ax, %%es\n\t"
-			 "movw %%ax, %%ss\n\t"
-			 "movw %%ax, %%fs\n\t"
-			 "movw %%ax, %%gs"
+			 "1:"
 			 :
-			 : [cs] "i"(SEL_KERNEL_CS), [ds] "i"(SEL_KERNEL_DS)
-			 : "eax", "memory");
+			 : [cs] "i"(SEL_KERNEL_CS)
+			 : "memory");
 #endif
+	load_data_segments(SEL_KERNEL_DS);
 }

@@ -12,6 +12,5 @@ void console_puts(const char *s);
  * modifiers l (long) and ll (long long; hexadecimal only, so i386 needs no libgcc).
  */
 void kprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void kvprintf(const char *fmt, va_list ap);
 
 #endif

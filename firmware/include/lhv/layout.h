@@ -1,12 +1,11 @@
 /*
- * Constants shared by C and assembly: load address, GDT selectors, stack sizes,
+ * Constants shared by C and assembly: GDT selectors, stack sizes,
  * interrupt vectors, multiboot header values. Preprocessor definitions only, so the
  * .S files can include it too.
  */
 #ifndef LHV_LAYOUT_H
 #define LHV_LAYOUT_H
 
-#define KERNEL_LOAD_ADDR 0x100000 /* 1 MiB: where the multiboot loader puts the image */
 #define PAGE_SIZE 4096
 #define BOOT_STACK_SIZE 16384 /* boot_stack .. boot_stack_top; a guard page lies below */
 #define IST_STACK_SIZE 4096   /* amd64 IST1 stack (tss.ist[0]) */
@@ -35,7 +34,6 @@
 #define VEC_DOUBLE_FAULT 8
 #define PIC_MASTER_BASE 0x20  /* IRQ0..7  -> 0x20..0x27 after pic_init */
 #define PIC_SLAVE_BASE 0x28   /* IRQ8..15 -> 0x28..0x2f */
-#define PIC_BIOS_MASTER_BASE 0x08 /* the BIOS mapping: IRQ0 lands on the #DF vector */
 #define VEC_PIT (PIC_MASTER_BASE + 0)
 #define VEC_KEYBOARD (PIC_MASTER_BASE + 1)
 #define VEC_LAPIC_TIMER 0x22 /* IRQ2 is the cascade and never arrives, so 0x22 is free */

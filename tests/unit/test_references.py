@@ -67,14 +67,43 @@ def test_pebbles_json_is_what_the_script_builds(tmp_path: Path) -> None:
     assert out.read_text() == reference_path("pebbles").read_text()
 
 
-def test_missing_lhv_reference_is_a_clear_error() -> None:
-    for name in ("lhv-amd64", "lhv-i386"):
-        if reference_path(name).exists():
-            snap = load_reference(name)
-            assert snap.provenance.source in ("qemu", "reference")
-            continue
-        with pytest.raises(SnapshotError, match=f"reference {name} is not available"):
-            load_reference(name)
+@pytest.mark.parametrize(
+    ("name", "mode", "tr_selector", "tss_layout"),
+    [("lhv-amd64", "long", 0x20, "tss64"), ("lhv-i386", "protected", 0x18, "tss32")],
+)
+def test_lhv_references(name: str, mode: str, tr_selector: int, tss_layout: str) -> None:
+    from lhvdbg.state.system import tables_from_reader
+
+    ref = load_reference(name)
+    assert ref.provenance.source == "reference"
+    assert ref.provenance.qemu_version == "7.2.22"
+    assert "lhvdbg snapshot --variant good" in ref.provenance.note
+    assert "cpu.gprs" not in ref.provenance.scope and "tss" in ref.provenance.scope
+    assert ref.cpu.mode == mode
+    assert (ref.cpu.tr.selector, ref.cpu.tr.limit) == (tr_selector, 0x67)
+    assert ref.pic is not None
+    assert (ref.pic.master.irq_base, ref.pic.slave.irq_base) == (0x20, 0x28)
+    assert ref.lapic is not None and ref.lapic.lvt_timer == 0x20022  # periodic, vector 0x22
+    tables = tables_from_reader(ref.cpu, ref.read)
+    assert tables.tss is not None and tables.tss.layout.name == tss_layout
+    assert tables.idt is not None and len(tables.idt.present) == 256  # LHV: 256 gates
+    assert tables.tr_entry is not None and tables.tr_entry.decoded is not None
+    assert tables.tr_entry.decoded.values["type"] == 0xB  # busy after ltr
+
+
+def test_missing_reference_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lhvdbg.state.references as references
+
+    (tmp_path / "references").mkdir()
+    monkeypatch.setattr(references.resources, "files", lambda package: tmp_path)
+    with pytest.raises(SnapshotError) as info:
+        load_reference("lhv-amd64")
+    assert str(info.value) == (
+        "reference lhv-amd64 is not available: lhvdbg/state/references/lhv-amd64.json is "
+        "missing (capture it from the good amd64 firmware with `lhvdbg snapshot`)"
+    )
 
 
 def test_reference_by_path() -> None:

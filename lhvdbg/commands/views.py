@@ -66,6 +66,15 @@ def _tables(target: Target) -> SystemTables:
     return system_tables(target)
 
 
+def _previous_tables(prev: Previous) -> SystemTables | None:
+    """The system tables of the previous stop, when its snapshot was kept."""
+    if prev.snapshot is None:
+        return None
+    from lhvdbg.state.system import tables_from_reader
+
+    return tables_from_reader(prev.snapshot.cpu, prev.snapshot.read)
+
+
 # --- one function per view: (target, arg, previous, as_json) -> JSON data or renderable ----
 
 
@@ -168,12 +177,8 @@ def _gdt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
 
 
 def _previous_gdt_entry(target: Target, prev: Previous, index: int) -> Any:
-    if prev.snapshot is None:
-        return None
-    from lhvdbg.state.system import tables_from_reader
-
-    old = tables_from_reader(prev.snapshot.cpu, prev.snapshot.read)
-    if old.gdt is None or index >= len(old.gdt.entries):
+    old = _previous_tables(prev)
+    if old is None or old.gdt is None or index >= len(old.gdt.entries):
         return None
     return old.gdt.entries[index].decoded
 
@@ -226,13 +231,9 @@ def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
     from lhvdbg.x86.vectors import vector_name
 
     gate = entries[0]
-    old = None
-    if prev.snapshot is not None:
-        from lhvdbg.state.system import tables_from_reader
-
-        old_idt = tables_from_reader(prev.snapshot.cpu, prev.snapshot.read).idt
-        old_entry = old_idt.gate(vector) if old_idt is not None else None
-        old = old_entry.decoded if old_entry is not None else None
+    old_tables = _previous_tables(prev)
+    old_entry = old_tables.idt.gate(vector) if old_tables and old_tables.idt else None
+    old = old_entry.decoded if old_entry is not None else None
     title = f"idt[{vector:#04x}] {vector_name(vector)} ({gate.kind}): {describe_gate(gate.decoded)}"
     return ui.render_decoded(gate.decoded, old, title=title)
 
@@ -256,10 +257,9 @@ def _tss(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
         }
     from lhvdbg.ui import tables as ui
 
-    if prev.snapshot is not None:
-        from lhvdbg.state.system import tables_from_reader
-
-        old = tables_from_reader(prev.snapshot.cpu, prev.snapshot.read).tss
+    old_tables = _previous_tables(prev)
+    if old_tables is not None:
+        old = old_tables.tss
         if old is not None and old.layout is tables.tss.layout:
             title = f"{tables.tss.layout.name} at {tr.base:#x}"
             return ui.render_decoded(tables.tss, old, title=title)

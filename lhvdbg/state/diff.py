@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.state.system import tables_from_reader
+from lhvdbg.x86.apic import vectors_of
 from lhvdbg.x86.cpustate import SEGMENT_NAMES, CpuState, LapicState, PicChip, SegmentRegister
 from lhvdbg.x86.layout import Decoded, Layout, diff
 from lhvdbg.x86.registers import cr0_layout, cr4_layout, efer_layout, eflags_layout
@@ -126,11 +127,8 @@ def _segment_diff(
         yield d
 
 
-_CPU_PLAIN = (
-    ("ip", "instruction pointer"),
-    ("cr2", "page-fault linear address"),
-    ("cr3", "paging-structure base"),
-)
+def _plain(path: str, a: int, b: int, meaning: str) -> list[Difference]:
+    return [Difference(path, a, b, meaning)] if a != b else []
 
 
 def diff_cpu(a: CpuState, b: CpuState) -> list[Difference]:
@@ -143,9 +141,7 @@ def diff_cpu(a: CpuState, b: CpuState) -> list[Difference]:
         out.append(Difference("cpu.cpl", a.cpl, b.cpl, "current privilege level"))
     if a.halted != b.halted:
         out.append(Difference("cpu.halted", _opt_bool(a.halted), _opt_bool(b.halted), "HLT"))
-    for name, meaning in _CPU_PLAIN[:1]:
-        if getattr(a, name) != getattr(b, name):
-            out.append(Difference(f"cpu.{name}", getattr(a, name), getattr(b, name), meaning))
+    out += _plain("cpu.ip", a.ip, b.ip, "instruction pointer")
     for reg in _ordered_union(a.gprs, b.gprs):
         va, vb = a.gprs.get(reg), b.gprs.get(reg)
         if va != vb:
@@ -166,9 +162,8 @@ def diff_cpu(a: CpuState, b: CpuState) -> list[Difference]:
                 what = "linear base" if part == "base" else "limit (last valid byte offset)"
                 out.append(Difference(f"cpu.{table}.{part}", va, vb, f"{table.upper()} {what}"))
     out += _register_diff("cpu.cr0", cr0_layout(), a.cr0, b.cr0)
-    for name, meaning in _CPU_PLAIN[1:]:
-        if getattr(a, name) != getattr(b, name):
-            out.append(Difference(f"cpu.{name}", getattr(a, name), getattr(b, name), meaning))
+    out += _plain("cpu.cr2", a.cr2, b.cr2, "page-fault linear address")
+    out += _plain("cpu.cr3", a.cr3, b.cr3, "paging-structure base")
     out += _register_diff("cpu.cr4", cr4_layout(), a.cr4, b.cr4)
     out += _register_diff("cpu.efer", efer_layout(), a.efer, b.efer)
     return out
@@ -284,8 +279,8 @@ _LAPIC_MEANING = {
 
 
 def _vectors(bitmap: int) -> str:
-    found = [str(v) for v in range(256) if bitmap >> v & 1]
-    return "{" + ", ".join(found) + "}" if found else "none"
+    found = vectors_of(bitmap)
+    return "{" + ", ".join(str(v) for v in found) + "}" if found else "none"
 
 
 def _lapic_diff(a: LapicState, b: LapicState) -> Iterator[Difference]:

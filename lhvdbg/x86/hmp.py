@@ -26,6 +26,8 @@ from lhvdbg.x86.cpustate import (
     SegmentRegister,
     TableRegister,
 )
+from lhvdbg.x86.registers import cr0_layout, efer_layout, eflags_layout
+from lhvdbg.x86.segments import segment_descriptor_layout
 
 __all__ = ["parse_info_lapic", "parse_info_pic", "parse_info_registers"]
 
@@ -46,11 +48,6 @@ _GPRS_64 = (
 )  # fmt: skip
 _GPRS_32 = ("eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp")
 
-CR0_PE = 1 << 0
-EFLAGS_VM = 1 << 17
-EFER_LMA = 1 << 10
-SEG_FLAGS_L = 1 << 21
-
 
 def _lines(text: str) -> list[str]:
     return [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
@@ -66,12 +63,17 @@ def _first_cpu_block(text: str) -> str:
 
 
 def cpu_mode(cr0: int, flags: int, efer: int, cs_flags: int) -> CpuMode:
-    """The operating mode from CR0.PE, EFLAGS.VM, EFER.LMA and CS.L (SDM Vol. 3A §2.2)."""
-    if not cr0 & CR0_PE:
+    """The operating mode from CR0.PE, EFLAGS.VM, EFER.LMA and CS.L (SDM Vol. 3A §2.2).
+
+    ``cs_flags`` is QEMU's attribute word of CS: the descriptor's high dword, so it decodes
+    through the descriptor layout placed at bit 32.
+    """
+    if not cr0_layout().decode(cr0 & 0xFFFFFFFF).values["pe"]:
         return "real"
-    if efer & EFER_LMA:
-        return "long" if cs_flags & SEG_FLAGS_L else "compat"
-    if flags & EFLAGS_VM:
+    if efer_layout().decode(efer).values["lma"]:
+        cs = segment_descriptor_layout("long").decode((cs_flags & 0xFFFFFFFF) << 32)
+        return "long" if cs.values["l"] else "compat"
+    if eflags_layout().decode(flags).values["vm"]:
         return "vm86"
     return "protected"
 

@@ -317,21 +317,20 @@ def serial_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _follow(ctx: Context, session: Session, seen: int) -> None:
-    event: StopEvent | None = None
-    try:
-        while True:
-            event = session.cont(timeout=0.2)
-            text = session.serial_text()
-            if len(text) > seen:
-                ctx.stdout.write(text[seen:])
-                ctx.stdout.flush()
-                seen = len(text)
-            if event.reason != "timeout":
-                break
-    except KeyboardInterrupt:
-        event = session.interrupt()
-    if event is not None:
-        after_stop(ctx, event)
+    """Run the guest, printing console output as it comes, until a stop or Ctrl-C."""
+    printed = seen
+
+    def show_new() -> None:
+        nonlocal printed
+        text = session.serial_text()
+        if len(text) > printed:
+            ctx.stdout.write(text[printed:])
+            ctx.stdout.flush()
+            printed = len(text)
+
+    event = _interruptible(ctx, lambda: session.cont(timeout=SHELL_CONTINUE_LIMIT, poll=show_new))
+    show_new()
+    after_stop(ctx, event)
 
 
 def _configure_log(parser: argparse.ArgumentParser) -> None:

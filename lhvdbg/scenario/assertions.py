@@ -46,6 +46,8 @@ def _test(op: str, actual: object, expected: object) -> bool:
         return (not isinstance(actual, Missing)) == expected
     if isinstance(actual, Missing):
         return False
+    if op == "is_null":
+        return (actual is None) == expected
     if op == "equals":
         return _equal(actual, expected)
     if op == "not_equals":
@@ -95,13 +97,23 @@ def _equal(actual: object, expected: object) -> bool:
 
 
 def _contains(actual: object, expected: object) -> bool:
+    """Substring of a string; key of a table; item of a list, where a table as the
+    expected value matches any item that has (at least) those fields."""
     if isinstance(actual, str):
         return str(expected) in actual
     if isinstance(actual, Mapping):
         return expected in actual
     if isinstance(actual, Sequence):
+        if isinstance(expected, Mapping):
+            return any(_has_fields(item, expected) for item in actual)
         return any(_equal(item, expected) for item in actual)
     return False
+
+
+def _has_fields(item: object, fields: Mapping[object, object]) -> bool:
+    return isinstance(item, Mapping) and all(
+        key in item and _equal(item[key], value) for key, value in fields.items()
+    )
 
 
 def _text(value: object) -> str:

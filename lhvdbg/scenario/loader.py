@@ -324,7 +324,7 @@ def _expectation(r: _Reader, table: dict[str, object], path: tuple[PathPart, ...
         raise r.fail(where, f"expected a number, got {_show(value)}")
     elif op == "length":
         r.count(value, where, minimum=0)
-    elif op == "exists" and not isinstance(value, bool):
+    elif op in ("exists", "is_null") and not isinstance(value, bool):
         raise r.fail(where, f"expected true or false, got {_show(value)}")
     return Expectation(
         path=field_path,

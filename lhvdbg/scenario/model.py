@@ -46,6 +46,7 @@ OPERATORS = (
     "le",
     "length",
     "exists",
+    "is_null",
 )
 
 

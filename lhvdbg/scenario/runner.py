@@ -138,20 +138,27 @@ class ScenarioRun:
         return event
 
     def wait_serial(self, text: str, timeout: float | None = None) -> bool:
-        """Run until the console has printed ``text``; False if it did not in time or the
-        guest stopped first (the stop is kept in ``last_stop``)."""
+        """Run until the console has printed ``text``, then stop the guest; False if it
+        did not in time or the guest stopped first (that stop is kept in ``last_stop``).
+
+        The serial file is checked about every 50 ms while the guest runs, so the guest
+        is stopped shortly after the text appears, not at the instruction that printed
+        it: use a breakpoint for an exact position.
+        """
         limit = self._timeout(timeout)
-        end = time.monotonic() + limit
-        slice_ = 0.05
-        while text not in self.session.serial_text():
-            left = end - time.monotonic()
-            if left <= 0 or not self.session.alive:
-                return False
-            event = self._stopped(self.session.cont(timeout=min(slice_, left)))
-            if event.reason != "timeout":
-                return text in self.session.serial_text()
-            slice_ = min(slice_ * 2, 0.5)
-        return True
+        if text in self.session.serial_text():
+            return True
+
+        def poll() -> None:
+            if text in self.session.serial_text():
+                raise _SerialSeen
+
+        try:
+            event = self.session.cont(timeout=limit, poll=poll)
+        except _SerialSeen:
+            event = self.session.interrupt()
+        self._stopped(event)
+        return text in self.session.serial_text()
 
     def ticks(self, count: int, timeout: float | None = None) -> StopEvent:
         """Let ``count`` timer interrupts be handled: run to the timer vector's handler
@@ -333,6 +340,10 @@ class ScenarioRun:
         else:
             why = f"not within {self._shown(timeout)}"
         return f"serial text {text!r} not seen: {why}; last line {tail}"
+
+
+class _SerialSeen(Exception):
+    """Raised from ``cont``'s poll callback to end a ``wait_serial`` (caught there)."""
 
 
 def _last_line(text: str) -> str:

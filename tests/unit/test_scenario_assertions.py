@@ -18,6 +18,10 @@ FACTS: dict[str, object] = {
     "serial": "LHV amd64\nsti\n",
     "lapic": None,
     "ip": 0x100120,
+    "events": [
+        {"vector": 0x20, "source": "hardware", "error_code": None},
+        {"vector": 0x0D, "source": "exception", "error_code": 0x10},
+    ],
 }
 
 
@@ -87,6 +91,11 @@ def _check(path: str, op: str, value: object) -> tuple[bool, str]:
         ("serial", "matches", r"^tick", False),
         ("diagnosis", "length", 2, True),
         ("diagnosis", "contains", {"id": "tr-null"}, True),
+        ("diagnosis", "contains", {"id": "0x10"}, False),
+        ("idt", "contains", 0x20, True),  # a table contains its keys
+        ("events", "contains", {"vector": 0x0D}, True),  # some item has these fields
+        ("events", "contains", {"vector": 0x0D, "source": "hardware"}, False),
+        ("events", "not_contains", {"vector": 0x0E}, True),
         ("pic", "contains", "slave", True),
         ("tr.limit", "ge", "0xffff", True),
         ("tr.limit", "gt", 0xFFFF, False),
@@ -96,6 +105,10 @@ def _check(path: str, op: str, value: object) -> tuple[bool, str]:
         ("lapic", "exists", True, True),  # present, and null
         ("lapic.svr", "exists", False, True),
         ("idt[0x21]", "exists", True, False),
+        ("lapic", "is_null", True, True),
+        ("tr", "is_null", False, True),
+        ("tr", "is_null", True, False),
+        ("lapic.svr", "is_null", True, False),  # missing is not null
         ("idt[0x21].present", "equals", True, False),
     ],
 )

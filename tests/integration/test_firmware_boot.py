@@ -91,7 +91,6 @@ def test_good_counts_ticks_and_exits_cleanly(firmware_built: Path, arch: str) ->
     assert_banner(result, arch, "good")
     assert_clean_run(elf, result)
     assert "Servicing hardware INT=0x20" in result.events()
-    assert result.elapsed < 5
 
 
 @pytest.mark.parametrize("arch", ARCHES)

@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import lhvdbg
 from lhvdbg.errors import (
@@ -41,6 +42,7 @@ from lhvdbg.errors import (
     KernelError,
     MachineError,
     QemuError,
+    QmpError,
     TargetTimeout,
     UsageError,
 )
@@ -350,6 +352,28 @@ def build_qemu_argv(
     return argv
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _machine_call(method: F) -> F:
+    """Turn a gdb/QMP failure caused by QEMU dying into the QemuError that explains it."""
+
+    @functools.wraps(method)
+    def wrapper(self: Session, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (GdbError, QmpError) as exc:
+            if not self._closed and self._qemu is not None:
+                deadline = time.monotonic() + 0.3
+                while self._qemu_running() and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                if not self._qemu_running():
+                    raise self._qemu_gone_error(method.__name__.replace("_", " ")) from exc
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
 class Session:
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
 
@@ -629,6 +653,7 @@ class Session:
             return self.kernel_info.symbolize(address)
         return f"{address:#x}"
 
+    @_machine_call
     def break_at(
         self,
         location: str | int,
@@ -667,6 +692,7 @@ class Session:
         )
         return number
 
+    @_machine_call
     def watch(self, address: int, size: int, *, access: str = "write") -> int:
         """Set a hardware watchpoint (``write``/``read``/``access``) on ``size`` bytes at
         ``address``; return its number. TCG: fires; the kvm-pvm KVM here never does."""
@@ -696,6 +722,7 @@ class Session:
         )
         return number
 
+    @_machine_call
     def delete(self, number: int | None = None) -> None:
         """Delete breakpoint ``number``, or every breakpoint when None."""
         self._check_usable("delete")
@@ -743,6 +770,7 @@ class Session:
         self.last_stop = event
         return event
 
+    @_machine_call
     def cont(self, *, timeout: float, poll: Callable[[], None] | None = None) -> StopEvent:
         """Continue until a stop, QEMU exiting, a triple fault, or ``timeout`` seconds
         (then interrupt and return ``reason="timeout"``). ``poll`` is called about every
@@ -908,6 +936,7 @@ class Session:
             return False
         return str(status.get("status")) in ("shutdown", "guest-panicked", "internal-error")
 
+    @_machine_call
     def stepi(self, count: int = 1) -> StopEvent:
         """Execute ``count`` instructions (one MI command each)."""
         gone = self._run_state_check("stepi")
@@ -929,6 +958,7 @@ class Session:
         assert event is not None
         return event
 
+    @_machine_call
     def interrupt(self) -> StopEvent:
         """Stop a running guest; when it is already stopped, report where it is."""
         gone = self._run_state_check("interrupt")
@@ -942,6 +972,7 @@ class Session:
             return self._exited_event(0.0)
         return self._stop_event(record, 0.0)
 
+    @_machine_call
     def run_to_vector(self, vector: int, *, count: int = 1, timeout: float) -> StopEvent:
         """Run until the CPU has entered the handler that IDT[``vector``] points to
         ``count`` times, for any multiboot kernel (stripped too). Arms once the kernel runs
@@ -951,15 +982,18 @@ class Session:
         user's returns its ``breakpoint`` event."""
         from lhvdbg.machine.vector import VectorRun
 
-        return VectorRun(self, fixed_vector=vector).run(count=count, timeout=timeout)
+        self.last_stop = VectorRun(self, fixed_vector=vector).run(count=count, timeout=timeout)
+        return self.last_stop
 
+    @_machine_call
     def run_to_timer(self, *, count: int = 1, timeout: float) -> StopEvent:
         """Like :meth:`run_to_vector` for the timer vector, re-evaluated (PIC ``irq_base``
         for IRQ0, else the LAPIC LVT timer) at each arming point: ``lidt``, ``sti`` and
         gate writes. ``count`` is the number of timer ticks handled."""
         from lhvdbg.machine.vector import VectorRun
 
-        return VectorRun(self, fixed_vector=None).run(count=count, timeout=timeout)
+        self.last_stop = VectorRun(self, fixed_vector=None).run(count=count, timeout=timeout)
+        return self.last_stop
 
     def timer_vector(self) -> int | None:
         """The vector timer interrupts arrive on now: the master PIC's ``irq_base`` (IRQ0)
@@ -983,6 +1017,7 @@ class Session:
         assert data is not None  # check=True raised otherwise
         return data
 
+    @_machine_call
     def read_memory_many(
         self, regions: list[tuple[int, int]], *, check: bool = True
     ) -> list[bytes | None]:
@@ -1000,11 +1035,13 @@ class Session:
             out.append(_memory_contents(res.payload, addr, size))
         return out
 
+    @_machine_call
     def write_memory(self, address: int, data: bytes) -> None:
         """Write guest linear memory through gdb."""
         self._check_usable("write memory")
         self.gdb.command(f"-data-write-memory-bytes {address:#x} {data.hex()}")
 
+    @_machine_call
     def register_numbers(self) -> dict[str, int]:
         """gdb's register name → number map (cached)."""
         if self._register_numbers is None:
@@ -1012,6 +1049,7 @@ class Session:
             self._register_numbers = {n: i for i, n in enumerate(names) if n}
         return self._register_numbers
 
+    @_machine_call
     def read_registers(self, names: list[str] | None = None) -> dict[str, int]:
         """gdb register values by lower-case name (all integer registers when None)."""
         self._check_usable("read registers")
@@ -1039,6 +1077,7 @@ class Session:
                 out[name] = value
         return out
 
+    @_machine_call
     def write_register(self, name: str, value: int) -> None:
         """Set a gdbstub register (``rax``, ``rip``, ``eflags``, ...)."""
         self._check_usable("write register")
@@ -1087,6 +1126,7 @@ class Session:
             out.append({"level": 0, "address": pc, "function": self.symbolize(pc)})
         return out
 
+    @_machine_call
     def hmp(self, command: str) -> str:
         """The text of an HMP command (``info registers``, ``info pic``...) via QMP."""
         self._check_usable("hmp")

@@ -46,7 +46,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def shell_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.commands.control import SHELL_PHRASES
     from lhvdbg.commands.registry import REGISTRY
+    from lhvdbg.commands.views import widen_when_piped
     from lhvdbg.ui.shell import run_shell
+
+    widen_when_piped(ctx)
 
     if args.snapshot is not None:
         from lhvdbg.state.snapshot import load_snapshot

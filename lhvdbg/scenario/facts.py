@@ -6,6 +6,7 @@ saved command output). Numbers are ints, one-bit fields are booleans, so asserti
 compare values, not spellings. Layout of the main keys::
 
     arch, mode, ip, flags, cpl, halted, interrupts_enabled
+    rip rflags / eip eflags   ip and flags under their register names
     rax.. / eax..         general registers (also under regs)
     cs ss ds es fs gs ldtr tr   {selector, base, limit, flags, type, dpl, present}
     gdtr idtr             {base, limit}
@@ -57,6 +58,8 @@ def cpu_facts(cpu: CpuState) -> dict[str, object]:
         "interrupts_enabled": cpu.interrupts_enabled,
         "regs": dict(cpu.gprs),
     }
+    ip_name, flags_name = ("rip", "rflags") if "rax" in cpu.gprs else ("eip", "eflags")
+    facts[ip_name], facts[flags_name] = cpu.ip, cpu.flags
     facts.update(cpu.gprs)
     for name, seg in cpu.segments.items():
         facts[name] = {

@@ -36,6 +36,7 @@ def test_long_mode_tr_loaded() -> None:
     assert resolve(f, "bits.efer.lma") is True and resolve(f, "bits.cr0.pg") is True
     assert resolve(f, "bits.eflags.if") is resolve(f, "interrupts_enabled")
     assert resolve(f, "rsp") == resolve(f, "regs.rsp")
+    assert resolve(f, "rip") == resolve(f, "ip") and resolve(f, "rflags") == resolve(f, "flags")
     assert resolve(f, "accel") == "tcg"
 
 
@@ -56,6 +57,7 @@ def test_protected_i386() -> None:
     assert isinstance(resolve(f, "idt[8].ist"), Missing)  # no IST in 8-byte gates
     assert resolve(f, "tss.ss0") == 0x10 and resolve(f, "tss.io_map_base") == 0x68
     assert resolve(f, "tss.esp0") == 0x107000
+    assert resolve(f, "eip") == resolve(f, "ip") and isinstance(resolve(f, "rip"), Missing)
 
 
 def test_jsonable_has_string_keys() -> None:

@@ -1,0 +1,112 @@
+"""Scenarios on the real firmware in real QEMU: every shipped scenario passes, failing
+scenarios are reported with the failing assertion (expected and actual), ``-j`` workers
+and JUnit output, and the Python API for what a file cannot say."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from lhvdbg.commands.registry import load_all
+from lhvdbg.scenario.loader import collect_files, load_scenario
+from lhvdbg.scenario.runner import ScenarioRun, run_scenario
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "scenarios"
+FIXTURES = ROOT / "tests" / "fixtures" / "scenarios"
+LHVDBG = [sys.executable, "-m", "lhvdbg", "--no-color"]
+
+pytestmark = pytest.mark.integration
+
+
+def _lhvdbg(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LHVDBG, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, check=False
+    )
+
+
+def test_shipped_scenarios_all_pass(firmware_built: Path, tmp_path: Path) -> None:
+    """The whole scenarios/ directory, two at a time, with JUnit XML for CI."""
+    junit = tmp_path / "scenarios.xml"
+    files = collect_files([SHIPPED])
+    assert len(files) >= 13
+    done = _lhvdbg("scenario", "run", "-j", "2", "--junit", str(junit), str(SHIPPED))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    for path in files:
+        assert any(line.startswith(f"PASS  {path.stem}  ") for line in lines), done.stdout
+    assert f"{len(files)} scenarios: {len(files)} passed, 0 failed, 0 errors in" in lines[-1]
+    root = ET.parse(junit).getroot()
+    assert root.get("tests") == str(len(files)) and root.get("failures") == "0"
+    assert root.get("errors") == "0"
+
+
+def test_failing_scenarios_are_reported(firmware_built: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "failing.xml"
+    names = [
+        "failing-assertion.toml",
+        "failing-serial.toml",
+        "failing-step-expect.toml",
+        "error-unknown-command.toml",
+    ]
+    done = _lhvdbg(
+        "scenario", "run", "-j", "2", "--junit", str(junit), *(str(FIXTURES / n) for n in names)
+    )
+    assert done.returncode == 1
+    out = done.stdout
+    failing = FIXTURES / "failing-assertion.toml"
+    # every failing assertion of the final block, each with expected and actual
+    assert f"pic.master.irq_base: expected equals 0x20, actual 8 ({failing}:10)" in out
+    assert "idt[0x300].present: expected equals true, actual no value (idt: no field [0x300]" in out
+    assert "outcome: expected" not in out  # that assertion passed
+    assert (
+        "step 1 (wait_serial 'hello from nowhere'): serial text 'hello from nowhere' not seen: "
+        "the guest stopped first (exited: QEMU exited with status 33" in out
+    )
+    step = FIXTURES / "failing-step-expect.toml"
+    assert "step 2: ip: expected equals 1, actual 0x" in out and f"({step}:17)" in out
+    assert "ERROR error-unknown-command" in out
+    assert "step 3 (run 'frobnicate 1 2'): unknown command: frobnicate" in out
+    assert out.splitlines()[-1].startswith("4 scenarios: 0 passed, 3 failed, 1 errors in")
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    failure = cases["failing-assertion"].find("failure")
+    assert failure is not None and "expected equals 0x20, actual 8" in (failure.text or "")
+    assert cases["error-unknown-command"].find("error") is not None
+
+
+def test_run_scenario_in_process_gives_structured_results(firmware_built: Path) -> None:
+    registry = load_all()
+    result = run_scenario(load_scenario(FIXTURES / "failing-assertion.toml"), registry=registry)
+    assert result.status == "fail" and result.accel == "tcg"
+    assert result.step is None  # the final assertions failed, not a step
+    assert result.where == f"{FIXTURES / 'failing-assertion.toml'}:10"
+    assert len(result.failures) == 2
+    assert "LHV firmware amd64 variant=pic-unremapped" in result.serial
+    ok = run_scenario(load_scenario(SHIPPED / "i386-1-pic-unremapped.toml"), registry=registry)
+    assert ok.passed, ok.failures
+
+
+def test_python_api_for_what_a_file_cannot_say(firmware_built: Path) -> None:
+    """Watch the firmware's tick counter grow one timer interrupt at a time (a loop with a
+    value carried between steps), then check the timer vector never changed."""
+    with ScenarioRun.launch(arch="amd64", variant="good") as s:
+        assert s.wait_serial("sti", timeout=10)
+        address = s.session.target.symbols()["pit_ticks"]
+        seen = []
+        for _ in range(4):
+            event = s.ticks(1, timeout=5)
+            assert event.reason == "vector" and event.vector == 0x20
+            out = json.loads(s.run(f"x/1gx {address:#x} --json"))
+            seen.append(out["values"][0])
+        assert seen == sorted(seen) and len(set(seen)) == 4, seen
+        assert s.expect("pic.master.irq_base", equals=0x20).passed
+        assert s.expect("stop.vector", one_of=[0x20, 0x22]).passed
+        outcome = s.expect("tr.selector", equals=0x99, message="on purpose")
+        assert not outcome.passed
+        assert outcome.explain() == "tr.selector: expected equals 0x99, actual 0x20 — on purpose"
+        assert not s.passed  # the run remembers the failed assertion

@@ -10,11 +10,19 @@ stack words at the RIPs involved (one pipelined gdb round trip) — and
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lhvdbg.diagnose.events import ChainEvent, InterruptEvent
-from lhvdbg.diagnose.evidence import Evidence, FrameReading, StopInfo, read_frame
+from lhvdbg.diagnose.evidence import (
+    Evidence,
+    FrameReading,
+    StopInfo,
+    evidence_from_snapshot,
+    frame_at_handler,
+    read_frame,
+)
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import Report, make_report
 from lhvdbg.errors import LhvdbgError, MachineError
@@ -28,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "collect_evidence",
     "default_reference",
     "diagnose_session",
     "diagnose_snapshot",
@@ -39,6 +48,7 @@ FRAME_WORDS = 6
 CODE_BEFORE = 1  # the byte before RIP: was it hlt?
 CODE_AFTER = 15  # one instruction at most
 EVENTS_EXAMINED = 8  # the last events of the log whose code and stack are read
+PAGE = 0x1000
 
 
 def default_reference(arch: str) -> str:
@@ -72,6 +82,26 @@ def _stop_info(event: StopEvent) -> StopInfo:
     )
 
 
+def _read_many(session: Session, plan: list[tuple[int, int]]) -> list[bytes | None]:
+    """Pipelined reads; when the batch fails (a partial read near an unmapped page), each
+    region on its own, cut at the page boundary if the whole of it cannot be read."""
+    try:
+        return session.read_memory_many(plan, check=False)
+    except LhvdbgError as exc:
+        log.debug("batched read failed (%s); reading one region at a time", exc)
+    out: list[bytes | None] = []
+    for address, size in plan:
+        data: bytes | None = None
+        for length in (size, min(size, PAGE - (address % PAGE))):
+            try:
+                data = session.read_memory(address, length)
+                break
+            except LhvdbgError:
+                continue
+        out.append(data)
+    return out
+
+
 def _fallback_capture(session: Session, note: str) -> Snapshot | None:
     """A smaller capture when the full one fails (e.g. a stack region that runs into an
     unmapped guard page): registers, PIC/LAPIC, GDT/IDT/TSS, each read on its own."""
@@ -93,7 +123,7 @@ def _fallback_capture(session: Session, note: str) -> Snapshot | None:
     plan.append(("tss", tr.base, 0x68 if tr.selector & 0xFFFC == 0 else min(tr.limit + 1, 0x2068)))
     sp = cpu.sp
     plan += [("stack", sp, 0x100), ("code", cpu.ip, 0x40)]
-    got = session.read_memory_many([(a, n) for _, a, n in plan], check=False)
+    got = _read_many(session, [(a, n) for _, a, n in plan])
     regions = tuple(
         MemoryRegion(addr, data, label)
         for (label, addr, _), data in zip(plan, got, strict=True)
@@ -130,16 +160,17 @@ def _capture(session: Session) -> tuple[Snapshot | None, list[str]]:
 def _frame(
     session: Session, snapshot: Snapshot, tables: SystemTables, text: list[tuple[int, int]]
 ) -> FrameReading | None:
-    """The words at the stack pointer when the CPU sits at IDT[8]'s handler entry."""
-    if tables.idt is None:
-        return None
+    """The words at the stack pointer when the CPU sits at IDT[8]'s handler entry: from
+    the capture, else read live."""
+    frame = frame_at_handler(snapshot, tables, text=text)
+    if frame is not None or tables.idt is None:
+        return frame
     gate = tables.idt.gate(DF_VECTOR)
     if gate is None or not gate.present or gate.decoded.values["offset"] != snapshot.cpu.ip:
         return None
     size = 8 if snapshot.arch == "amd64" else 4
-    try:
-        data = session.read_memory(snapshot.cpu.sp, size * FRAME_WORDS)
-    except LhvdbgError:
+    data = _read_many(session, [(snapshot.cpu.sp, size * FRAME_WORDS)])[0]
+    if data is None:
         return None
     words = [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
     return read_frame(words, kernel_cs=snapshot.cpu.segments["cs"].selector, text=text)
@@ -158,10 +189,7 @@ def _extra_memory(
     wanted = list(dict.fromkeys(wanted))
     if not wanted or not session.alive:
         return ()
-    try:
-        got = session.read_memory_many([(a, n) for _, a, n in wanted], check=False)
-    except LhvdbgError:
-        return ()
+    got = _read_many(session, [(a, n) for _, a, n in wanted])
     return tuple(
         MemoryRegion(addr, data, label)
         for (label, addr, _), data in zip(wanted, got, strict=True)
@@ -175,8 +203,9 @@ def _elf_code(session: Session, events: list[ChainEvent]) -> tuple[MemoryRegion,
     if info is None:
         return ()
     out = []
-    for event in [e for e in events if isinstance(e, InterruptEvent)][-EVENTS_EXAMINED:]:
-        address = event.rip - CODE_BEFORE
+    rips = dict.fromkeys(e.rip for e in events if isinstance(e, InterruptEvent))
+    for rip in list(rips)[-EVENTS_EXAMINED:]:
+        address = rip - CODE_BEFORE
         try:
             data = info.read_vaddr(address, CODE_BEFORE + CODE_AFTER)
         except LhvdbgError:
@@ -185,13 +214,14 @@ def _elf_code(session: Session, events: list[ChainEvent]) -> tuple[MemoryRegion,
     return tuple(out)
 
 
-def diagnose_session(
+def collect_evidence(
     session: Session,
     stop: StopEvent,
     *,
     reference: str | None = None,
-) -> Report:
-    """Collect the evidence of ``session`` stopped at ``stop`` and diagnose it."""
+) -> tuple[Evidence, list[str]]:
+    """Everything the diagnosis reads from ``session`` stopped at ``stop``, and notes on
+    what could not be collected."""
     notes: list[str] = []
     snapshot: Snapshot | None = None
     tables: SystemTables | None = None
@@ -209,7 +239,8 @@ def diagnose_session(
         frame = _frame(session, snapshot, tables, text)
     word = 8 if session.arch == "amd64" else 4
     memory = _extra_memory(session, events, frame, word) if session.alive else ()
-    memory += _elf_code(session, events)
+    if not memory:  # QEMU is gone: the instructions can still come from the kernel file
+        memory = _elf_code(session, events)
     ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, session.arch)
     if ref_note:
         notes.append(ref_note)
@@ -231,54 +262,30 @@ def diagnose_session(
         reference=ref_snapshot,
         reference_name=ref_name if ref_snapshot is not None else None,
     )
-    report = make_report(ev)
-    if notes:
-        from dataclasses import replace
+    return ev, notes
 
-        report = replace(report, notes=(*report.notes, *notes))
-    return report
+
+def _with_notes(report: Report, notes: list[str]) -> Report:
+    return replace(report, notes=(*report.notes, *notes)) if notes else report
+
+
+def diagnose_session(
+    session: Session,
+    stop: StopEvent,
+    *,
+    reference: str | None = None,
+) -> Report:
+    """Collect the evidence of ``session`` stopped at ``stop`` and diagnose it."""
+    ev, notes = collect_evidence(session, stop, reference=reference)
+    return _with_notes(make_report(ev), notes)
 
 
 def diagnose_snapshot(snapshot: Snapshot, *, reference: str | None = None) -> Report:
     """Diagnose a recorded snapshot alone (no log, no live memory)."""
-    tables = tables_from_reader(snapshot.cpu, snapshot.read)
-    frame = None
-    if tables.idt is not None:
-        gate = tables.idt.gate(DF_VECTOR)
-        if gate is not None and gate.present and gate.decoded.values["offset"] == snapshot.cpu.ip:
-            size = 8 if snapshot.arch == "amd64" else 4
-            try:
-                data = snapshot.read(snapshot.cpu.sp, size * FRAME_WORDS)
-            except LhvdbgError:
-                data = b""
-            words = [
-                int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)
-            ]
-            if words:
-                frame = read_frame(words, kernel_cs=snapshot.cpu.segments["cs"].selector)
     ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, snapshot.arch)
-    stop = StopInfo(
-        reason="vector" if frame is not None else "snapshot",
-        vector=DF_VECTOR if frame is not None else None,
-        address=snapshot.cpu.ip,
-        detail=snapshot.provenance.stop_reason or "",
-    )
-    ev = Evidence(
-        arch=snapshot.arch,
-        accel=snapshot.provenance.accel,
-        stop=stop,
-        snapshot=snapshot,
-        tables=tables,
-        frame=frame,
-        qemu_version=snapshot.provenance.qemu_version,
-        kernel=snapshot.provenance.kernel_path,
-        symbols=dict(snapshot.symbols),
+    ev = evidence_from_snapshot(
+        snapshot,
         reference=ref_snapshot,
         reference_name=ref_name if ref_snapshot is not None else None,
     )
-    report = make_report(ev)
-    if ref_note:
-        from dataclasses import replace
-
-        report = replace(report, notes=(*report.notes, ref_note))
-    return report
+    return _with_notes(make_report(ev), [ref_note] if ref_note else [])

@@ -29,8 +29,13 @@ __all__ = [
     "FrameReading",
     "StopInfo",
     "describe_instruction",
+    "evidence_from_snapshot",
+    "frame_at_handler",
     "read_frame",
 ]
+
+DF_VECTOR = 8
+FRAME_WORDS = 6
 
 FrameKind = Literal["no-error-code", "error-code", "unknown"]
 
@@ -235,3 +240,71 @@ class Evidence:
         return tuple(
             int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)
         )
+
+
+def frame_at_handler(
+    snapshot: Snapshot,
+    tables: SystemTables,
+    *,
+    vector: int = DF_VECTOR,
+    text: Sequence[tuple[int, int]] = (),
+) -> FrameReading | None:
+    """The interrupt frame, when the CPU sits at the first instruction of the handler
+    IDT[``vector``] names and the stack words were captured."""
+    if tables.idt is None:
+        return None
+    gate = tables.idt.gate(vector)
+    if gate is None or not gate.present or gate.decoded.values["offset"] != snapshot.cpu.ip:
+        return None
+    size = 8 if snapshot.arch == "amd64" else 4
+    try:
+        data = snapshot.read(snapshot.cpu.sp, size * FRAME_WORDS)
+    except LhvdbgError:
+        return None
+    words = [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
+    return read_frame(words, kernel_cs=snapshot.cpu.segments["cs"].selector, text=text)
+
+
+def evidence_from_snapshot(
+    snapshot: Snapshot,
+    *,
+    events: Sequence[ChainEvent] = (),
+    int_log: bool | None = None,
+    stop: StopInfo | None = None,
+    memory: Sequence[MemoryRegion] = (),
+    text: Sequence[tuple[int, int]] = (),
+    serial: str = "",
+    reference: Snapshot | None = None,
+    reference_name: str | None = None,
+) -> Evidence:
+    """Evidence from a recorded snapshot (and, when recorded too, the ``-d int`` log's
+    events): offline diagnosis and tests. ``int_log`` defaults to "events were given"."""
+    from lhvdbg.state.system import tables_from_reader
+
+    tables = tables_from_reader(snapshot.cpu, snapshot.read)
+    frame = frame_at_handler(snapshot, tables, text=text)
+    if stop is None:
+        stop = StopInfo(
+            reason="vector" if frame is not None else "snapshot",
+            vector=DF_VECTOR if frame is not None else None,
+            address=snapshot.cpu.ip,
+            detail=snapshot.provenance.stop_reason or "",
+        )
+    return Evidence(
+        arch=snapshot.arch,
+        accel=snapshot.provenance.accel,
+        stop=stop,
+        events=tuple(events),
+        int_log=bool(events) if int_log is None else int_log,
+        snapshot=snapshot,
+        tables=tables,
+        frame=frame,
+        memory=tuple(memory),
+        text=tuple(text),
+        serial=serial,
+        qemu_version=snapshot.provenance.qemu_version,
+        kernel=snapshot.provenance.kernel_path,
+        symbols=dict(snapshot.symbols),
+        reference=reference,
+        reference_name=reference_name,
+    )

@@ -1,0 +1,198 @@
+"""Rules that no firmware variant triggers, on real captures with constructed events.
+
+The snapshots are real (recorded at the vector-8 handler of the firmware); the event
+chains are built as dataclasses in the shapes QEMU 7.2 logs (see test_intlog.py), and the
+machine state is changed with ``dataclasses.replace`` where a rule needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from lhvdbg.diagnose.chain import build_chain
+from lhvdbg.diagnose.events import InterruptEvent
+from lhvdbg.diagnose.evidence import Evidence, StopInfo, evidence_from_snapshot
+from lhvdbg.diagnose.report import make_report
+from lhvdbg.diagnose.rules import (
+    CAUSE_IDS,
+    RULES,
+    diagnose,
+    pic_not_masked_with_apic,
+    spurious_irq,
+    tss_rsp0_invalid,
+)
+from lhvdbg.state.snapshot import MemoryRegion, Snapshot, load_snapshot
+from lhvdbg.x86.tss import TSS64_RSP_OFFSETS
+
+SESSION = Path(__file__).resolve().parent.parent / "fixtures" / "intlog" / "session"
+RIP = 0x102426  # an instruction in kernel_main of the recorded amd64 firmware
+
+
+def snap(name: str) -> Snapshot:
+    return load_snapshot(SESSION / f"{name}.json")
+
+
+def evidence(snapshot: Snapshot, events: list[InterruptEvent]) -> Evidence:
+    return evidence_from_snapshot(
+        snapshot, events=events, int_log=True, stop=StopInfo("vector", vector=8)
+    )
+
+
+def hw(vector: int, line: int = 10, cpl: int = 0) -> InterruptEvent:
+    return InterruptEvent(vector, "hardware", None, RIP, cs=0x08, sp=0x10EFD0, cpl=cpl, line=line)
+
+
+def exc(
+    vector: int, code: int | None, *, old: int | None = -1, line: int = 11, cpl: int = 0, **kw: int
+) -> InterruptEvent:
+    return InterruptEvent(
+        vector,
+        "exception",
+        code,
+        RIP,
+        cs=0x08,
+        sp=0x10EFD0,
+        cpl=cpl,
+        check_old=old,
+        line=line,
+        **kw,
+    )
+
+
+def test_cause_ids_are_stable_and_each_rule_is_listed() -> None:
+    assert CAUSE_IDS[0] == "pic-not-remapped"
+    assert "unexplained-chain" in CAUSE_IDS
+    names = {rule.__name__.replace("_", "-") for rule in RULES}
+    assert names <= set(CAUSE_IDS)
+
+
+def test_spurious_irq7_with_isr_clear_and_no_handler() -> None:
+    base = snap("timer-gate-missing.amd64")
+    assert base.pic is not None and base.pic.master.irq_base == 0x20
+    pic = replace(base.pic, master=replace(base.pic.master, isr=0x00))
+    events = [hw(0x27, 10), exc(11, 0x27 * 16 + 2, line=11), exc(8, 0, old=11, line=12)]
+    ev = evidence(replace(base, pic=pic), events)
+    report = make_report(ev)
+    assert report.diagnosis[0].id == "spurious-irq"
+    assert "spurious IRQ7" in report.diagnosis[0].summary
+    assert "OCW3" in report.diagnosis[0].fix
+    # A real IRQ7 (ISR bit 7 set) is not spurious.
+    pic7 = replace(base.pic, master=replace(base.pic.master, isr=0x80))
+    chain = build_chain(events, tables=ev.tables, pic=pic7)
+    assert spurious_irq(chain, evidence(replace(base, pic=pic7), events)) is None
+
+
+def test_pic_not_masked_with_apic_needs_an_active_lapic_timer_and_open_pic() -> None:
+    base = snap("pic-unremapped.amd64")
+    events = [hw(8)]
+    ev = evidence(base, events)
+    chain = build_chain(events, tables=ev.tables, pic=base.pic)
+    cause = pic_not_masked_with_apic(chain, ev)
+    assert cause is not None and cause.confidence == "low"
+    assert base.lapic is not None and base.pic is not None
+    masked_timer = replace(
+        base, lapic=replace(base.lapic, lvt_timer=base.lapic.lvt_timer | 1 << 16)
+    )
+    assert pic_not_masked_with_apic(chain, evidence(masked_timer, events)) is None
+    closed = replace(
+        base.pic,
+        master=replace(base.pic.master, imr=0xFF),
+        slave=replace(base.pic.slave, imr=0xFF),
+    )
+    assert pic_not_masked_with_apic(chain, evidence(replace(base, pic=closed), events)) is None
+
+
+def test_ring3_int_through_a_dpl0_gate() -> None:
+    base = snap("timer-gate-missing.i386")
+    soft = InterruptEvent(0x80, "software", None, 0x400010, cs=0x23, sp=0x7FF0, cpl=3, line=10)
+    gp = InterruptEvent(
+        13, "exception", 0x80 * 8 + 2, 0x400010, cs=0x23, sp=0x7FF0, cpl=3, check_old=-1, line=11
+    )
+    report = make_report(evidence(base, [soft, gp]))
+    cause = report.diagnosis[0]
+    assert cause.id == "ring3-int-gate-dpl"
+    assert "IDT[0x80] has DPL 0 < CPL 3" in cause.evidence
+    assert "0xEE" in cause.fix
+
+
+def _with_rsp0(snapshot: Snapshot, value: int) -> Snapshot:
+    tss = snapshot.region("tss")
+    assert tss is not None
+    offset = TSS64_RSP_OFFSETS[0]
+    data = tss.data[:offset] + value.to_bytes(8, "little") + tss.data[offset + 8 :]
+    memory = tuple(
+        MemoryRegion(r.address, data, r.label) if r is tss else r for r in snapshot.memory
+    )
+    return replace(snapshot, memory=memory)
+
+
+def test_interrupt_from_ring3_with_rsp0_zero() -> None:
+    base = _with_rsp0(snap("timer-gate-missing.amd64"), 0)
+    irq = hw(0x21, 10, cpl=3)
+    pf = exc(14, 0x2, line=11, cpl=3, cr2=0xFFFFFFFFFFFFFFF8)
+    ev = evidence(base, [irq, pf])
+    report = make_report(ev)
+    cause = report.diagnosis[0]
+    assert cause.id == "tss-rsp0-invalid"
+    assert "TSS.RSP0 = 0x0 (unusable)" in cause.evidence
+    assert any("CR2=0xfffffffffffffff8" in e for e in cause.evidence)
+    # The same fault at CPL 0 is not a stack-switch problem.
+    chain = build_chain([hw(0x21, 10), exc(14, 0x2, line=11, cr2=8)], tables=ev.tables)
+    assert tss_rsp0_invalid(chain, ev) is None
+
+
+def test_unexplained_chain_lists_every_exception_in_order() -> None:
+    base = snap("pic-unremapped.amd64")  # every gate present: no gate rule fires
+    events = [
+        InterruptEvent(6, "exception", None, 0x101000, cs=8, sp=0x10EF00, check_old=-1, line=10),
+        InterruptEvent(13, "exception", 0x18, 0x101000, cs=8, sp=0x10EF00, check_old=6, line=11),
+    ]
+    report = make_report(evidence(base, events))
+    assert [c.id for c in report.diagnosis] == ["unexplained-chain"]
+    cause = report.diagnosis[0]
+    assert cause.confidence == "low"
+    lines = [e for e in cause.evidence if e[:2] in ("1.", "2.")]
+    assert lines[0].startswith("1. #UD (Invalid Opcode), no error code")
+    assert lines[1].startswith("2. #GP (General Protection), error code 0x18: GDT selector 0x18")
+    assert "GDT[0x18]: data, read/write" in lines[1]
+    assert report.outcome == "no-fault"
+
+
+def test_kvm_chain_comes_from_the_frame_and_pic() -> None:
+    base = snap("pic-unremapped.amd64")
+    kvm = replace(base, provenance=replace(base.provenance, accel="kvm"))
+    ev = evidence_from_snapshot(kvm, stop=StopInfo("vector", vector=8))
+    assert ev.int_log is False and ev.frame is not None
+    report = make_report(ev)
+    assert report.outcome == "hardware-interrupt-on-vector-8"
+    assert report.diagnosis[0].id == "pic-not-remapped"
+    assert report.diagnosis[0].confidence == "high"
+    assert any("no interrupt log" in e for e in report.diagnosis[0].evidence)
+    assert any(d.startswith("KVM: no interrupt log") for d in report.disagreements)
+
+
+def test_disagreement_when_the_stack_holds_an_error_code_but_the_log_says_irq() -> None:
+    base = snap("pic-unremapped.amd64")
+    stack = base.region("stack")
+    assert stack is not None
+    sp = base.cpu.sp
+    off = sp - stack.address
+    words = stack.data[off : off + 32]
+    # Push an error code of 0 in front of the real frame (what a real #DF would leave).
+    data = stack.data[: off - 8] + bytes(8) + words + stack.data[off + 32 :]
+    memory = tuple(MemoryRegion(r.address, data, r.label) if r is stack else r for r in base.memory)
+    moved = replace(
+        base, memory=memory, cpu=replace(base.cpu, gprs={**base.cpu.gprs, "rsp": sp - 8})
+    )
+    ev = evidence(moved, [hw(8)])
+    assert ev.frame is not None and ev.frame.kind == "error-code"
+    report = make_report(ev)
+    assert any("the log says vector 8 was a hardware interrupt" in d for d in report.disagreements)
+
+
+def test_no_events_no_stop_no_causes() -> None:
+    base = snap("pic-unremapped.amd64")
+    ev = evidence_from_snapshot(base, stop=StopInfo("timeout"), int_log=True)
+    assert diagnose(build_chain([]), ev) == []
+    assert make_report(ev).outcome == "no-fault"

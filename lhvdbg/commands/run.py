@@ -53,7 +53,8 @@ def outcome_of(session: Session, event: StopEvent) -> dict[str, Any]:
         if value is not None and session.config.debug_exit:
             result["outcome"] = "debug-exit"
             result["exit_value"] = value
-            names = dwarf_enum(session.kernel, EXIT_ENUM) if session.kernel else {}
+            info = session.kernel_info
+            names = dwarf_enum(info.path, EXIT_ENUM) if info is not None else {}
             result["exit_name"] = names.get(value)
         else:
             result["outcome"] = "qemu-exit"
@@ -64,11 +65,19 @@ def outcome_of(session: Session, event: StopEvent) -> dict[str, Any]:
         triple = "Triple fault" in session.int_log_text() or reason == "guest-reset"
         result["outcome"] = "triple-fault" if triple else "shutdown"
         result["shutdown_reason"] = reason or None
-        result["address"] = None if event.address is None else f"{event.address:#x}"
+        result.update(_where(session, event.address))
     elif event.reason == "timeout":
         result["outcome"] = "timeout"
-        result["address"] = None if event.address is None else f"{event.address:#x}"
+        result.update(_where(session, event.address))
     return result
+
+
+def _where(session: Session, address: int | None) -> dict[str, Any]:
+    if address is None:
+        return {"address": None, "where": "?"}
+    name = session.symbolize(address)
+    where = f"{address:#x}" if name.startswith("0x") else f"{name} ({address:#x})"
+    return {"address": f"{address:#x}", "where": where}
 
 
 def summary_line(result: dict[str, Any], where: str) -> str:
@@ -78,11 +87,11 @@ def summary_line(result: dict[str, Any], where: str) -> str:
         name = f" {result['exit_name']}" if result.get("exit_name") else ""
         text = f"guest exited through isa-debug-exit with {result['exit_value']:#x}{name}"
     elif outcome == "triple-fault":
-        text = f"triple fault: QEMU paused at {result.get('address') or '?'}"
+        text = f"triple fault: QEMU paused at {result.get('where') or '?'}"
     elif outcome == "shutdown":
         text = f"guest shut down ({result.get('shutdown_reason') or 'unknown reason'})"
     elif outcome == "timeout":
-        text = f"still running after the timeout (at {result.get('address') or '?'})"
+        text = f"still running after the timeout (at {result.get('where') or '?'})"
     elif outcome == "qemu-exit":
         text = f"QEMU exited with status {result.get('qemu_status')}"
     else:

@@ -231,3 +231,39 @@ def test_snapshot_shell(captured: Path, state_dir: Path) -> None:
         assert term.child.exitstatus == 0
     finally:
         term.close()
+
+
+def test_shell_walks_through_the_lhv_bug(firmware_built: Path, state_dir: Path) -> None:
+    """until-df on the PIC-unremapped build, then the views, the log, a step that the
+    register view marks, and the TSS comparison with Pebbles — in one i386 session."""
+    term = Terminal(["--variant", "pic-unremapped", "--arch", "i386"], state_dir)
+    try:
+        term.prompt()
+        out = term.run("until-df")
+        assert "vector 0x8 handler isr_8 reached" in out, out
+        assert "vector 8 was a hardware interrupt, not a double fault" in out
+        assert "[pic-not-remapped]" in out
+        out = term.run("pic")
+        assert re.search(r"master\s+0x08\s+0x08-0x0f", out), out
+        out = term.run("log -n 1")
+        assert re.search(r"v=08 0x08\s+hardware\s+at kernel_main\+0x[0-9a-f]+", out), out
+        out = term.run("stepi")
+        assert re.search(r"step: at isr_8\+0x[0-9a-f]+", out), out
+        out = term.run("regs")
+        # changed since the previous stop: marked, with the old value beside
+        changed = re.search(r"\*eip\s+(0x[0-9a-f]{8})\s+(0x[0-9a-f]{8})", out)
+        assert changed is not None and changed.group(1) != changed.group(2), out
+        assert re.search(r"^\s*eax\s+0x[0-9a-f]{8}\s*$", out, re.MULTILINE), out  # unchanged
+        out = term.run("diff-tss --reference pebbles")
+        assert "the CPU needs the TSS now: no" in out and "tr.selector" in out
+        out = term.run("snapshot save " + str(state_dir / "df.json"))
+        assert f"saved {state_dir / 'df.json'} (i386, protected; " in out
+        out = term.run(f"snapshot diff {state_dir / 'df.json'} .")
+        assert "no differences between A and B" in out, out
+        term.run("stepi")
+        out = term.run(f"snapshot diff {state_dir / 'df.json'} .")
+        assert re.search(r"cpu\.ip\s+0x[0-9a-f]+\s+0x[0-9a-f]+\s+instruction pointer", out), out
+        term.child.send("quit\r")
+        term.child.expect(pexpect.EOF)
+    finally:
+        term.close()

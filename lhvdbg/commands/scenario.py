@@ -88,14 +88,14 @@ def load_all_scenarios(
     where={"cli"},
 )
 def run_scenario_command(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.commands.views import widen_when_piped
+
+    widen_when_piped(ctx)  # one line per failure in CI logs, not wrapped at 80 columns
     if args.action == "list":
         return _list(args, ctx)
     if args.jobs < 1:
         raise UsageError(f"-j must be at least 1, got {args.jobs}")
     scenarios = load_all_scenarios(args.paths, args.select, args.accel)
-    from lhvdbg.commands.views import widen_when_piped
-
-    widen_when_piped(ctx)  # one line per failure in CI logs, not wrapped at 80 columns
     if args.worker_result:
         return _worker(scenarios, Path(args.worker_result))
     start = time.monotonic()

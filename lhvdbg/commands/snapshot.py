@@ -127,8 +127,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         snap = session.target.capture(note=args.note, stop_reason="; ".join(stops))
         ms = (time.perf_counter() - started) * 1e3
         where = session.symbolize(snap.cpu.ip)
+        notes = list(session.notes)
     save_snapshot(snap, args.output)
     info = summary(snap, args.output, ms)
+    if notes:
+        info["notes"] = notes
     if args.json:
         ctx.print_json(info)
         return 0
@@ -137,4 +140,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         f"{len(snap.memory)} regions, {snap.provenance.accel}, capture {ms:.1f} ms)\n"
         f"stopped: {'; '.join(stops)}\n"
     )
+    for note in notes:
+        ctx.stdout.write(f"note: {note}\n")
     return 0

@@ -261,6 +261,11 @@ class SessionPaths:
         """A fresh 0700 directory (``mkdtemp`` creates it so) and the paths in it."""
         d = Path(tempfile.mkdtemp(prefix="lhvdbg-"))
         os.chmod(d, 0o700)
+        return cls.inside(d)
+
+    @classmethod
+    def inside(cls, d: Path) -> SessionPaths:
+        """The session's file names inside directory ``d``."""
         return cls(
             directory=d,
             qmp_socket=d / "qmp.sock",
@@ -693,7 +698,9 @@ class Session:
         return number
 
     @_machine_call
-    def watch(self, address: int, size: int, *, access: str = "write") -> int:
+    def watch(
+        self, address: int, size: int, *, access: str = "write", internal: bool = False
+    ) -> int:
         """Set a hardware watchpoint (``write``/``read``/``access``) on ``size`` bytes at
         ``address``; return its number. TCG: fires; the kvm-pvm KVM here never does."""
         self._check_usable("watch")
@@ -718,7 +725,12 @@ class Session:
                 reply=kind,
             )
         self._breakpoints[number] = Breakpoint(
-            number, address, f"{size} bytes at {address:#x}", True, kind="watchpoint"
+            number,
+            address,
+            f"{size} bytes at {address:#x}",
+            True,
+            kind="watchpoint",
+            internal=internal,
         )
         return number
 
@@ -735,6 +747,10 @@ class Session:
             raise UsageError(f"no breakpoint number {number}")
         self.gdb.command(f"-break-delete {number}")
         del self._breakpoints[number]
+
+    def breakpoint_numbers(self) -> set[int]:
+        """Numbers of every breakpoint and watchpoint set, internal ones included."""
+        return set(self._breakpoints)
 
     def breakpoints(self, *, internal: bool = False) -> list[dict[str, object]]:
         """The breakpoint table: dicts with ``number``, ``type``, ``address`` (int),

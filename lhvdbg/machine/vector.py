@@ -73,7 +73,7 @@ class VectorRun:
         self.watch_bp: int | None = None
         self.watch_addr: int | None = None
         self.polling = False
-        self.lidt_addrs: set[int] = set()
+        self.lidt_bps: set[int] = set()  # the arming points that need a stepi first
 
     # --- arming -----------------------------------------------------------------------
 
@@ -84,10 +84,10 @@ class VectorRun:
         if info is None:
             self.polling = True
             return
-        candidates = find_lidt(info)
-        self.lidt_addrs = set(candidates)
+        lidt = set(find_lidt(info))
+        candidates = set(lidt)
         if self.fixed_vector is None and not self.kvm:
-            candidates += find_sti(info)
+            candidates.update(find_sti(info))
         if self.kvm and len(candidates) > 3:
             self.polling = True
             self.s.notes.append(
@@ -97,8 +97,17 @@ class VectorRun:
             return
         if self.kvm:
             self.polling = True  # gates written after lidt: no watchpoints under KVM
-        for addr in sorted(set(candidates)):
-            self.arm_points.add(self.s.break_at(addr, hardware=self.kvm, internal=True))
+            note = (
+                "KVM: hardware breakpoints on lidt and on the handler; gate changes are "
+                "caught by re-arming every 20 ms (no watchpoints under KVM)"
+            )
+            if note not in self.s.notes:
+                self.s.notes.append(note)
+        for addr in sorted(candidates):
+            number = self.s.break_at(addr, hardware=self.kvm, internal=True)
+            self.arm_points.add(number)
+            if addr in lidt:
+                self.lidt_bps.add(number)
 
     def arm(self) -> None:
         """Read IDTR and the gate; (re)place the handler breakpoint and the watchpoint."""
@@ -121,8 +130,7 @@ class VectorRun:
                 self._delete(self.watch_bp)
                 self.watch_bp = None
             try:
-                self.watch_bp = self.s.watch(gate_addr, size)
-                self.s._breakpoints[self.watch_bp].internal = True
+                self.watch_bp = self.s.watch(gate_addr, size, internal=True)
                 self.watch_addr = gate_addr
             except (GdbError, MachineError) as exc:  # e.g. IDT not mapped yet
                 log.debug("no watchpoint on gate at %#x: %s", gate_addr, exc)
@@ -156,7 +164,7 @@ class VectorRun:
         if not self.s.alive:
             return
         for number in [*self.arm_points, self.handler_bp, self.watch_bp]:
-            if number is not None and number in self.s._breakpoints:
+            if number is not None and number in self.s.breakpoint_numbers():
                 self._delete(number)
 
     # --- the run ----------------------------------------------------------------------
@@ -192,7 +200,7 @@ class VectorRun:
                     return replace(event, elapsed=elapsed)
                 bp = event.breakpoint
                 if bp is not None and bp in self.arm_points:
-                    if event.address is not None and self._is_lidt_stop(bp):
+                    if bp in self.lidt_bps:
                         step = self.s.stepi()
                         if step.reason != "step":
                             return replace(step, elapsed=time.monotonic() - started)
@@ -209,11 +217,6 @@ class VectorRun:
                 return replace(event, elapsed=elapsed)  # the user's own breakpoint
         finally:
             self._cleanup()
-
-    def _is_lidt_stop(self, bp: int) -> bool:
-        # sti arming points need no step; lidt ones do (the new IDTR is needed)
-        known = self.s._breakpoints.get(bp)
-        return known is not None and known.address in self.lidt_addrs
 
     def _vector_text(self) -> str:
         return "timer" if self.vector is None else f"{self.vector:#x}"

@@ -31,15 +31,7 @@ from lhvdbg.x86.cpustate import LapicState, PicChip, PicState
 
 @pytest.fixture
 def paths(tmp_path: Path) -> SessionPaths:
-    return SessionPaths(
-        directory=tmp_path,
-        qmp_socket=tmp_path / "qmp.sock",
-        gdb_socket=tmp_path / "gdb.sock",
-        serial_log=tmp_path / "serial.log",
-        int_log=tmp_path / "int.log",
-        qemu_stderr=tmp_path / "qemu.stderr",
-        gdb_stderr=tmp_path / "gdb.stderr",
-    )
+    return SessionPaths.inside(tmp_path)
 
 
 def after(argv: list[str], flag: str) -> list[str]:

@@ -9,6 +9,7 @@ have only their plain-QEMU logs ``lhv-<variant>.<arch>.log``.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -213,3 +214,31 @@ def test_json_has_the_contract_fields() -> None:
     assert set(first) >= {"id", "summary", "evidence", "fix"}
     assert first["id"] == "gate-not-present"
     json.dumps(data)  # serialisable as is
+
+
+def test_lhv_story_null_tr_is_listed_as_harmless_never_as_the_cause() -> None:
+    """LHV's real state: PIC not remapped *and* TR never loaded. The PIC is the cause;
+    the null TR is a difference from the reference that did not matter."""
+    ev = recorded("pic-unremapped", "amd64")
+    assert ev.snapshot is not None
+    cpu = ev.snapshot.cpu
+    reset_tr = replace(cpu.tr, selector=0, base=0, limit=0xFFFF, flags=0x8B00)
+    lhv = replace(ev.snapshot, cpu=replace(cpu, segments={**cpu.segments, "tr": reset_tr}))
+    good = load_snapshot(INTLOG.parent / "snapshots" / "lhv-good-amd64.json")
+    ev = evidence_from_snapshot(
+        lhv,
+        events=ev.events,
+        int_log=True,
+        stop=ev.stop,
+        reference=good,
+        reference_name="lhv-amd64",
+    )
+    report = make_report(ev)
+    assert report.outcome == "hardware-interrupt-on-vector-8"
+    assert report.diagnosis[0].id == "pic-not-remapped"
+    assert not any("tss" in c.id or "ist" in c.id for c in report.diagnosis)
+    harmless = {d.field: d for d in report.irrelevant}
+    assert {"tr.selector", "tr.base", "tr.limit"} <= set(harmless)
+    assert "ltr never ran" in harmless["tr.selector"].explanation
+    assert "harmless" in harmless["tr.selector"].explanation
+    assert report.relevant == ()

@@ -404,6 +404,7 @@ def _event_json(e: Any) -> dict[str, object]:
 
 
 def _configure_words(parser: argparse.ArgumentParser) -> None:
+    _json_flag(parser)
     parser.add_argument("words", nargs=argparse.REMAINDER, help="the command, as typed")
 
 
@@ -425,7 +426,7 @@ def gdb_command(args: argparse.Namespace, ctx: Context) -> int:
         )
     result = _session(ctx).gdb.console(" ".join(args.words))
     ctx.state.pop("snapshot", None)  # the command may have changed registers or memory
-    ctx.stdout.write(result.console())
+    _write_text(ctx, result.console(), args.json)
     return 0
 
 
@@ -446,8 +447,15 @@ def monitor_command(args: argparse.Namespace, ctx: Context) -> int:
         )
     text = _session(ctx).hmp(" ".join(args.words))
     ctx.state.pop("snapshot", None)
-    ctx.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    _write_text(ctx, text, args.json)
     return 0
+
+
+def _write_text(ctx: Context, text: str, as_json: bool) -> None:
+    if as_json:
+        ctx.print_json({"output": text})
+    else:
+        ctx.stdout.write(text if not text or text.endswith("\n") else text + "\n")
 
 
 @command(

@@ -223,6 +223,11 @@ def test_snapshot_shell(captured: Path, state_dir: Path) -> None:
         assert "error: continue needs a live machine; this shell is on a snapshot" in out
         out = term.run("x/4xb 0x10")
         assert "error: memory 0x10..0x14 is not in the snapshot" in out
+        # file paths complete (the history directory exists by now)
+        term.child.send(f"snapshot save {state_dir}/lhv\t")
+        term.child.expect("dbg/")  # the rest of "lhvdbg/" is inserted
+        out = term.run("copy.json")
+        assert f"saved {state_dir}/lhvdbg/copy.json (amd64, long; " in out, out
         out = term.run("help x")
         assert "usage: x [-h] [--json] [format] [address]" in out
         term.child.send("quit\r")

@@ -301,7 +301,8 @@ def make_report(ev: Evidence) -> Report:
             )
             relevant += tdiff.mattering
             irrelevant += tdiff.harmless
-            notes += tdiff.notes
+            if tdiff.differences:  # the notes explain differences; alone they are noise
+                notes += tdiff.notes
         elif not tables.tr_loaded:
             needs = tss_needs(tables, snapshot.cpu, ev.events)
             diff = Difference(

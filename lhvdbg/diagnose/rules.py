@@ -174,7 +174,7 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
     elif ev.frame is not None:
         evidence.append(
             f"no interrupt log ({ev.accel or 'offline'}); the stack at the vector-{vector} "
-            f"handler: {ev.frame.describe(ev.word_size)}"
+            f"handler: {ev.frame.describe(ev.word_size)}; a real #DF pushes an error code of 0"
         )
     confidence: Confidence = "high"
     irq = pic_line(vector, pic)
@@ -211,7 +211,12 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
                 f"info pic: {irq[0]} ISR bit {irq[1]} set: {irq_name} is in service "
                 "(delivered, not yet acknowledged)"
             )
-    if ev.frame is not None and chain.stop is step and ev.frame.kind == "no-error-code":
+    if (
+        ev.int_log
+        and ev.frame is not None
+        and chain.stop is step
+        and ev.frame.kind == "no-error-code"
+    ):
         evidence.append(
             f"the handler's stack has no error code ({ev.frame.describe(ev.word_size)}); "
             "a real #DF pushes an error code of 0"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lhvdbg.commands.registry import Command, Context, command
@@ -417,17 +418,16 @@ def _configure_words(parser: argparse.ArgumentParser) -> None:
     needs_live=True,
 )
 def gdb_command(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.words:
-        raise UsageError("gdb: give a gdb command, e.g. gdb info registers rip")
-    if args.words[0] in _GDB_RUN_COMMANDS:
-        raise UsageError(
-            f"gdb {args.words[0]}: run control goes through the shell (continue, stepi, "
-            "break, delete) so the session keeps track"
-        )
-    result = _session(ctx).gdb.console(" ".join(args.words))
-    ctx.state.pop("snapshot", None)  # the command may have changed registers or memory
-    _write_text(ctx, result.console(), args.json)
-    return 0
+    return _pass_through(
+        args,
+        ctx,
+        name="gdb",
+        example="info registers rip",
+        forbidden=_GDB_RUN_COMMANDS,
+        why="run control goes through the shell (continue, stepi, break, delete) so the "
+        "session keeps track",
+        send=lambda line: _session(ctx).gdb.console(line).console(),
+    )
 
 
 @command(
@@ -439,14 +439,34 @@ def gdb_command(args: argparse.Namespace, ctx: Context) -> int:
     needs_live=True,
 )
 def monitor_command(args: argparse.Namespace, ctx: Context) -> int:
+    return _pass_through(
+        args,
+        ctx,
+        name="monitor",
+        example="info registers",
+        forbidden=_HMP_RUN_COMMANDS,
+        why="gdb alone controls run state; use continue/stepi or Ctrl-C",
+        send=lambda line: _session(ctx).hmp(line),
+    )
+
+
+def _pass_through(
+    args: argparse.Namespace,
+    ctx: Context,
+    *,
+    name: str,
+    example: str,
+    forbidden: set[str],
+    why: str,
+    send: Callable[[str], str],
+) -> int:
+    """Send the words of ``gdb``/``monitor`` as one line and show the reply."""
     if not args.words:
-        raise UsageError("monitor: give an HMP command, e.g. monitor info registers")
-    if args.words[0] in _HMP_RUN_COMMANDS:
-        raise UsageError(
-            f"monitor {args.words[0]}: gdb alone controls run state; use continue/stepi or Ctrl-C"
-        )
-    text = _session(ctx).hmp(" ".join(args.words))
-    ctx.state.pop("snapshot", None)
+        raise UsageError(f"{name}: give a command, e.g. {name} {example}")
+    if args.words[0] in forbidden:
+        raise UsageError(f"{name} {args.words[0]}: {why}")
+    text = send(" ".join(args.words))
+    ctx.state.pop("snapshot", None)  # the command may have changed registers or memory
     _write_text(ctx, text, args.json)
     return 0
 

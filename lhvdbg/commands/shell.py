@@ -51,6 +51,16 @@ def shell_command(args: argparse.Namespace, ctx: Context) -> int:
 
     widen_when_piped(ctx)
 
+    def shell(banner: str) -> int:
+        return run_shell(
+            REGISTRY,
+            ctx,
+            banner=banner,
+            history=args.history,
+            phrases=SHELL_PHRASES,
+            first=args.execute,
+        )
+
     if args.snapshot is not None:
         from lhvdbg.state.snapshot import load_snapshot
         from lhvdbg.state.target import SnapshotTarget
@@ -58,18 +68,10 @@ def shell_command(args: argparse.Namespace, ctx: Context) -> int:
         snapshot = load_snapshot(args.snapshot)
         ctx.target = SnapshotTarget(snapshot)
         ctx.state["snapshot"] = snapshot
-        banner = (
+        return shell(
             f"lhvdbg shell on snapshot {args.snapshot} ({snapshot.arch}, {snapshot.cpu.mode} "
             f"mode, {snapshot.provenance.stop_reason or 'stop reason unknown'}); read-only. "
             "Type help."
-        )
-        return run_shell(
-            REGISTRY,
-            ctx,
-            banner=banner,
-            history=args.history,
-            phrases=SHELL_PHRASES,
-            first=args.execute,
         )
     from lhvdbg.machine.session import Session
 
@@ -77,15 +79,7 @@ def shell_command(args: argparse.Namespace, ctx: Context) -> int:
     with Session(config) as session:
         ctx.target = session.target
         ctx.session = session
-        banner = (
+        return shell(
             f"lhvdbg shell: {config.describe()}, QEMU {session.qemu_version} ({session.accel}); "
             "the CPU waits at reset. Type help; Ctrl-C stops the guest, Ctrl-D quits."
-        )
-        return run_shell(
-            REGISTRY,
-            ctx,
-            banner=banner,
-            history=args.history,
-            phrases=SHELL_PHRASES,
-            first=args.execute,
         )

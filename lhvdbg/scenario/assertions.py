@@ -59,7 +59,7 @@ def _test(op: str, actual: object, expected: object) -> bool:
     if op == "one_of":
         return isinstance(expected, list) and any(_equal(actual, item) for item in expected)
     if op in ("gt", "ge", "lt", "le"):
-        a, b = _number(actual), _number(expected)
+        a, b = as_number(actual), as_number(expected)
         if a is None or b is None:
             return False
         return {"gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op]
@@ -68,7 +68,8 @@ def _test(op: str, actual: object, expected: object) -> bool:
     raise ValueError(f"unknown operator {op}")
 
 
-def _number(value: object) -> int | float | None:
+def as_number(value: object) -> int | float | None:
+    """A number, or a string spelling one (``"0x20"``); None otherwise (booleans too)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -85,7 +86,7 @@ def _equal(actual: object, expected: object) -> bool:
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
     if isinstance(actual, int | float) or isinstance(expected, int | float):
-        a, b = _number(actual), _number(expected)
+        a, b = as_number(actual), as_number(expected)
         return a is not None and b is not None and a == b
     if isinstance(actual, str) and isinstance(expected, str):
         return actual == expected

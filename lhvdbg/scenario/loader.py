@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from lhvdbg.errors import ScenarioError
+from lhvdbg.scenario.assertions import as_number
 from lhvdbg.scenario.model import OPERATORS, STEP_ACTIONS, Expectation, Origin, Scenario, Step
 from lhvdbg.scenario.paths import parse_path
 from lhvdbg.scenario.toml_lines import PathPart, format_path, key_lines, line_of
@@ -320,7 +321,7 @@ def _expectation(r: _Reader, table: dict[str, object], path: tuple[PathPart, ...
             raise r.fail(where, f"bad regular expression: {exc}") from None
     elif op == "one_of" and not isinstance(value, list):
         raise r.fail(where, f"expected an array, got {_kind(value)}")
-    elif op in ("gt", "ge", "lt", "le") and not _is_number(value):
+    elif op in ("gt", "ge", "lt", "le") and as_number(value) is None:
         raise r.fail(where, f"expected a number, got {_show(value)}")
     elif op == "length":
         r.count(value, where, minimum=0)
@@ -333,20 +334,6 @@ def _expectation(r: _Reader, table: dict[str, object], path: tuple[PathPart, ...
         origin=r.origin(path),
         message=r.string(table.get("message", ""), (*path, "message"), empty=True),
     )
-
-
-def _is_number(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    if isinstance(value, str):
-        try:
-            int(value, 0)
-        except ValueError:
-            return False
-        return True
-    return False
 
 
 def collect_files(paths: Iterable[Path | str]) -> list[Path]:

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from lhvdbg.diagnose.chain import Chain, ChainStep, describe_gate, pic_line
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.tss_diff import vector_ranges
 from lhvdbg.x86.checks import is_canonical
 from lhvdbg.x86.cpustate import PicChip
 from lhvdbg.x86.segments import is_code, is_data
@@ -378,9 +379,7 @@ def ist_without_tss(chain: Chain, ev: Evidence) -> Cause | None:
             if e.decoded.values.get("ist") and e.vector != step.vector
         ]
         if others:
-            evidence.append(
-                "other gates with an IST: " + ", ".join(f"{v:#04x}" for v in others[:8])
-            )
+            evidence.append("other gates with an IST: " + vector_ranges(others))
             if 8 in others:
                 evidence.append(
                     "the #DF gate uses an IST too, so the #DF fails the same way: triple fault"

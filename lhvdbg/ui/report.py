@@ -75,7 +75,7 @@ def _timeline(chain: Chain) -> Table:
         if label == "ctx":
             note.append("last normal event")
         if chain.stop is step:
-            note.append("the stop (vector 8)")
+            note.append("first vector 8")
         if step.cause_of_next:
             note.append("its delivery raised the next")
         at = step.symbol or f"{step.event.rip:#x}"

@@ -119,7 +119,7 @@ class TssNeeds:
         if self.task_gates:
             parts.append("task gates at " + vector_ranges(self.task_gates))
         if not parts:
-            return "nothing reads the TSS now: no gate uses an IST, no task gate, CPL 0 only"
+            return "no gate uses an IST, no task gate, CPL 0 only: nothing reads the TSS"
         return "; ".join(parts)
 
     def verdict(self, matters: bool, why: str | None = None) -> str:

@@ -588,6 +588,7 @@ def _configure_save(parser: argparse.ArgumentParser) -> None:
 def save_command(args: argparse.Namespace, ctx: Context) -> int:
     from dataclasses import replace
 
+    from lhvdbg.scenario.stops import current_snapshot
     from lhvdbg.state.snapshot import save_snapshot
 
     snapshot = current_snapshot(ctx)
@@ -600,15 +601,6 @@ def save_command(args: argparse.Namespace, ctx: Context) -> int:
         regions = ", ".join(r.label for r in snapshot.memory)
         ctx.stdout.write(f"saved {args.file} ({snapshot.arch}, {snapshot.cpu.mode}; {regions})\n")
     return 0
-
-
-def current_snapshot(ctx: Context) -> Any:
-    """A capture of the current stop (taken once per stop, kept in ``ctx.state``)."""
-    snapshot = ctx.state.get("snapshot")
-    if snapshot is None:
-        snapshot = ctx.require_target().capture()
-        ctx.state["snapshot"] = snapshot
-    return snapshot
 
 
 def _configure_snapdiff(parser: argparse.ArgumentParser) -> None:
@@ -625,6 +617,7 @@ def _configure_snapdiff(parser: argparse.ArgumentParser) -> None:
     where=WHERE,
 )
 def snapdiff_command(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.scenario.stops import current_snapshot
     from lhvdbg.state.diff import diff_snapshots
     from lhvdbg.state.references import load_reference
 

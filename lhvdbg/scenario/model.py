@@ -96,11 +96,9 @@ class Step:
             return "expect " + "; ".join(e.describe() for e in self.expects)
         if self.arg is True:
             return self.action
-        return (
-            f"{self.action} {self.arg!r}"
-            if isinstance(self.arg, str)
-            else (f"{self.action} {self.arg}")
-        )
+        if isinstance(self.arg, str):
+            return f"{self.action} {self.arg!r}"
+        return f"{self.action} {self.arg}"
 
 
 @dataclass(frozen=True)

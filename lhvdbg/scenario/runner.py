@@ -6,7 +6,7 @@ step as a method (``break_at``, ``cont``, ``stepi``, ``until_df``, ``wait_serial
 ``expect()``. The TOML runner (:func:`run_scenario`) is a loop over the same methods, so a
 Python scenario can do everything a file can, and more::
 
-    from lhvdbg.scenario import ScenarioRun
+    from lhvdbg.scenario.runner import ScenarioRun
 
     with ScenarioRun.launch(arch="amd64", variant="pic-unremapped") as s:
         s.until_df()
@@ -31,7 +31,7 @@ from lhvdbg.errors import LhvdbgError, ScenarioError, TargetTimeout, UsageError
 from lhvdbg.scenario.assertions import Outcome, check
 from lhvdbg.scenario.facts import snapshot_facts
 from lhvdbg.scenario.model import OPERATORS, Expectation, Origin, Scenario, Step
-from lhvdbg.scenario.stops import note_stop, stop_facts
+from lhvdbg.scenario.stops import current_snapshot, note_stop, stop_facts
 
 if TYPE_CHECKING:
     from lhvdbg.commands.registry import Context, Registry
@@ -177,10 +177,7 @@ class ScenarioRun:
 
     def capture(self, save: Path | str | None = None) -> Snapshot:
         """A snapshot of the current state (kept for ``facts()``), saved when asked."""
-        snapshot = self.ctx.state.get("snapshot")
-        if snapshot is None:
-            snapshot = self.session.capture(note="scenario capture")
-            self.ctx.state["snapshot"] = snapshot
+        snapshot = current_snapshot(self.ctx)
         if save is not None:
             from lhvdbg.state.snapshot import save_snapshot
 

@@ -14,6 +14,7 @@ from lhvdbg.errors import LhvdbgError
 if TYPE_CHECKING:
     from lhvdbg.commands.registry import Context
     from lhvdbg.machine.session import StopEvent
+    from lhvdbg.state.snapshot import Snapshot
 
 
 def stop_facts(event: StopEvent | None) -> dict[str, object] | None:
@@ -52,3 +53,12 @@ def note_stop(ctx: Context, event: StopEvent | None) -> None:
     if state.get("current") is not None:
         state["previous"] = state["current"]
     state["current"] = current
+
+
+def current_snapshot(ctx: Context) -> Snapshot:
+    """A capture of the current stop: taken once per stop, kept in ``ctx.state``."""
+    snapshot: Snapshot | None = ctx.state.get("snapshot")
+    if snapshot is None:
+        snapshot = ctx.require_target().capture()
+        ctx.state["snapshot"] = snapshot
+    return snapshot

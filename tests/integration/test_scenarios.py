@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lhvdbg.commands.registry import load_all
+from lhvdbg.machine.session import kvm_usable
 from lhvdbg.scenario.loader import collect_files, load_scenario
 from lhvdbg.scenario.runner import ScenarioRun, run_scenario
 
@@ -110,3 +111,14 @@ def test_python_api_for_what_a_file_cannot_say(firmware_built: Path) -> None:
         assert not outcome.passed
         assert outcome.explain() == "tr.selector: expected equals 0x99, actual 0x20 — on purpose"
         assert not s.passed  # the run remembers the failed assertion
+
+
+@pytest.mark.kvm
+@pytest.mark.skipif(not kvm_usable(), reason="/dev/kvm cannot be opened read-write")
+def test_a_scenario_under_kvm(firmware_built: Path) -> None:
+    """--accel overrides the file: the fix's ticks counted with hardware breakpoints."""
+    done = _lhvdbg(
+        "scenario", "run", "--accel", "kvm", str(SHIPPED / "amd64-3-fixed-timer-ticks.toml")
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("PASS  amd64-3-fixed-timer-ticks  ") and " kvm" in done.stdout

@@ -298,6 +298,7 @@ def make_report(ev: Evidence) -> Report:
                 ev.reference,
                 reference_name=ev.reference_name or "reference",
                 events=ev.events,
+                tables=tables,
             )
             relevant += tdiff.mattering
             irrelevant += tdiff.harmless

@@ -278,9 +278,11 @@ def diff_tss(
     *,
     reference_name: str = "reference",
     events: Sequence[ChainEvent] = (),
+    tables: SystemTables | None = None,
 ) -> TssDiff:
-    """Compare ``actual``'s TR, TSS descriptor and TSS body with ``reference``'s."""
-    act = snapshot_tables(actual)
+    """Compare ``actual``'s TR, TSS descriptor and TSS body with ``reference``'s
+    (``tables``: ``actual``'s decoded tables, when the caller has them already)."""
+    act = tables if tables is not None else snapshot_tables(actual)
     ref = snapshot_tables(reference)
     needs = tss_needs(act, actual.cpu, events)
     ia32e = act.mode == "ia32e"

@@ -21,7 +21,6 @@ from lhvdbg.diagnose.evidence import (
     StopInfo,
     evidence_from_snapshot,
     frame_at_handler,
-    read_frame,
 )
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import Report, make_report
@@ -43,8 +42,6 @@ __all__ = [
     "load_reference_or_note",
 ]
 
-DF_VECTOR = 8
-FRAME_WORDS = 6
 CODE_BEFORE = 1  # the byte before RIP: was it hlt?
 CODE_AFTER = 15  # one instruction at most
 EVENTS_EXAMINED = 8  # the last events of the log whose code and stack are read
@@ -160,20 +157,15 @@ def _capture(session: Session) -> tuple[Snapshot | None, list[str]]:
 def _frame(
     session: Session, snapshot: Snapshot, tables: SystemTables, text: list[tuple[int, int]]
 ) -> FrameReading | None:
-    """The words at the stack pointer when the CPU sits at IDT[8]'s handler entry: from
-    the capture, else read live."""
-    frame = frame_at_handler(snapshot, tables, text=text)
-    if frame is not None or tables.idt is None:
-        return frame
-    gate = tables.idt.gate(DF_VECTOR)
-    if gate is None or not gate.present or gate.decoded.values["offset"] != snapshot.cpu.ip:
-        return None
-    size = 8 if snapshot.arch == "amd64" else 4
-    data = _read_many(session, [(snapshot.cpu.sp, size * FRAME_WORDS)])[0]
-    if data is None:
-        return None
-    words = [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]
-    return read_frame(words, kernel_cs=snapshot.cpu.segments["cs"].selector, text=text)
+    """The frame at IDT[8]'s handler entry: from the capture, else read live."""
+
+    def read(address: int, size: int) -> bytes:
+        try:
+            return snapshot.read(address, size)
+        except LhvdbgError:
+            return session.read_memory(address, size)
+
+    return frame_at_handler(snapshot, tables, text=text, read=read)
 
 
 def _extra_memory(

@@ -14,7 +14,7 @@ first, shifting them by one word.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -248,9 +248,11 @@ def frame_at_handler(
     *,
     vector: int = DF_VECTOR,
     text: Sequence[tuple[int, int]] = (),
+    read: Callable[[int, int], bytes] | None = None,
 ) -> FrameReading | None:
     """The interrupt frame, when the CPU sits at the first instruction of the handler
-    IDT[``vector``] names and the stack words were captured."""
+    IDT[``vector``] names and the stack words can be read (``read``: the snapshot's
+    memory by default; a live reader may fall back to the machine)."""
     if tables.idt is None:
         return None
     gate = tables.idt.gate(vector)
@@ -258,7 +260,7 @@ def frame_at_handler(
         return None
     size = 8 if snapshot.arch == "amd64" else 4
     try:
-        data = snapshot.read(snapshot.cpu.sp, size * FRAME_WORDS)
+        data = (read or snapshot.read)(snapshot.cpu.sp, size * FRAME_WORDS)
     except LhvdbgError:
         return None
     words = [int.from_bytes(data[i : i + size], "little") for i in range(0, len(data), size)]

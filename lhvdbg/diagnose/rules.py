@@ -23,7 +23,7 @@ from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.tss_diff import vector_ranges
 from lhvdbg.x86.checks import is_canonical
 from lhvdbg.x86.cpustate import PicChip
-from lhvdbg.x86.segments import is_code, is_data
+from lhvdbg.x86.segments import is_code, is_data, is_valid_idt_gate_type
 from lhvdbg.x86.tables import IdtEntry, SystemTables
 from lhvdbg.x86.tss import ist_min_limit, ist_offset, rsp_min_limit
 from lhvdbg.x86.vectors import exception_info, vector_name
@@ -645,7 +645,7 @@ def _gate_unusable(tables: SystemTables | None, vector: int) -> str | None:
         return None
     if not gate.present:
         return describe_gate(tables, vector)
-    valid = gate.decoded.values["type"] in (0xE, 0xF) or tables.mode == "legacy"
+    valid = is_valid_idt_gate_type(gate.decoded.values["type"], tables.mode)
     return None if valid else describe_gate(tables, vector)
 
 
@@ -693,12 +693,14 @@ def gate_not_present(chain: Chain, ev: Evidence) -> Cause | None:
         if vector is None:
             continue
         gate = _gate(ev.tables, vector)
-        if step.vector == 13 and gate is not None and gate.present:
-            valid = gate.decoded.values["type"] in (0xE, 0xF) or (
-                ev.tables is not None and ev.tables.mode == "legacy"
-            )
-            if valid:
-                continue  # a present, valid gate: DPL or selector trouble, not "missing"
+        if (
+            step.vector == 13
+            and gate is not None
+            and gate.present
+            and ev.tables is not None
+            and is_valid_idt_gate_type(gate.decoded.values["type"], ev.tables.mode)
+        ):
+            continue  # a present, valid gate: DPL or selector trouble, not "missing"
         delivering = chain.steps[i - 1] if i > 0 and chain.steps[i - 1].cause_of_next else None
         evidence = [f"{step.summary()}"]
         if err.quirk:

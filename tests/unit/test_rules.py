@@ -196,3 +196,22 @@ def test_no_events_no_stop_no_causes() -> None:
     ev = evidence_from_snapshot(base, stop=StopInfo("timeout"), int_log=True)
     assert diagnose(build_chain([]), ev) == []
     assert make_report(ev).outcome == "no-fault"
+
+
+def test_probe_with_empty_idt_log_only_ranks_the_pic_before_the_missing_gate() -> None:
+    from lhvdbg.diagnose.intlog import parse_int_log
+
+    log = (SESSION.parent / "probe-null-idt.i386.log").read_text()
+    ev = Evidence(
+        arch="i386",
+        accel="tcg",
+        stop=StopInfo("exited"),
+        events=tuple(parse_int_log(log)),
+        int_log=True,
+    )
+    report = make_report(ev)
+    assert report.outcome == "triple-fault"
+    assert [c.id for c in report.diagnosis] == ["pic-not-remapped", "gate-not-present"]
+    assert [c.confidence for c in report.diagnosis] == ["high", "high"]
+    assert "IDT vector 0x08" in report.diagnosis[1].evidence[0]
+    assert any("only the 8259s deliver vectors below 16" in e for e in report.diagnosis[0].evidence)

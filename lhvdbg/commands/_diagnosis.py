@@ -233,9 +233,11 @@ def collect_evidence(
     memory = _extra_memory(session, events, frame, word) if session.alive else ()
     if not memory:  # QEMU is gone: the instructions can still come from the kernel file
         memory = _elf_code(session, events)
-    ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, session.arch)
-    if ref_note:
-        notes.append(ref_note)
+    ref_snapshot, ref_name = None, None
+    if snapshot is not None:  # differences are weighed only against a captured state
+        ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, session.arch)
+        if ref_note:
+            notes.append(ref_note)
     ev = Evidence(
         arch=session.arch,
         accel=session.accel,

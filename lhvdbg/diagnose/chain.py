@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from lhvdbg.diagnose.events import ChainEvent, CpuReset, InterruptEvent, TripleFault
 from lhvdbg.x86.cpustate import PicState
@@ -124,7 +124,6 @@ class Chain:
     triple_fault: TripleFault | None = None
     reset: bool = False
     earlier: int = 0  # events of the run before the context (delivered normally)
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def empty(self) -> bool:
@@ -145,10 +144,6 @@ class Chain:
     def exceptions(self) -> tuple[ChainStep, ...]:
         """The steps that are CPU exceptions, in order."""
         return tuple(s for s in self.steps if s.source == "exception")
-
-    def vectors(self) -> list[int]:
-        """The vectors in order."""
-        return [s.vector for s in self.steps]
 
 
 def symbolize(address: int, symbols: Mapping[str, int]) -> str | None:

@@ -15,7 +15,7 @@ it ``TSS64-busy``; after ``ltr`` TCG shows the TR type available (0x9) where KVM
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -416,7 +416,7 @@ def _descriptor_differences(
     needs: TssNeeds,
     required: int,
     required_why: str,
-    add: Any,
+    add: Callable[[str, Value, Value, str, bool], None],
 ) -> None:
     assert aent.decoded is not None and rent.decoded is not None
     adesc, rdesc = aent.decoded, rent.decoded

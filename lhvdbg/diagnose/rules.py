@@ -225,8 +225,11 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
     flags = _interrupted_flags(step, ev, chain)
     if flags is not None:
         evidence.append(
-            f"EFLAGS.IF was {1 if flags & 0x200 else 0} at the interrupted instruction "
-            f"(RFLAGS {flags:#x}): interrupts had been enabled (sti)"
+            f"EFLAGS.IF was 1 at the interrupted instruction (RFLAGS {flags:#x}): interrupts "
+            "had been enabled (sti)"
+            if flags & 0x200
+            else f"EFLAGS.IF was 0 at the interrupted instruction (RFLAGS {flags:#x}), yet a "
+            "maskable IRQ was delivered: the flags and the log disagree"
         )
     where = f"interrupted at {_where(step)}"
     if ev.after_hlt(step.event.rip):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,47 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", help="rewrite golden files from current output"
     )
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """QEMU/gdb processes whose environment carries ``marker`` (inherited TMPDIR)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker.encode() in environ and ("qemu-system" in cmdline or "gdb" in cmdline):
+            found.append(f"{entry.name}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Run the suite with a private TMPDIR; fail if a QEMU or gdb started under it survives.
+
+    Every process the tests start (directly or through lhvdbg) inherits TMPDIR, so its
+    environment names this directory: that is how leftovers are found, whoever made them.
+    """
+    with tempfile.TemporaryDirectory(prefix="lhvdbg-tests-") as private:
+        saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+        os.environ["TMPDIR"], tempfile.tempdir = private, private
+        try:
+            yield
+        finally:
+            marker = f"TMPDIR={private}"
+            deadline = time.monotonic() + 5.0
+            while (left := _processes_marked(marker)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if saved_env is None:
+                del os.environ["TMPDIR"]
+            else:
+                os.environ["TMPDIR"] = saved_env
+            tempfile.tempdir = saved_tempdir
+        assert not left, "QEMU/gdb processes outlived the tests:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")

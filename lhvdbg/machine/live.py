@@ -105,8 +105,10 @@ class LiveTarget:
 
     def capture(self, *, note: str = "", stop_reason: str | None = None) -> Snapshot:
         """Registers, GDT, IDT, TSS, stack, code, RSP0/IST pages, PIC, LAPIC, symbols,
-        provenance — in three round trips. Regions that cannot be read (unmapped) are
-        left out and named in ``provenance.note``."""
+        provenance — in three round trips. A region that is partly unreadable (e.g. a
+        stack window running into an unmapped guard page) keeps its readable part; the
+        unreadable ranges are named in ``provenance.note`` as ``not captured
+        (unreadable): stack 0x10aec0-0x10b000, ...``."""
         from lhvdbg.x86.hmp import parse_info_lapic, parse_info_pic, parse_info_registers
 
         s = self.session
@@ -120,23 +122,11 @@ class LiveTarget:
         lapic = _try(parse_info_lapic, texts[2])
 
         plan = self._first_regions(cpu)
-        data = s.read_memory_many([(a, n) for _, a, n in plan], check=False)
         regions: list[MemoryRegion] = []
         missing: list[str] = []
-        for (label, addr, _size), got in zip(plan, data, strict=True):
-            if got is None:
-                missing.append(f"{label} {addr:#x}")
-            else:
-                regions.append(MemoryRegion(addr, got, label))
-
-        tss = next((r for r in regions if r.label == "tss"), None)
-        plan2 = self._stack_pages(cpu, tss.data if tss else b"")
-        data2 = s.read_memory_many([(a, n) for _, a, n in plan2], check=False)
-        for (label, addr, _size), got in zip(plan2, data2, strict=True):
-            if got is None:
-                missing.append(f"{label} {addr:#x}")
-            else:
-                regions.append(MemoryRegion(addr, got, label))
+        self._read_plan(plan, regions, missing)
+        tss = next((r for r in regions if r.label == "tss" and r.address == cpu.tr.base), None)
+        self._read_plan(self._stack_pages(cpu, tss.data if tss else b""), regions, missing)
 
         notes = [note] if note else []
         if missing:
@@ -167,6 +157,21 @@ class LiveTarget:
         )
         log.debug("capture: %.2f ms", (time.perf_counter() - t0) * 1e3)
         return snap
+
+    def _read_plan(
+        self, plan: list[tuple[str, int, int]], regions: list[MemoryRegion], missing: list[str]
+    ) -> None:
+        """Read ``plan`` (one round trip when all of it is readable); append the readable
+        parts to ``regions`` (a region with a hole becomes several, same label) and
+        ``label start-end`` of each unreadable range to ``missing``."""
+        from lhvdbg.machine.memory import uncovered_ranges
+
+        runs = self.session.read_memory_readable([(a, n) for _, a, n in plan])
+        for (label, addr, size), got in zip(plan, runs, strict=True):
+            regions += [MemoryRegion(a, data, label) for a, data in got]
+            missing += [
+                f"{label} {lo:#x}-{hi:#x}" for lo, hi in uncovered_ranges(got, addr, addr + size)
+            ]
 
     def _first_regions(self, cpu: CpuState) -> list[tuple[str, int, int]]:
         """GDT, IDT, TSS, stack and code: (label, linear address, size)."""

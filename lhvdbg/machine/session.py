@@ -1037,19 +1037,35 @@ class Session:
     def read_memory_many(
         self, regions: list[tuple[int, int]], *, check: bool = True
     ) -> list[bytes | None]:
-        """Several reads pipelined in one round trip; ``None`` for a failed read when
-        ``check`` is False (else GdbError)."""
+        """Several reads pipelined in one round trip; ``None`` for a read that failed or
+        came back short when ``check`` is False (else GdbError)."""
+        from lhvdbg.machine.memory import memory_runs, read_command, whole_contents
+
         if not regions:
             return []
-        cmds = [f"-data-read-memory-bytes {a:#x} {n}" for a, n in regions]
-        results = self.gdb.batch(cmds, check=check)
+        results = self.gdb.batch([read_command(a, n) for a, n in regions], check=check)
         out: list[bytes | None] = []
         for (addr, size), res in zip(regions, results, strict=True):
             if res.message == "error":
                 out.append(None)
-                continue
-            out.append(_memory_contents(res.payload, addr, size))
+            elif check:
+                out.append(whole_contents(res.payload, addr, size))
+            else:
+                runs = memory_runs(res.payload, addr, size)
+                whole = len(runs) == 1 and len(runs[0][1]) == size
+                out.append(runs[0][1] if whole else None)
         return out
+
+    @_machine_call
+    def read_memory_readable(self, regions: list[tuple[int, int]]) -> list[list[tuple[int, bytes]]]:
+        """The readable parts of each ``(address, size)`` region as sorted
+        ``(address, bytes)`` runs (empty when nothing is readable); unmapped memory is
+        never an error. One round trip when all is readable, two otherwise
+        (:func:`lhvdbg.machine.memory.read_readable`)."""
+        from lhvdbg.machine.memory import read_readable
+
+        self._check_usable("read memory")
+        return read_readable(self.gdb, regions)
 
     @_machine_call
     def write_memory(self, address: int, data: bytes) -> None:
@@ -1221,23 +1237,6 @@ def _int_or_none(value: object) -> int | None:
         return int(str(value), 0)
     except ValueError:
         return None
-
-
-def _memory_contents(payload: dict[str, Any], address: int, size: int) -> bytes:
-    """Assemble ``-data-read-memory-bytes`` blocks into ``size`` bytes at ``address``."""
-    out = bytearray(size)
-    covered = 0
-    for block in payload.get("memory", []):
-        begin = int(block["begin"], 16) - address
-        data = bytes.fromhex(block.get("contents", ""))
-        out[begin : begin + len(data)] = data
-        covered += len(data)
-    if covered < size:
-        raise GdbError(
-            f"gdb returned {covered} of {size} bytes at {address:#x}",
-            command=f"-data-read-memory-bytes {address:#x} {size}",
-        )
-    return bytes(out)
 
 
 def _inspect_symbols(path: Path) -> KernelInfo:

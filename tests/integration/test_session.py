@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lhvdbg.errors import UsageError
+from lhvdbg.errors import MemoryNotCaptured, UsageError
 from lhvdbg.machine.session import LaunchConfig, Session
 from lhvdbg.state.elf import inspect_kernel
 from lhvdbg.state.snapshot import Snapshot
@@ -211,6 +211,39 @@ def test_triple_fault_pauses_for_post_mortem(firmware_built: Path) -> None:
         snap = s.capture()
         assert snap.cpu.tr.selector == 0 and snap.cpu.tr.base == 0  # ltr never ran
         assert s.cont(timeout=1) is ev  # a shut-down VM does not run again
+
+
+@pytest.mark.parametrize("arch", ["amd64", "i386"])
+def test_capture_keeps_the_stack_above_an_unmapped_guard_page(
+    firmware_built: Path, arch: str
+) -> None:
+    # stack-overflow: #PF in the guard page, #DF on the same dead stack, triple fault; the
+    # #DF handler is never entered, so the triple fault is where the stack can be seen
+    sym = inspect_kernel(firmware_elf(arch, "stack-overflow")).symbols
+    guard, stack = sym["boot_stack_guard"], sym["boot_stack"]
+    with Session(LaunchConfig.for_variant("stack-overflow", arch)) as s:
+        assert s.cont(timeout=10).reason == "shutdown"
+        snap = s.capture()
+        sp = snap.cpu.sp
+        assert guard <= sp < stack  # the stack pointer is inside the not-present page
+        region = snap.region("stack")
+        assert region is not None
+        # the window RSP-0x100..RSP+0x200 clipped to its readable part, from boot_stack
+        assert region.address == stack and region.end == sp + 0x200
+        assert region.data == s.read_memory(stack, len(region.data))
+        assert f"not captured (unreadable): stack {sp - 0x100:#x}-{stack:#x}" in (
+            snap.provenance.note
+        )
+        assert {"gdt", "idt", "tss", "code"} <= {r.label for r in snap.memory}
+        with pytest.raises(MemoryNotCaptured):
+            snap.read(sp, 4)
+        # a region with a hole in the middle: both sides kept, the hole named
+        runs = s.read_memory_readable([(guard - 0x10, 0x1020)])[0]
+        assert runs == [
+            (guard - 0x10, s.read_memory(guard - 0x10, 0x10)),
+            (stack, s.read_memory(stack, 0x10)),
+        ]
+        assert s.read_memory_many([(guard - 0x10, 0x20)], check=False) == [None]
 
 
 def test_two_sessions_at_once(firmware_built: Path) -> None:

@@ -16,6 +16,14 @@ import pytest
 
 from lhvdbg.errors import GdbError
 from lhvdbg.machine.gdbmi import GdbMi, MiMatcher, parse_mi_lines, result_or_raise
+from lhvdbg.machine.memory import (
+    memory_runs,
+    merge_runs,
+    page_pieces,
+    read_readable,
+    uncovered_ranges,
+    whole_contents,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mi"
 
@@ -195,5 +203,81 @@ def test_gdbmi_reports_gdb_death(fake_gdb) -> None:  # type: ignore[no-untyped-d
         gdb.process.kill()
         with pytest.raises(GdbError, match="gdb"):
             gdb.command("-gdb-set mi-async on", timeout=2)
+    finally:
+        gdb.close()
+
+
+# --- reads that keep what is readable (tests/fixtures/mi/partial-read.mi) --------------
+# Recorded at the stack-overflow triple fault: boot_stack_guard was the not-present page
+# 0x10a000..0x10b000; gdt was at 0x1037f0.
+GUARD = 0x10A000
+GDT = 0x1037F0
+
+
+def test_gdb_head_read_ends_one_byte_past_the_page_and_is_cut_back() -> None:
+    m = fed("partial-read.mi")
+    payload = m.results[7][0].payload
+    assert payload["memory"][0]["end"] == "0x000000000010a001"  # gdb's extra (unread) byte
+    runs = memory_runs(payload, GUARD - 0x10, 0x1020)
+    assert [(a, len(d)) for a, d in runs] == [(GUARD - 0x10, 0x10)]
+    assert runs[0][1] == bytes.fromhex("8300c0ff000000008300e0ff00000000")
+    tail = memory_runs(m.results[6][0].payload, GUARD + 0xEC0, 0x300)
+    assert [(a, len(d)) for a, d in tail] == [(GUARD + 0x1000, 0x1C0)]
+    with pytest.raises(GdbError, match=r"gdb returned 16 of 4128 bytes at 0x109ff0"):
+        whole_contents(payload, GUARD - 0x10, 0x1020)
+
+
+def test_run_helpers() -> None:
+    assert merge_runs([(0x20, b"cd"), (0x10, b"ab"), (0x12, b"xyz"), (0x13, b"y")]) == [
+        (0x10, b"abxyz"),
+        (0x20, b"cd"),
+    ]
+    runs = [(0x1010, b"a" * 0x10), (0x3000, b"b" * 0x100)]
+    assert uncovered_ranges(runs, 0x1000, 0x3200) == [
+        (0x1000, 0x1010),
+        (0x1020, 0x3000),
+        (0x3100, 0x3200),
+    ]
+    assert uncovered_ranges([], 5, 9) == [(5, 9)]
+    assert uncovered_ranges([(0, b"x" * 16)], 0, 16) == []
+    assert page_pieces(0xFF0, 0x2010) == [(0xFF0, 0x10), (0x1000, 0x1000), (0x2000, 0x10)]
+    assert page_pieces(0x1000, 0x1000) == []
+
+
+def _at_triple_fault(fake_gdb) -> GdbMi:  # type: ignore[no-untyped-def]
+    gdb = fake_gdb("partial-read.mi")
+    gdb.batch(["-gdb-set mi-async on", "-gdb-set arch", "-file-symbol-file k", "-target t"])
+    gdb.drain_stopped()  # the stop at the reset vector
+    gdb.command("-exec-continue")
+    stop = gdb.wait_stopped(2.0)
+    assert stop is not None and stop.payload["signal-name"] == "SIGQUIT"
+    return gdb  # type: ignore[no-any-return]
+
+
+def test_read_readable_keeps_the_readable_parts(fake_gdb) -> None:  # type: ignore[no-untyped-def]
+    gdb = _at_triple_fault(fake_gdb)
+    try:
+        regions = [(GUARD + 0xEC0, 0x300), (GUARD - 0x10, 0x1020), (GUARD + 0x100, 16), (GDT, 16)]
+        got = read_readable(gdb, regions)
+        assert gdb._next_token == 14  # 4 reads, then the 4 pages left over: two round trips
+        stack, across, inside, gdt = ([(a, len(d)) for a, d in r] for r in got)
+        assert stack == [(GUARD + 0x1000, 0x1C0)]
+        # the hole in the middle does not hide the page after it (read page by page)
+        assert across == [(GUARD - 0x10, 0x10), (GUARD + 0x1000, 0x10)]
+        assert got[1][1][1] == got[0][0][1][:0x10]  # the same bytes at 0x10b000 both times
+        assert inside == []
+        assert gdt == [(GDT, 16)] and got[3][0][1][8:] == bytes.fromhex("ffff0000009aaf00")
+    finally:
+        gdb.close()
+
+
+def test_read_readable_fast_path_is_one_round_trip(fake_gdb) -> None:  # type: ignore[no-untyped-def]
+    gdb = _at_triple_fault(fake_gdb)
+    try:
+        gdb._next_token = 9  # the token of the gdt read in the recording
+        assert read_readable(gdb, [(GDT, 16)]) == [
+            [(GDT, bytes.fromhex("0000000000000000ffff0000009aaf00"))]
+        ]
+        assert gdb._next_token == 10  # nothing was read again
     finally:
         gdb.close()

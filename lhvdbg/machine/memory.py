@@ -1,0 +1,125 @@
+"""Guest memory reads through gdb that keep what is readable.
+
+``-data-read-memory-bytes`` on a range that is partly unmapped does not fail as a whole:
+gdb (``read_memory_robust``) bisects and returns the readable head or tail when the first
+or last byte can be read, and ``^error`` only when neither can. Two things to know:
+
+* gdb 13.1 reports one byte too many for a readable *head*: it asks the stub for the
+  first unmapped byte, gets ``E14``, and still includes that (unread) byte in the block
+  (``begin=0x109ff0 end=0x10a001`` for a page that ends at ``0x10a000``). Mappings change
+  only at page boundaries, so a run that stops short of the requested range is cut back
+  to the page boundary (and a run that starts late is cut forward to one).
+* A hole in the middle of a range hides whatever lies beyond it; the uncovered rest is
+  therefore read again page by page, all pages pipelined in one more round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from lhvdbg.errors import GdbError
+
+if TYPE_CHECKING:
+    from lhvdbg.machine.gdbmi import GdbMi
+
+PAGE = 0x1000
+
+#: A readable stretch of guest memory: (linear address, bytes).
+Run = tuple[int, bytes]
+
+
+def read_command(address: int, size: int) -> str:
+    """The MI command reading ``size`` bytes at ``address``."""
+    return f"-data-read-memory-bytes {address:#x} {size}"
+
+
+def memory_runs(payload: dict[str, Any], address: int, size: int) -> list[Run]:
+    """The blocks of a ``-data-read-memory-bytes`` reply as sorted, merged runs clipped
+    to ``[address, address + size)``; a run that stops short of either end is cut to the
+    page boundary (see the module docstring)."""
+    end = address + size
+    runs: list[Run] = []
+    for block in payload.get("memory", []):
+        begin = int(block["begin"], 16)
+        data = bytes.fromhex(block.get("contents", ""))
+        lo, hi = max(begin, address), min(begin + len(data), end)
+        if lo > address:
+            lo = -(-lo // PAGE) * PAGE
+        if hi < end:
+            hi = hi // PAGE * PAGE
+        if lo < hi:
+            runs.append((lo, data[lo - begin : hi - begin]))
+    return merge_runs(runs)
+
+
+def merge_runs(runs: Sequence[Run]) -> list[Run]:
+    """Sort runs and join the ones that touch or overlap."""
+    out: list[Run] = []
+    for addr, data in sorted(runs):
+        if out and addr <= out[-1][0] + len(out[-1][1]):
+            prev_addr, prev = out[-1]
+            out[-1] = (prev_addr, prev + data[prev_addr + len(prev) - addr :])
+        else:
+            out.append((addr, data))
+    return out
+
+
+def uncovered_ranges(runs: Sequence[Run], lo: int, hi: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` ranges of ``[lo, hi)`` that no run covers (runs sorted)."""
+    gaps: list[tuple[int, int]] = []
+    at = lo
+    for addr, data in runs:
+        if addr > at:
+            gaps.append((at, min(addr, hi)))
+        at = max(at, addr + len(data))
+    if at < hi:
+        gaps.append((at, hi))
+    return gaps
+
+
+def page_pieces(lo: int, hi: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut at page boundaries, as ``(address, size)`` pieces."""
+    out: list[tuple[int, int]] = []
+    while lo < hi:
+        end = min(hi, (lo // PAGE + 1) * PAGE)
+        out.append((lo, end - lo))
+        lo = end
+    return out
+
+
+def whole_contents(payload: dict[str, Any], address: int, size: int) -> bytes:
+    """The ``size`` bytes at ``address`` from a reply; GdbError when gdb could read only
+    part of them."""
+    runs = memory_runs(payload, address, size)
+    if len(runs) == 1 and runs[0][0] == address and len(runs[0][1]) == size:
+        return runs[0][1]
+    covered = sum(len(d) for _, d in runs)
+    raise GdbError(
+        f"gdb returned {covered} of {size} bytes at {address:#x}",
+        command=read_command(address, size),
+    )
+
+
+def read_readable(gdb: GdbMi, regions: Sequence[tuple[int, int]]) -> list[list[Run]]:
+    """The readable runs of each ``(address, size)`` region (empty when none is).
+
+    One pipelined round trip when every region reads whole; otherwise one more for the
+    uncovered rest of the short regions, page by page. Never raises for unmapped memory.
+    """
+    if not regions:
+        return []
+    results = gdb.batch([read_command(a, n) for a, n in regions], check=False)
+    runs: list[list[Run]] = []
+    pages: list[tuple[int, int, int]] = []  # (region index, address, size)
+    for i, ((addr, size), res) in enumerate(zip(regions, results, strict=True)):
+        got = [] if res.message == "error" else memory_runs(res.payload, addr, size)
+        runs.append(got)
+        for lo, hi in uncovered_ranges(got, addr, addr + size):
+            pages += [(i, a, n) for a, n in page_pieces(lo, hi)]
+    if pages:
+        again = gdb.batch([read_command(a, n) for _, a, n in pages], check=False)
+        for (i, a, n), res in zip(pages, again, strict=True):
+            if res.message != "error":
+                runs[i] += memory_runs(res.payload, a, n)
+    return [merge_runs(r) for r in runs]

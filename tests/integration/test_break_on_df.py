@@ -103,6 +103,28 @@ def test_pic_unremapped_chain_is_irq0_on_vector_8_without_error_code(
     assert data["triple_fault"] is False
 
 
+def test_lhv_amd64_null_tr_is_a_harmless_difference_not_the_cause(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default demo is LHV amd64's own state: PIC not remapped and ltr never run.
+    The PIC is the cause; the null TR is listed as a difference that did not matter."""
+    data = run_json(capsys)
+    assert data["diagnosis"][0]["id"] == "pic-not-remapped"
+    assert data["diagnosis"][0]["confidence"] == "high"
+    for cause in data["diagnosis"]:
+        assert cause["id"] not in ("ist-without-tss", "tss-rsp0-invalid")
+        assert "TSS" not in cause["summary"] and "TR " not in cause["summary"]
+    assert data["reference"] == "lhv-amd64"
+    assert data["relevant_differences"] == []
+    harmless = {d["field"]: d for d in data["irrelevant_differences"]}
+    tr = harmless["tr.selector"]
+    assert (tr["reference"], tr["actual"], tr["matters"]) == (0x20, 0, False)
+    assert "ltr never ran" in tr["explanation"] and "harmless" in tr["explanation"]
+    assert (harmless["tr.limit"]["actual"], harmless["tr.base"]["actual"]) == (0xFFFF, 0)
+    assert any("reset state: ltr never ran" in line for line in data["evidence"])
+    assert _children() == []
+
+
 def test_human_output_verdict_first(
     firmware_built: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 from lhvdbg.diagnose.evidence import Evidence, StopInfo, evidence_from_snapshot
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import Report, make_report
+from lhvdbg.diagnose.rules import Cause
 from lhvdbg.state.references import load_reference
 from lhvdbg.state.snapshot import load_snapshot
 
@@ -216,29 +217,44 @@ def test_json_has_the_contract_fields() -> None:
     json.dumps(data)  # serialisable as is
 
 
-def test_lhv_story_null_tr_is_listed_as_harmless_never_as_the_cause() -> None:
-    """LHV's real state: PIC not remapped *and* TR never loaded. The PIC is the cause;
-    the null TR is a difference from the reference that did not matter."""
+TSS_CAUSES = {"ist-without-tss", "tss-rsp0-invalid"}
+
+
+def _blames_tss(cause: Cause) -> bool:
+    return cause.id in TSS_CAUSES or "TSS" in cause.summary or "TR " in cause.summary
+
+
+@pytest.mark.parametrize("reference", ["lhv-amd64", None])
+def test_lhv_story_null_tr_is_listed_as_harmless_never_as_the_cause(
+    reference: str | None,
+) -> None:
+    """LHV amd64's real state, recorded: PIC not remapped *and* TR never loaded (the
+    pic-unremapped amd64 build never runs ltr). The PIC is the cause; the null TR is a
+    difference that did not matter, with or without a reference to weigh it against."""
     ev = recorded("pic-unremapped", "amd64")
     assert ev.snapshot is not None
-    cpu = ev.snapshot.cpu
-    reset_tr = replace(cpu.tr, selector=0, base=0, limit=0xFFFF, flags=0x8B00)
-    lhv = replace(ev.snapshot, cpu=replace(cpu, segments={**cpu.segments, "tr": reset_tr}))
-    good = load_snapshot(INTLOG.parent / "snapshots" / "lhv-good-amd64.json")
-    ev = evidence_from_snapshot(
-        lhv,
-        events=ev.events,
-        int_log=True,
-        stop=ev.stop,
-        reference=good,
-        reference_name="lhv-amd64",
-    )
+    tr = ev.snapshot.cpu.tr
+    assert (tr.selector, tr.base, tr.limit) == (0, 0, 0xFFFF)  # recorded, not constructed
+    if reference is not None:
+        ev = replace(ev, reference=load_reference(reference), reference_name=reference)
     report = make_report(ev)
     assert report.outcome == "hardware-interrupt-on-vector-8"
     assert report.diagnosis[0].id == "pic-not-remapped"
-    assert not any("tss" in c.id or "ist" in c.id for c in report.diagnosis)
-    harmless = {d.field: d for d in report.irrelevant}
-    assert {"tr.selector", "tr.base", "tr.limit"} <= set(harmless)
-    assert "ltr never ran" in harmless["tr.selector"].explanation
-    assert "harmless" in harmless["tr.selector"].explanation
+    assert report.diagnosis[0].confidence == "high"
+    assert not any(_blames_tss(c) for c in report.diagnosis)
     assert report.relevant == ()
+    harmless = {d.field: d for d in report.irrelevant}
+    assert harmless["tr.selector"].actual == 0 and not harmless["tr.selector"].matters
+    explanation = harmless["tr.selector"].explanation
+    assert "no gate uses an IST, no task gate, CPL 0 only" in explanation
+    data = report.to_json()
+    assert data["relevant_differences"] == []
+    (sel,) = [d for d in data["irrelevant_differences"] if d["field"] == "tr.selector"]
+    assert set(sel) == {"field", "reference", "actual", "explanation", "matters"}
+    assert (sel["actual"], sel["matters"]) == (0, False)
+    if reference is not None:
+        assert "ltr never ran" in explanation and "harmless" in explanation
+        assert sel["reference"] == 0x20  # LHV-good's TR
+        assert {"tr.selector", "tr.base", "tr.limit"} <= set(harmless)
+    else:
+        assert sel["reference"] is None

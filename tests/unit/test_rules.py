@@ -13,6 +13,7 @@ from pathlib import Path
 from lhvdbg.diagnose.chain import build_chain
 from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence, StopInfo, evidence_from_snapshot
+from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import make_report
 from lhvdbg.diagnose.rules import (
     CAUSE_IDS,
@@ -83,24 +84,80 @@ def test_spurious_irq7_with_isr_clear_and_no_handler() -> None:
     assert spurious_irq(chain, evidence(replace(base, pic=pic7), events)) is None
 
 
-def test_pic_not_masked_with_apic_needs_an_active_lapic_timer_and_open_pic() -> None:
-    base = snap("pic-unremapped.amd64")
-    events = [hw(8)]
+def _without_gates(snapshot: Snapshot, vectors: range) -> Snapshot:
+    """``snapshot`` with the P bit of IDT[v] cleared for each v (64-bit gates)."""
+    idt = snapshot.region("idt")
+    assert idt is not None and snapshot.arch == "amd64"
+    data = bytearray(idt.data)
+    for v in vectors:
+        data[v * 16 + 5] &= 0x7F
+    memory = tuple(
+        MemoryRegion(r.address, bytes(data), r.label) if r is idt else r for r in snapshot.memory
+    )
+    return replace(snapshot, memory=memory)
+
+
+def test_pic_not_masked_with_apic_when_the_idt_has_no_pic_handlers() -> None:
+    """An APIC-only kernel: PIC remapped to 0x20/0x28, LAPIC timer on 0x22, and no gate
+    for any PIC IRQ vector. IRQ0 still arrives (on 0x20): the PIC was left unmasked."""
+    base = _without_gates(snap("timer-gate-missing.amd64"), range(0x20, 0x30))
+    assert base.pic is not None and base.pic.master.irq_base == 0x20
+    assert base.lapic is not None and base.lapic.lvt_timer & 0xFF == 0x22
+    events = [hw(0x20), exc(11, 0x202), exc(8, 0, old=11, line=12)]
     ev = evidence(base, events)
     chain = build_chain(events, tables=ev.tables, pic=base.pic)
     cause = pic_not_masked_with_apic(chain, ev)
-    assert cause is not None and cause.confidence == "low"
-    assert base.lapic is not None and base.pic is not None
+    assert cause is not None and cause.confidence == "medium"
+    assert "IRQ0 (PIT timer) arrived on vector 0x20" in cause.summary
+    text = "\n".join(cause.evidence)
+    assert "LVT timer 0x20022 unmasked on vector 0x22" in text
+    assert (
+        "no present gate for any vector the PIC delivers IRQs on (0x20-0x21, 0x23-0x26, "
+        "0x28-0x2e; the APIC's own vectors left out)"
+    ) in text
+    assert "remapped the PIC (bases 0x20/0x28) but put no gates there" in text
+    assert "master IMR=0xf8, slave IMR=0xff" in text
+    assert "0xff to ports 0x21 and 0xA1" in cause.fix
+    # One PIC handler (IRQ1, keyboard) says the kernel takes PIC interrupts on purpose.
+    keyboard = _without_gates(snap("timer-gate-missing.amd64"), range(0x20, 0x21))
+    assert pic_not_masked_with_apic(chain, evidence(keyboard, events)) is None
+    # A masked LAPIC timer, or a fully masked PIC: no cause.
     masked_timer = replace(
         base, lapic=replace(base.lapic, lvt_timer=base.lapic.lvt_timer | 1 << 16)
     )
     assert pic_not_masked_with_apic(chain, evidence(masked_timer, events)) is None
-    closed = replace(
-        base.pic,
-        master=replace(base.pic.master, imr=0xFF),
-        slave=replace(base.pic.slave, imr=0xFF),
-    )
+    closed = replace(base.pic, master=replace(base.pic.master, imr=0xFF))
     assert pic_not_masked_with_apic(chain, evidence(replace(base, pic=closed), events)) is None
+
+
+def test_pic_not_masked_with_apic_not_on_lhv_using_pit_and_lapic_timer() -> None:
+    """LHV uses the PIT (on the PIC) and the LAPIC timer together on purpose: the recorded
+    pic-unremapped evidence (LAPIC timer on, PIC unmasked, IRQ0 on vector 8) has handlers
+    for the PIC's vectors, so the rule stays silent; only the real cause remains."""
+    base = snap("pic-unremapped.amd64")
+    assert base.lapic is not None and base.lapic.enabled and not base.lapic.lvt_timer >> 16 & 1
+    events = [hw(8)]
+    ev = evidence(base, events)
+    chain = build_chain(events, tables=ev.tables, pic=base.pic)
+    assert pic_not_masked_with_apic(chain, ev) is None
+    assert [c.id for c in diagnose(chain, ev)] == ["pic-not-remapped"]
+    # The same with no gate at the slave's vectors 0x70-0x76 (the master's sit on
+    # exception vectors): an APIC-only kernel that left the PIC as the BIOS set it.
+    bare = _without_gates(base, range(0x70, 0x78))
+    cause = pic_not_masked_with_apic(chain, evidence(bare, events))
+    assert cause is not None and "(0x70-0x76;" in "\n".join(cause.evidence)
+    assert not any("remapped the PIC" in e for e in cause.evidence)
+
+
+def test_pic_not_masked_with_apic_never_on_the_recorded_firmware_variants() -> None:
+    for path in sorted(SESSION.glob("*.json")):
+        if path.name == "stops.json":
+            continue
+        base = load_snapshot(path)
+        events = parse_int_log(path.with_suffix(".log").read_text())
+        ev = evidence(base, events)
+        chain = build_chain(events, tables=ev.tables, pic=base.pic)
+        assert pic_not_masked_with_apic(chain, ev) is None, path.name
 
 
 def test_ring3_int_through_a_dpl0_gate() -> None:

@@ -42,10 +42,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             }
         )
         return 0
-    from lhvdbg.commands.views import widen_when_piped
     from lhvdbg.ui.state_views import render_diff, render_provenance
-
-    widen_when_piped(ctx)
 
     ctx.print(render_provenance(a, f"A {args.a}"), render_provenance(b, f"B {args.b}"))
     ctx.print(render_diff(diffs, "A", "B"))

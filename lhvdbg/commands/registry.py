@@ -92,12 +92,15 @@ class Context:
 
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
-    def print(self, *renderables: object) -> None:
-        """Render strings or rich renderables through the rendering layer."""
+    def print(self, *renderables: object, soft_wrap: bool = False) -> None:
+        """Render strings or rich renderables through the rendering layer.
+
+        ``soft_wrap``: lines are neither wrapped nor cut at the width (log lines).
+        """
         from lhvdbg.ui.console import make_console
 
         console = make_console(self.stdout, color=self.color, width=self.width)
-        console.print(*renderables)
+        console.print(*renderables, soft_wrap=soft_wrap)
 
     def require_target(self) -> Target:
         """The current target, or a UsageError saying how to get one."""

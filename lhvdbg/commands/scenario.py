@@ -88,9 +88,6 @@ def load_all_scenarios(
     where={"cli"},
 )
 def run_scenario_command(args: argparse.Namespace, ctx: Context) -> int:
-    from lhvdbg.commands.views import widen_when_piped
-
-    widen_when_piped(ctx)  # one line per failure in CI logs, not wrapped at 80 columns
     if args.action == "list":
         return _list(args, ctx)
     if args.jobs < 1:
@@ -111,7 +108,7 @@ def run_scenario_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.json:
         ctx.print_json({"results": [r.to_dict() for r in results], "elapsed": round(elapsed, 3)})
     else:
-        ctx.print(_summary(results, elapsed, args.jobs))
+        ctx.print(_summary(results, elapsed, args.jobs), soft_wrap=True)
     return 0 if results and all(r.passed for r in results) else EXIT_FAILED
 
 
@@ -126,7 +123,7 @@ def _run_here(
         result = run_scenario(scenario, registry=REGISTRY)
         results.append(result)
         if not args.json:
-            ctx.print(_line(result))
+            ctx.print(_line(result), soft_wrap=True)  # one line per failure in CI logs
     return results
 
 
@@ -173,7 +170,7 @@ def _run_parallel(
                     result = _collect(process, out, scenario, ScenarioResult)
                     done[index] = result
                     if not args.json:
-                        ctx.print(_line(result))
+                        ctx.print(_line(result), soft_wrap=True)  # one line per failure in CI logs
                 time.sleep(0.02)
         except KeyboardInterrupt:
             _stop_workers([p for p, _, _ in running.values()])

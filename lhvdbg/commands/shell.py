@@ -46,10 +46,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def shell_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.commands.control import SHELL_PHRASES
     from lhvdbg.commands.registry import REGISTRY
-    from lhvdbg.commands.views import widen_when_piped
     from lhvdbg.ui.shell import run_shell
-
-    widen_when_piped(ctx)
 
     def shell(banner: str) -> int:
         return run_shell(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from lhvdbg.commands.registry import Context, command
-from lhvdbg.commands.views import VIEWS, run_view, view_data, widen_when_piped
+from lhvdbg.commands.views import VIEWS, run_view, view_data
 
 CHOICES = (*VIEWS, "all")
 
@@ -49,7 +49,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.ui.state_views import render_provenance
     from lhvdbg.ui.tables import plain
 
-    widen_when_piped(ctx)
     ctx.print(render_provenance(snapshot, args.file))
     for name in VIEWS:
         ctx.print(plain(""))

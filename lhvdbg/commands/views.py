@@ -22,7 +22,8 @@ from lhvdbg.x86.cpustate import CpuState
 
 if TYPE_CHECKING:
     from lhvdbg.state.target import Target
-    from lhvdbg.x86.tables import SystemTables
+    from lhvdbg.x86.layout import Decoded
+    from lhvdbg.x86.tables import GdtTable, IdtTable, SystemTables
 
 VIEWS = ("regs", "sregs", "cregs", "gdt", "idt", "tss", "pic", "lapic")
 WHERE = {"shell", "scenario"}
@@ -58,6 +59,18 @@ def _parse_int(text: str, what: str) -> int:
             return int(text, 16)
         except ValueError:
             raise UsageError(f"{what}: {text!r} is not a number") from None
+
+
+#: What the GDT/IDT views say first in real mode, where the tables shown are not in use.
+REAL_MODE_NOTE = (
+    "real mode: the CPU does not use the GDT/IDT — IDTR is the real-mode IVT; "
+    "shown as protected mode would read them"
+)
+
+
+def _real_mode_note(target: Target) -> str | None:
+    """:data:`REAL_MODE_NOTE` when the CPU is in real mode, else None."""
+    return REAL_MODE_NOTE if target.cpu().mode == "real" else None
 
 
 def _tables(target: Target) -> SystemTables:
@@ -130,6 +143,30 @@ def _cregs(target: Target, arg: str | None, prev: Previous, as_json: bool) -> An
     return render_cregs(cpu, prev.cpu)
 
 
+def _table_json(
+    target: Target, table: GdtTable | IdtTable, entries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """A GDT/IDT as JSON: base, limit, mode, the real-mode note if any, the entries given."""
+    data: dict[str, Any] = {
+        "base": _hex(table.base),
+        "limit": _hex(table.limit),
+        "mode": table.mode,
+    }
+    note = _real_mode_note(target)
+    if note is not None:
+        data["note"] = note
+    return data | {"entries": entries}
+
+
+def _previous_entry(prev: Previous, name: str, index: int) -> Decoded | None:
+    """Slot ``index`` of the previous stop's GDT or IDT (``name``), decoded, if kept."""
+    old = _previous_tables(prev)
+    table: GdtTable | IdtTable | None = getattr(old, name) if old is not None else None
+    if table is None or index >= len(table.entries):
+        return None
+    return table.entries[index].decoded
+
+
 def _gdt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
     tables = _tables(target)
     if tables.gdt is None:
@@ -146,11 +183,10 @@ def _gdt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
             )
         entries = [entry]
     if as_json:
-        return {
-            "base": _hex(gdt.base),
-            "limit": _hex(gdt.limit),
-            "mode": gdt.mode,
-            "entries": [
+        return _table_json(
+            target,
+            gdt,
+            [
                 {
                     "index": e.index,
                     "selector": _hex(e.selector),
@@ -161,34 +197,25 @@ def _gdt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
                 }
                 for e in entries
             ],
-        }
+        )
     from lhvdbg.ui import tables as ui
 
+    note = _real_mode_note(target)
     if arg is None:
-        return ui.render_gdt(gdt)
+        return ui.with_note(note, ui.render_gdt(gdt))
     entry = entries[0]
     if entry.decoded is None:
-        return ui.plain(f"gdt slot {entry.offset:#x}: {entry.note}")
+        return ui.with_note(note, ui.plain(f"gdt slot {entry.offset:#x}: {entry.note}"))
     from lhvdbg.x86.describe import describe_descriptor
 
-    old = _previous_gdt_entry(target, prev, entry.index)
+    old = _previous_entry(prev, "gdt", entry.index)
     title = f"gdt[{entry.offset:#x}] ({entry.kind}): {describe_descriptor(entry.decoded)}"
-    return ui.render_decoded(entry.decoded, old, title=title)
-
-
-def _previous_gdt_entry(target: Target, prev: Previous, index: int) -> Any:
-    old = _previous_tables(prev)
-    if old is None or old.gdt is None or index >= len(old.gdt.entries):
-        return None
-    return old.gdt.entries[index].decoded
+    return ui.with_note(note, ui.render_decoded(entry.decoded, old, title=title))
 
 
 def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
-    if target.cpu().mode == "real":
-        raise UsageError(
-            "idt: the CPU is in real mode; IDTR points to the interrupt vector table "
-            "(4-byte segment:offset entries), not to gates"
-        )
+    from lhvdbg.x86.vectors import vector_name
+
     tables = _tables(target)
     if tables.idt is None:
         raise UsageError(f"idt: {tables.unavailable.get('idt', 'IDT not readable')}")
@@ -206,13 +233,10 @@ def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
     if vector is not None:
         entries = [e for e in idt.entries if e.vector == vector]
     if as_json:
-        from lhvdbg.x86.vectors import vector_name
-
-        return {
-            "base": _hex(idt.base),
-            "limit": _hex(idt.limit),
-            "mode": idt.mode,
-            "entries": [
+        return _table_json(
+            target,
+            idt,
+            [
                 {
                     "vector": e.vector,
                     "name": vector_name(e.vector),
@@ -222,20 +246,18 @@ def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
                 }
                 for e in entries
             ],
-        }
+        )
     from lhvdbg.ui import tables as ui
 
+    note = _real_mode_note(target)
     if vector is None:
-        return ui.render_idt(idt, only_present=arg != "all")
+        return ui.with_note(note, ui.render_idt(idt, only_present=arg != "all"))
     from lhvdbg.x86.describe import describe_gate
-    from lhvdbg.x86.vectors import vector_name
 
     gate = entries[0]
-    old_tables = _previous_tables(prev)
-    old_entry = old_tables.idt.gate(vector) if old_tables and old_tables.idt else None
-    old = old_entry.decoded if old_entry is not None else None
+    old = _previous_entry(prev, "idt", vector)
     title = f"idt[{vector:#04x}] {vector_name(vector)} ({gate.kind}): {describe_gate(gate.decoded)}"
-    return ui.render_decoded(gate.decoded, old, title=title)
+    return ui.with_note(note, ui.render_decoded(gate.decoded, old, title=title))
 
 
 def _tss(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
@@ -326,21 +348,8 @@ def run_view(
     if as_json:
         ctx.print_json(view_data(name, target, arg))
     else:
-        widen_when_piped(ctx)
         ctx.print(view_renderable(name, target, arg, previous))
     return 0
-
-
-PIPE_WIDTH = 160
-
-
-def widen_when_piped(ctx: Context) -> None:
-    """Tables are wide: when output is not a terminal and no width was asked for, render at
-    PIPE_WIDTH columns rather than rich's 80, so piped output is not cut."""
-    if ctx.width is None:
-        isatty = getattr(ctx.stdout, "isatty", None)
-        if not (callable(isatty) and isatty()):
-            ctx.width = PIPE_WIDTH
 
 
 # --- registration -----------------------------------------------------------------------

@@ -7,7 +7,9 @@ Plain text must read well with colour off: changes carry a ``*`` marker, not onl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import groupby
+from typing import TypeVar
 
 from rich import box
 from rich.console import Group, JustifyMethod, RenderableType
@@ -20,6 +22,8 @@ from lhvdbg.x86.paging import PageWalk
 from lhvdbg.x86.segments import limit_bytes
 from lhvdbg.x86.tables import GdtEntry, GdtTable, IdtTable
 from lhvdbg.x86.vectors import vector_name
+
+_T = TypeVar("_T")
 
 _CHANGED = "bold yellow"
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -143,58 +147,89 @@ def _gdt_row(entry: GdtEntry) -> list[str]:
     ]
 
 
+def _groups(entries: Iterable[_T], blank: Callable[[_T], bool]) -> Iterator[list[_T]]:
+    """``entries`` one by one, except that a run of two or more blank ones comes as one."""
+    for is_blank, run in groupby(entries, key=blank):
+        items = list(run)
+        if is_blank and len(items) > 1:
+            yield items
+        else:
+            yield from ([item] for item in items)
+
+
+def _title(name: str, table: GdtTable | IdtTable) -> str:
+    title = f"{name} base {table.base:#x} limit {table.limit:#x} ({table.mode})"
+    return title + " [truncated]" if table.truncated else title
+
+
+def with_note(note: str | None, renderable: RenderableType) -> RenderableType:
+    """``renderable`` under a one-line ``note`` (none when ``note`` is None)."""
+    return renderable if note is None else Group(plain(note, style="yellow"), renderable)
+
+
 def render_gdt(table: GdtTable) -> RenderableType:
-    """The GDT: index, selector, kind, base, byte limit, type, DPL, P, flags, note."""
-    title = f"GDT base {table.base:#x} limit {table.limit:#x} ({table.mode})"
-    if table.truncated:
-        title += " [truncated]"
-    out = _table(title)
+    """The GDT: index, selector, kind, base, byte limit, type, DPL, P, flags, note.
+
+    A run of empty (all-zero) slots is one row: ``1-8191  0x0008-0xfff8  8191 empty``.
+    """
+    out = _table(_title("GDT", table))
     for col in ("#", "sel", "kind", "base", "limit", "type", "dpl", "P", "flags"):
         _col(out, col)
     notes: list[RenderableType] = []
-    for entry in table.entries:
-        style = "dim" if entry.kind in ("beyond-limit", "second-half", "empty") else None
-        out.add_row(*_gdt_row(entry), style=style)
-        if entry.note:
-            notes.append(plain(f"  [{entry.index}] {entry.offset:#06x}: {entry.note}"))
+    for group in _groups(table.entries, lambda e: e.kind == "empty"):
+        first, last = group[0], group[-1]
+        if len(group) > 1:
+            span = f"{first.index}-{last.index}", f"{first.offset:#06x}-{last.offset:#06x}"
+            out.add_row(*span, f"{len(group)} empty", style="dim")
+            continue
+        style = "dim" if first.kind in ("beyond-limit", "second-half", "empty") else None
+        out.add_row(*_gdt_row(first), style=style)
+        if first.note:
+            notes.append(plain(f"  [{first.index}] {first.offset:#06x}: {first.note}"))
     return Group(out, *notes) if notes else out
 
 
 def render_idt(
     table: IdtTable, only_present: bool = True, *, vectors: Iterable[int] | None = None
 ) -> RenderableType:
-    """The IDT: vector, name, selector, offset, type, DPL, P, IST (present gates by default)."""
-    title = f"IDT base {table.base:#x} limit {table.limit:#x} ({table.mode})"
-    if table.truncated:
-        title += " [truncated]"
+    """The IDT: vector, name, selector, offset, type, DPL, P, IST (present gates by default).
+
+    Listing every gate (``only_present=False``), a run of empty (all-zero) gates is one row.
+    """
     wanted = set(vectors) if vectors is not None else None
-    out = _table(title)
+    out = _table(_title("IDT", table))
     ia32e = table.mode == "ia32e"
     cols = ["vec", "name", "sel", "offset", "type", "dpl", "P"] + (["ist"] if ia32e else [])
     for col in cols:
         _col(out, col)
     width = 16 if ia32e else 8
-    shown = 0
-    for entry in table.entries:
-        if wanted is not None and entry.vector not in wanted:
+    if wanted is not None:
+        entries = [e for e in table.entries if e.vector in wanted]
+    elif only_present:
+        entries = [e for e in table.entries if e.kind == "gate"]
+    else:
+        entries = list(table.entries)
+    collapse = wanted is None and not only_present
+    for group in _groups(entries, lambda e: collapse and e.kind != "gate" and not any(e.raw)):
+        first, last = group[0], group[-1]
+        if len(group) > 1:
+            span = f"{first.vector:#04x}-{last.vector:#04x}"
+            out.add_row(span, "", "", "", f"{len(group)} empty gates", "", "-", style="dim")
             continue
-        if wanted is None and only_present and entry.kind != "gate":
-            continue
-        v = entry.decoded.values
+        v = first.decoded.values
         row = [
-            f"{entry.vector:#04x}",
-            vector_name(entry.vector),
+            f"{first.vector:#04x}",
+            vector_name(first.vector),
             f"{v['selector']:#06x}",
             f"{v['offset']:#0{width + 2}x}",
-            f"{v['type']:#x} {entry.decoded.name_of('type')}",
+            f"{v['type']:#x} {first.decoded.name_of('type')}",
             str(v["dpl"]),
-            "P" if v["present"] else ("beyond limit" if entry.kind == "beyond-limit" else "-"),
+            "P" if v["present"] else ("beyond limit" if first.kind == "beyond-limit" else "-"),
         ]
         if ia32e:
             row.append(str(v.get("ist", 0)))
-        out.add_row(*row, style="dim" if entry.kind != "gate" else None)
-        shown += 1
-    if shown == 0:
+        out.add_row(*row, style="dim" if first.kind != "gate" else None)
+    if not entries:
         return Group(out, Text("(no gates to show)"))
     return out
 

@@ -71,7 +71,8 @@ def test_regs_marks_changes_since_previous(golden: Golden) -> None:
     golden("views/regs-changed.txt", text)
     lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     assert "*rax" in lines and "0x0000000000000004" in lines["*rax"]  # the old value
-    assert "rip" in lines  # unchanged: no marker
+    assert "*rip" in lines and "0x0000000000102092" in lines["*rip"]  # re-recorded build
+    assert "rdx" in lines  # unchanged: no marker
     assert "*rdi" not in lines
 
 
@@ -93,8 +94,8 @@ def test_previous_cpu_state_only_marks_registers() -> None:
 
 
 def test_tss_previous_snapshot_uses_field_table() -> None:
-    older = snap("lhv-good-amd64")
-    text = run_shell_command(["tss"], snap("lhv-pic-unremapped-amd64"), previous=older)
+    older = snap("lhv-good-amd64")  # a later stop of the same kernel, TSS unchanged
+    text = run_shell_command(["tss"], snap("lhv-good-amd64"), previous=older)
     assert "was" in text.splitlines()[1]  # the comparing table
     assert "*" not in text  # the TSS did not change
 
@@ -191,19 +192,39 @@ def test_view_errors(line: list[str], fixture: str, message: str) -> None:
         run_shell_command(line, snap(fixture))
 
 
-def test_idt_in_real_mode() -> None:
+def real_mode_at_reset() -> Snapshot:
+    """The CPU at reset (GDTR and IDTR base 0, limit 0xffff) over 64 KiB of zeros."""
+    from lhvdbg.state.snapshot import MemoryRegion
     from lhvdbg.x86.hmp import parse_info_registers
 
     hmp = SNAPSHOTS.parent / "hmp" / "registers-real-reset.txt"
-    real = snap("pebbles")
-    real = Snapshot(
+    return Snapshot(
         arch="amd64",
         cpu=parse_info_registers(hmp.read_text()),
-        memory=real.memory,
-        provenance=real.provenance,
+        memory=(MemoryRegion(0, bytes(0x10000), "low"),),
+        provenance=snap("pebbles").provenance,
     )
-    with pytest.raises(UsageError, match="real mode; IDTR points to the interrupt vector table"):
-        run_shell_command(["idt"], real)
+
+
+def test_gdt_and_idt_in_real_mode(golden: Golden) -> None:
+    real = real_mode_at_reset()
+    note = "real mode: the CPU does not use the GDT/IDT — IDTR is the real-mode IVT"
+    text = run_shell_command(["gdt"], real)
+    golden("views/gdt-real-reset.txt", text)
+    assert text.startswith(note)
+    assert "1-8191   0x0008-0xfff8   8191 empty" in text
+    assert len(text.splitlines()) == 6  # note, title, header, rule, null, one run
+    idt = run_shell_command(["idt", "all"], real)
+    assert idt.startswith(note)
+    assert "0x00-0xff" in idt and "256 empty gates" in idt
+    assert "(no gates to show)" in run_shell_command(["idt"], real)
+    data = json.loads(run_shell_command(["gdt", "--json"], real))
+    assert data["note"].startswith(note) and data["limit"] == "0xffff"
+    assert len(data["entries"]) == 8192  # JSON stays complete
+    assert [e["kind"] for e in data["entries"][:2]] == ["null", "empty"]
+    data = json.loads(run_shell_command(["idt", "all", "--json"], real))
+    assert len(data["entries"]) == 256 and data["entries"][0]["kind"] == "not-present"
+    assert "note" not in json_of(["gdt"], "lhv-good-amd64")  # type: ignore[operator]
 
 
 def test_view_without_target() -> None:

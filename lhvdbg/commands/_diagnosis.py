@@ -9,9 +9,7 @@ stack words at the RIPs involved (one pipelined gdb round trip) — and
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lhvdbg.diagnose.events import ChainEvent, InterruptEvent
@@ -25,14 +23,12 @@ from lhvdbg.diagnose.evidence import (
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import Report, make_report
 from lhvdbg.errors import LhvdbgError, MachineError
-from lhvdbg.state.snapshot import MemoryRegion, Provenance, Snapshot
+from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.state.system import tables_from_reader
 from lhvdbg.x86.tables import SystemTables
 
 if TYPE_CHECKING:
     from lhvdbg.machine.session import Session, StopEvent
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "collect_evidence",
@@ -45,7 +41,6 @@ __all__ = [
 CODE_BEFORE = 1  # the byte before RIP: was it hlt?
 CODE_AFTER = 15  # one instruction at most
 EVENTS_EXAMINED = 8  # the last events of the log whose code and stack are read
-PAGE = 0x1000
 
 
 def default_reference(arch: str) -> str:
@@ -79,79 +74,24 @@ def _stop_info(event: StopEvent) -> StopInfo:
     )
 
 
-def _read_many(session: Session, plan: list[tuple[int, int]]) -> list[bytes | None]:
-    """Pipelined reads; when the batch fails (a partial read near an unmapped page), each
-    region on its own, cut at the page boundary if the whole of it cannot be read."""
-    try:
-        return session.read_memory_many(plan, check=False)
-    except LhvdbgError as exc:
-        log.debug("batched read failed (%s); reading one region at a time", exc)
-    out: list[bytes | None] = []
-    for address, size in plan:
-        data: bytes | None = None
-        for length in (size, min(size, PAGE - (address % PAGE))):
-            try:
-                data = session.read_memory(address, length)
-                break
-            except LhvdbgError:
-                continue
-        out.append(data)
-    return out
-
-
-def _fallback_capture(session: Session, note: str) -> Snapshot | None:
-    """A smaller capture when the full one fails (e.g. a stack region that runs into an
-    unmapped guard page): registers, PIC/LAPIC, GDT/IDT/TSS, each read on its own."""
-    from lhvdbg.x86.hmp import parse_info_lapic, parse_info_pic, parse_info_registers
-
-    try:
-        cpu = parse_info_registers(session.hmp("info registers"))
-    except LhvdbgError as exc:
-        log.debug("fallback capture: no registers: %s", exc)
-        return None
-    pic = lapic = None
-    try:
-        pic = parse_info_pic(session.hmp("info pic"))
-        lapic = parse_info_lapic(session.hmp("info lapic"))
-    except LhvdbgError as exc:
-        log.debug("fallback capture: PIC/LAPIC: %s", exc)
-    plan = [("gdt", cpu.gdtr.base, cpu.gdtr.limit + 1), ("idt", cpu.idtr.base, cpu.idtr.limit + 1)]
-    tr = cpu.tr
-    plan.append(("tss", tr.base, 0x68 if tr.selector & 0xFFFC == 0 else min(tr.limit + 1, 0x2068)))
-    sp = cpu.sp
-    plan += [("stack", sp, 0x100), ("code", cpu.ip, 0x40)]
-    got = _read_many(session, [(a, n) for _, a, n in plan])
-    regions = tuple(
-        MemoryRegion(addr, data, label)
-        for (label, addr, _), data in zip(plan, got, strict=True)
-        if data is not None
-    )
-    info = session.kernel_info
-    return Snapshot(
-        arch=session.arch,
-        cpu=cpu,
-        memory=regions,
-        provenance=Provenance(
-            source="qemu",
-            captured_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            qemu_version=session.qemu_version,
-            accel=session.accel,
-            kernel_path=str(session.kernel) if session.kernel else None,
-            kernel_sha256=info.sha256 if info is not None else None,
-            note=note,
-        ),
-        pic=pic,
-        lapic=lapic,
-        symbols=dict(info.symbols) if info is not None else {},
-    )
+def _read_regions(session: Session, wanted: list[tuple[str, int, int]]) -> list[MemoryRegion]:
+    """The readable parts of each ``(label, address, size)``, one region per readable run
+    (a read running into an unmapped page keeps what lies before it)."""
+    runs = session.read_memory_readable([(a, n) for _, a, n in wanted])
+    return [
+        MemoryRegion(address, data, label)
+        for (label, _, _), got in zip(wanted, runs, strict=True)
+        for address, data in got
+    ]
 
 
 def _capture(session: Session) -> tuple[Snapshot | None, list[str]]:
+    """The capture at the stop (unreadable parts of regions are named in its note), or
+    None with a note when the machine cannot be captured at all."""
     try:
         return session.capture(note="break-on-df evidence"), []
     except MachineError as exc:
-        note = f"full capture failed ({exc}); a smaller one was taken"
-        return _fallback_capture(session, note), [note]
+        return None, [f"no capture ({exc}); the diagnosis rests on the log"]
 
 
 def _frame(
@@ -181,12 +121,7 @@ def _extra_memory(
     wanted = list(dict.fromkeys(wanted))
     if not wanted or not session.alive:
         return ()
-    got = _read_many(session, [(a, n) for _, a, n in wanted])
-    return tuple(
-        MemoryRegion(addr, data, label)
-        for (label, addr, _), data in zip(wanted, got, strict=True)
-        if data is not None
-    )
+    return tuple(_read_regions(session, wanted))
 
 
 def _elf_code(session: Session, events: list[ChainEvent]) -> tuple[MemoryRegion, ...]:

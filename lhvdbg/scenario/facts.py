@@ -62,19 +62,10 @@ def cpu_facts(cpu: CpuState) -> dict[str, object]:
     facts[ip_name], facts[flags_name] = cpu.ip, cpu.flags
     facts.update(cpu.gprs)
     for name, seg in cpu.segments.items():
-        facts[name] = {
-            "selector": seg.selector,
-            "base": seg.base,
-            "limit": seg.limit,
-            "flags": seg.flags,
-            "type": seg.type,
-            "dpl": seg.dpl,
-            "present": seg.present,
-        }
-    facts["gdtr"] = {"base": cpu.gdtr.base, "limit": cpu.gdtr.limit}
-    facts["idtr"] = {"base": cpu.idtr.base, "limit": cpu.idtr.limit}
-    for name in ("cr0", "cr2", "cr3", "cr4", "efer"):
-        facts[name] = getattr(cpu, name)
+        facts[name] = _attrs(seg, "selector", "base", "limit", "flags", "type", "dpl", "present")
+    facts["gdtr"] = _attrs(cpu.gdtr, "base", "limit")
+    facts["idtr"] = _attrs(cpu.idtr, "base", "limit")
+    facts.update(_attrs(cpu, "cr0", "cr2", "cr3", "cr4", "efer"))
     facts["bits"] = {
         "eflags": decoded_facts(eflags_layout().decode(cpu.flags)),
         "cr0": decoded_facts(cr0_layout().decode(cpu.cr0)),
@@ -84,17 +75,13 @@ def cpu_facts(cpu: CpuState) -> dict[str, object]:
     return facts
 
 
+def _attrs(obj: object, *names: str) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in names}
+
+
 def _pic_chip(chip: PicChip) -> dict[str, object]:
-    out: dict[str, object] = {
-        "irr": chip.irr,
-        "imr": chip.imr,
-        "isr": chip.isr,
-        "irq_base": chip.irq_base,
-        "hprio": chip.hprio,
-        "init_state": chip.init_state,
-    }
-    out.update(chip.extra)
-    return out
+    fields = ("irr", "imr", "isr", "irq_base", "hprio", "init_state")
+    return _attrs(chip, *fields) | dict(chip.extra)
 
 
 def _lapic(lapic: LapicState) -> dict[str, object]:

@@ -10,8 +10,8 @@ excludes its path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 
 from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.state.system import tables_from_reader
@@ -100,18 +100,45 @@ def _register_diff(path: str, layout: Layout, a: int, b: int) -> Iterator[Differ
         yield from _layout_diff(path, layout.decode(a), layout.decode(b))
 
 
+def _attributes(path: str, a: object, b: object, meanings: Mapping[str, str]) -> list[Difference]:
+    """The attributes named in ``meanings`` that differ between ``a`` and ``b``."""
+    pairs = ((name, getattr(a, name), getattr(b, name)) for name in meanings)
+    return [Difference(f"{path}.{n}", va, vb, meanings[n]) for n, va, vb in pairs if va != vb]
+
+
+def _entries(
+    path: str, a: Mapping[str, int], b: Mapping[str, int], meaning: str
+) -> list[Difference]:
+    """The keys of two mappings (``a``'s order, then ``b``'s new ones) whose values differ."""
+    keys = list(a) + [k for k in b if k not in a]
+    return [
+        Difference(f"{path}.{k}", a.get(k), b.get(k), meaning) for k in keys if a.get(k) != b.get(k)
+    ]
+
+
+def _presence(
+    path: str, a: object, b: object, meaning: str, shown: tuple[Value, Value] | None = None
+) -> list[Difference]:
+    """A difference when exactly one of ``a``, ``b`` is None (shown as ``shown``, by default
+    ``captured`` and None)."""
+    if (a is None) == (b is None):
+        return []
+    va, vb = shown if shown is not None else (_have(a), _have(b))
+    return [Difference(path, va, vb, meaning)]
+
+
+_SEGMENT_MEANING = {
+    "selector": "visible selector",
+    "base": "base (hidden part)",
+    "limit": "limit in bytes (hidden part)",
+}
+
+
 def _segment_diff(
     name: str, a: SegmentRegister, b: SegmentRegister, mode_a: str, mode_b: str
 ) -> Iterator[Difference]:
     path = f"cpu.segments.{name}"
-    for part, meaning in (
-        ("selector", "visible selector"),
-        ("base", "base (hidden part)"),
-        ("limit", "limit in bytes (hidden part)"),
-    ):
-        va, vb = getattr(a, part), getattr(b, part)
-        if va != vb:
-            yield Difference(f"{path}.{part}", va, vb, meaning)
+    yield from _attributes(path, a, b, _SEGMENT_MEANING)
     if a.flags == b.flags:
         return
     fa, fb = segment_flags(a, mode_a), segment_flags(b, mode_b)
@@ -142,25 +169,20 @@ def diff_cpu(a: CpuState, b: CpuState) -> list[Difference]:
     if a.halted != b.halted:
         out.append(Difference("cpu.halted", _opt_bool(a.halted), _opt_bool(b.halted), "HLT"))
     out += _plain("cpu.ip", a.ip, b.ip, "instruction pointer")
-    for reg in _ordered_union(a.gprs, b.gprs):
-        va, vb = a.gprs.get(reg), b.gprs.get(reg)
-        if va != vb:
-            out.append(Difference(f"cpu.gprs.{reg}", va, vb, "general register"))
+    out += _entries("cpu.gprs", a.gprs, b.gprs, "general register")
     out += _register_diff("cpu.flags", eflags_layout(), a.flags, b.flags)
     for name in SEGMENT_NAMES:
         sa, sb = a.segments.get(name), b.segments.get(name)
         if sa is None or sb is None:
-            if sa != sb:
-                out.append(Difference(f"cpu.segments.{name}", _seg(sa), _seg(sb), "segment"))
-            continue
-        out += _segment_diff(name, sa, sb, a.mode, b.mode)
+            out += _presence(f"cpu.segments.{name}", sa, sb, "segment", (_seg(sa), _seg(sb)))
+        else:
+            out += _segment_diff(name, sa, sb, a.mode, b.mode)
     for table in ("gdtr", "idtr"):
-        ta, tb = getattr(a, table), getattr(b, table)
-        for part in ("base", "limit"):
-            va, vb = getattr(ta, part), getattr(tb, part)
-            if va != vb:
-                what = "linear base" if part == "base" else "limit (last valid byte offset)"
-                out.append(Difference(f"cpu.{table}.{part}", va, vb, f"{table.upper()} {what}"))
+        meanings = {
+            "base": f"{table.upper()} linear base",
+            "limit": f"{table.upper()} limit (last valid byte offset)",
+        }
+        out += _attributes(f"cpu.{table}", getattr(a, table), getattr(b, table), meanings)
     out += _register_diff("cpu.cr0", cr0_layout(), a.cr0, b.cr0)
     out += _plain("cpu.cr2", a.cr2, b.cr2, "page-fault linear address")
     out += _plain("cpu.cr3", a.cr3, b.cr3, "paging-structure base")
@@ -177,52 +199,35 @@ def _seg(seg: SegmentRegister | None) -> Value:
     return None if seg is None else f"{seg.selector:#06x}"
 
 
-def _ordered_union(a: Iterable[str], b: Iterable[str]) -> list[str]:
-    out = list(a)
-    out += [k for k in b if k not in out]
-    return out
-
-
-def _gdt_diff(a: GdtTable | None, b: GdtTable | None) -> Iterator[Difference]:
+def _slots_diff(
+    name: str,
+    a: GdtTable | IdtTable | None,
+    b: GdtTable | IdtTable | None,
+    path_of: Callable[[int], str],
+    kind_meaning: str,
+) -> Iterator[Difference]:
+    """GDT or IDT (``name``) slot by slot: presence, kind, then the decoded fields."""
     if a is None or b is None:
-        if (a is None) != (b is None):
-            yield Difference("gdt", _have(a), _have(b), "GDT bytes captured")
+        yield from _presence(name, a, b, f"{name.upper()} bytes captured")
         return
     for i in range(max(len(a.entries), len(b.entries))):
         ea = a.entries[i] if i < len(a.entries) else None
         eb = b.entries[i] if i < len(b.entries) else None
-        path = f"gdt[{i * 8:#x}]"
+        path = path_of(i)
         if ea is None or eb is None:
             yield Difference(
-                path, ea.kind if ea else None, eb.kind if eb else None, "GDT slot present"
+                path,
+                ea.kind if ea else None,
+                eb.kind if eb else None,
+                f"{name.upper()} slot present",
             )
             continue
         if ea.raw == eb.raw and ea.kind == eb.kind:
             continue
         if ea.kind != eb.kind:
-            yield Difference(f"{path}.kind", ea.kind, eb.kind, "what the slot holds")
+            yield Difference(f"{path}.kind", ea.kind, eb.kind, kind_meaning)
         if ea.decoded is not None and eb.decoded is not None:
             yield from _layout_diff(path, ea.decoded, eb.decoded)
-
-
-def _idt_diff(a: IdtTable | None, b: IdtTable | None) -> Iterator[Difference]:
-    if a is None or b is None:
-        if (a is None) != (b is None):
-            yield Difference("idt", _have(a), _have(b), "IDT bytes captured")
-        return
-    for vector in range(max(len(a.entries), len(b.entries))):
-        ea, eb = a.gate(vector), b.gate(vector)
-        path = f"idt[{vector}]"
-        if ea is None or eb is None:
-            yield Difference(
-                path, ea.kind if ea else None, eb.kind if eb else None, "IDT slot present"
-            )
-            continue
-        if ea.raw == eb.raw and ea.kind == eb.kind:
-            continue
-        if ea.kind != eb.kind:
-            yield Difference(f"{path}.kind", ea.kind, eb.kind, "gate state")
-        yield from _layout_diff(path, ea.decoded, eb.decoded)
 
 
 def _have(value: object) -> str | None:
@@ -230,13 +235,11 @@ def _have(value: object) -> str | None:
 
 
 def _tables_diff(a: SystemTables, b: SystemTables) -> Iterator[Difference]:
-    yield from _gdt_diff(a.gdt, b.gdt)
-    yield from _idt_diff(a.idt, b.idt)
+    yield from _slots_diff("gdt", a.gdt, b.gdt, lambda i: f"gdt[{i * 8:#x}]", "what the slot holds")
+    yield from _slots_diff("idt", a.idt, b.idt, lambda i: f"idt[{i}]", "gate state")
     if a.tss is None or b.tss is None:
-        if (a.tss is None) != (b.tss is None):
-            why_a = a.unavailable.get("tss", "captured" if a.tss is not None else None)
-            why_b = b.unavailable.get("tss", "captured" if b.tss is not None else None)
-            yield Difference("tss", why_a, why_b, "TSS body")
+        why = (a.unavailable.get("tss", _have(a.tss)), b.unavailable.get("tss", _have(b.tss)))
+        yield from _presence("tss", a.tss, b.tss, "TSS body", why)
         return
     yield from _layout_diff("tss", a.tss, b.tss)
 
@@ -251,16 +254,11 @@ _PIC_MEANING = {
 }
 
 
-def _pic_diff(chip: str, a: PicChip, b: PicChip) -> Iterator[Difference]:
-    for name, meaning in _PIC_MEANING.items():
-        va, vb = getattr(a, name), getattr(b, name)
-        if va != vb:
-            yield Difference(f"pic.{chip}.{name}", va, vb, meaning)
-    for name in _ordered_union(a.extra, b.extra):
-        if a.extra.get(name) != b.extra.get(name):
-            yield Difference(
-                f"pic.{chip}.{name}", a.extra.get(name), b.extra.get(name), "QEMU 8259 state"
-            )
+def _pic_diff(chip: str, a: PicChip, b: PicChip) -> list[Difference]:
+    path = f"pic.{chip}"
+    return _attributes(path, a, b, _PIC_MEANING) + _entries(
+        path, a.extra, b.extra, "QEMU 8259 state"
+    )
 
 
 _LAPIC_MEANING = {
@@ -284,19 +282,14 @@ def _vectors(bitmap: int) -> str:
 
 
 def _lapic_diff(a: LapicState, b: LapicState) -> Iterator[Difference]:
-    for name, meaning in _LAPIC_MEANING.items():
-        va, vb = getattr(a, name), getattr(b, name)
-        if va != vb:
-            if name in ("isr", "irr", "tmr"):
-                meaning = f"{meaning} ({_vectors(va)} -> {_vectors(vb)})"
-            yield Difference(f"lapic.{name}", va, vb, meaning)
-    for group, meaning in (("lvt", "local vector table entry"), ("extra", "APIC register")):
-        ma: Mapping[str, int] = getattr(a, group)
-        mb: Mapping[str, int] = getattr(b, group)
-        for name in _ordered_union(ma, mb):
-            if ma.get(name) != mb.get(name):
-                path = f"lapic.lvt.{name}" if group == "lvt" else f"lapic.{name}"
-                yield Difference(path, ma.get(name), mb.get(name), meaning)
+    for d in _attributes("lapic", a, b, _LAPIC_MEANING):
+        name = d.path.removeprefix("lapic.")
+        if name in ("isr", "irr", "tmr"):
+            shown = f"{_vectors(getattr(a, name))} -> {_vectors(getattr(b, name))}"
+            d = replace(d, meaning=f"{d.meaning} ({shown})")
+        yield d
+    yield from _entries("lapic.lvt", a.lvt, b.lvt, "local vector table entry")
+    yield from _entries("lapic", a.extra, b.extra, "APIC register")
 
 
 def in_scope(path: str, scope: Iterable[str]) -> bool:
@@ -326,12 +319,12 @@ def diff_snapshots(a: Snapshot, b: Snapshot) -> list[Difference]:
     if a.pic is not None and b.pic is not None:
         out += _pic_diff("master", a.pic.master, b.pic.master)
         out += _pic_diff("slave", a.pic.slave, b.pic.slave)
-    elif (a.pic is None) != (b.pic is None):
-        out.append(Difference("pic", _have(a.pic), _have(b.pic), "8259 PIC state"))
+    else:
+        out += _presence("pic", a.pic, b.pic, "8259 PIC state")
     if a.lapic is not None and b.lapic is not None:
         out += _lapic_diff(a.lapic, b.lapic)
-    elif (a.lapic is None) != (b.lapic is None):
-        out.append(Difference("lapic", _have(a.lapic), _have(b.lapic), "local APIC state"))
+    else:
+        out += _presence("lapic", a.lapic, b.lapic, "local APIC state")
     return [
         d
         for d in out

@@ -14,7 +14,7 @@ a 64-bit code segment), §6.14.5 and §7.7 (IST pointers in the 64-bit TSS at 0x
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 from lhvdbg.x86.cpustate import CpuState, PicState
@@ -71,13 +71,8 @@ class Finding:
     message: str
 
     def to_dict(self) -> dict[str, str]:
-        """JSON form."""
-        return {
-            "id": self.id,
-            "severity": self.severity,
-            "entry": self.entry,
-            "message": self.message,
-        }
+        """JSON form: id, severity, entry, message."""
+        return asdict(self)
 
 
 def is_canonical(address: int, bits: int = 48) -> bool:

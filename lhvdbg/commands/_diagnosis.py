@@ -25,6 +25,8 @@ from lhvdbg.diagnose.report import Report, make_report
 from lhvdbg.errors import LhvdbgError, MachineError
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.state.system import tables_from_reader
+from lhvdbg.x86.cpustate import CpuState
+from lhvdbg.x86.paging import walk
 from lhvdbg.x86.tables import SystemTables
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "load_reference_or_note",
 ]
 
+PAGE_FAULT = 14
 CODE_BEFORE = 1  # the byte before RIP: was it hlt?
 CODE_AFTER = 15  # one instruction at most
 EVENTS_EXAMINED = 8  # the last events of the log whose code and stack are read
@@ -124,6 +127,52 @@ def _extra_memory(
     return tuple(_read_regions(session, wanted))
 
 
+def _xp(session: Session, address: int, size: int) -> bytes:
+    """``size`` bytes of guest *physical* memory (HMP ``xp``); MachineError when QEMU
+    cannot access them."""
+    text = session.hmp(f"xp /{size}bx {address:#x}")
+    out = bytearray()
+    for line in text.splitlines():
+        _, colon, rest = line.partition(":")
+        if not colon:
+            continue
+        if "Cannot access" in rest:
+            raise MachineError(f"physical memory at {address:#x} is not accessible (xp)")
+        try:
+            out += bytes(int(word, 16) for word in rest.split())
+        except ValueError as exc:
+            raise MachineError(f"unexpected xp output at {address:#x}: {line.strip()}") from exc
+    if len(out) != size:
+        raise MachineError(f"xp returned {len(out)} of {size} bytes at {address:#x}")
+    return bytes(out)
+
+
+def _page_walk_memory(
+    session: Session, events: list[ChainEvent], cpu: CpuState | None
+) -> tuple[MemoryRegion, ...]:
+    """The paging-structure entries of each #PF's CR2 walk, read from physical memory
+    (so the pure rules can redo the walk): only when the chain has page faults."""
+    got: dict[int, bytes] = {}
+
+    def read(address: int, size: int) -> bytes:
+        data = _xp(session, address, size)
+        got[address] = data
+        return data
+
+    faults = [e for e in events if isinstance(e, InterruptEvent)][-EVENTS_EXAMINED:]
+    done: set[tuple[int, int]] = set()
+    for event in faults:
+        regs = event.registers or cpu
+        if event.vector != PAGE_FAULT or event.cr2 is None or regs is None:
+            continue
+        key = (regs.cr3, event.cr2 // 0x1000)
+        if key in done:
+            continue
+        done.add(key)
+        walk(read, regs.cr3, regs.cr4, regs.efer, regs.cr0, event.cr2)
+    return tuple(MemoryRegion(a, d, "paging entry") for a, d in sorted(got.items()))
+
+
 def _elf_code(session: Session, events: list[ChainEvent]) -> tuple[MemoryRegion, ...]:
     """Instruction bytes from the kernel file when the machine is gone (QEMU exited)."""
     info = session.kernel_info
@@ -168,6 +217,9 @@ def collect_evidence(
     memory = _extra_memory(session, events, frame, word) if session.alive else ()
     if not memory:  # QEMU is gone: the instructions can still come from the kernel file
         memory = _elf_code(session, events)
+    physical: tuple[MemoryRegion, ...] = ()
+    if session.alive:
+        physical = _page_walk_memory(session, events, snapshot.cpu if snapshot else None)
     ref_snapshot, ref_name = None, None
     if snapshot is not None:  # differences are weighed only against a captured state
         ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, session.arch)
@@ -183,6 +235,7 @@ def collect_evidence(
         tables=tables,
         frame=frame,
         memory=memory,
+        physical=physical,
         text=tuple(text),
         serial=session.serial_text(),
         qemu_version=session.qemu_version,

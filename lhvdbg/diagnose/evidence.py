@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lhvdbg.diagnose.events import ChainEvent
-from lhvdbg.errors import LhvdbgError
+from lhvdbg.errors import LhvdbgError, MemoryNotCaptured
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.x86.cpustate import Arch, CpuState
 from lhvdbg.x86.tables import SystemTables
@@ -175,8 +175,10 @@ class Evidence:
     ``int_log`` is False). ``snapshot``: the machine at the stop. ``tables``: its decoded
     GDT/IDT/TR/TSS. ``frame``: the interrupt frame at the vector-8 handler's entry, when
     stopped there. ``memory``: extra bytes read for the diagnosis (instructions at the
-    RIPs involved, the stack under a faulting ``iret``). ``text``: kernel code ranges.
-    ``reference``: the known-good snapshot whose differences are weighed.
+    RIPs involved, the stack under a faulting ``iret``). ``physical``: bytes read at
+    *physical* addresses (the paging-structure entries walked for each #PF's CR2).
+    ``text``: kernel code ranges. ``reference``: the known-good snapshot whose
+    differences are weighed.
     """
 
     arch: Arch
@@ -188,6 +190,7 @@ class Evidence:
     tables: SystemTables | None = None
     frame: FrameReading | None = None
     memory: tuple[MemoryRegion, ...] = ()
+    physical: tuple[MemoryRegion, ...] = ()
     text: tuple[tuple[int, int], ...] = ()
     serial: str = ""
     qemu_version: str | None = None
@@ -218,6 +221,15 @@ class Evidence:
             except LhvdbgError:
                 return None
         return None
+
+    def read_physical(self, address: int, size: int) -> bytes:
+        """Bytes at a physical address from ``physical`` (MemoryNotCaptured otherwise):
+        the reader a page walk over the collected entries uses."""
+        for region in self.physical:
+            if region.address <= address and address + size <= region.end:
+                offset = address - region.address
+                return region.data[offset : offset + size]
+        raise MemoryNotCaptured(f"physical {address:#x}..{address + size:#x} was not collected")
 
     def instruction_at(self, address: int) -> str | None:
         """The instruction at ``address`` when it is one :func:`describe_instruction`
@@ -274,13 +286,15 @@ def evidence_from_snapshot(
     int_log: bool | None = None,
     stop: StopInfo | None = None,
     memory: Sequence[MemoryRegion] = (),
+    physical: Sequence[MemoryRegion] = (),
     text: Sequence[tuple[int, int]] = (),
     serial: str = "",
     reference: Snapshot | None = None,
     reference_name: str | None = None,
 ) -> Evidence:
     """Evidence from a recorded snapshot (and, when recorded too, the ``-d int`` log's
-    events): offline diagnosis and tests. ``int_log`` defaults to "events were given"."""
+    events and the physical memory read for page walks): offline diagnosis and tests.
+    ``int_log`` defaults to "events were given"."""
     from lhvdbg.state.system import tables_from_reader
 
     tables = tables_from_reader(snapshot.cpu, snapshot.read)
@@ -302,6 +316,7 @@ def evidence_from_snapshot(
         tables=tables,
         frame=frame,
         memory=tuple(memory),
+        physical=tuple(physical),
         text=tuple(text),
         serial=serial,
         qemu_version=snapshot.provenance.qemu_version,

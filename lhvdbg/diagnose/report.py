@@ -10,10 +10,11 @@ form.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lhvdbg.diagnose.chain import Chain, ChainStep, build_chain
+from lhvdbg.diagnose.chain import Chain, ChainStep, build_chain, symbolize
 from lhvdbg.diagnose.events import EventSource, InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence, StopInfo
 from lhvdbg.diagnose.rules import Cause, diagnose
@@ -224,14 +225,20 @@ def _cross_check(chain: Chain, ev: Evidence) -> list[str]:
     return notes
 
 
-def _general_evidence(chain: Chain, ev: Evidence) -> list[str]:
+def _at(address: int, symbols: Mapping[str, int]) -> str:
+    """``0x100160 (isr_8)`` when a symbol covers ``address``, else the address."""
+    name = symbolize(address, symbols)
+    return f"{address:#x} ({name})" if name else f"{address:#x}"
+
+
+def _general_evidence(chain: Chain, ev: Evidence, symbols: Mapping[str, int]) -> list[str]:
     lines: list[str] = []
     snapshot = ev.snapshot
     if snapshot is not None:
         cpu = snapshot.cpu
         lines.append(
-            f"at the stop: RIP {cpu.ip:#x}, RSP {cpu.sp:#x}, RFLAGS {cpu.flags:#x}, CPL {cpu.cpl}, "
-            f"mode {cpu.mode}"
+            f"at the stop: RIP {_at(cpu.ip, symbols)}, RSP {cpu.sp:#x}, RFLAGS {cpu.flags:#x}, "
+            f"CPL {cpu.cpl}, mode {cpu.mode}"
         )
         tr = cpu.tr
         lines.append(
@@ -261,10 +268,11 @@ def _general_evidence(chain: Chain, ev: Evidence) -> list[str]:
         )
         if ev.frame.rip is not None:
             instruction = ev.instruction_at(ev.frame.rip)
+            rip = _at(ev.frame.rip, symbols)
             if ev.after_hlt(ev.frame.rip):
-                lines.append(f"the interrupted RIP {ev.frame.rip:#x} follows a hlt")
+                lines.append(f"the interrupted RIP {rip} follows a hlt")
             elif instruction:
-                lines.append(f"instruction at the interrupted RIP {ev.frame.rip:#x}: {instruction}")
+                lines.append(f"instruction at the interrupted RIP {rip}: {instruction}")
     if chain.earlier:
         lines.append(f"{chain.earlier} earlier event(s) of the run were delivered normally")
     return lines
@@ -324,7 +332,7 @@ def make_report(ev: Evidence) -> Report:
         diagnosis=tuple(causes),
         irrelevant=tuple(irrelevant),
         relevant=tuple(relevant),
-        evidence=tuple(_general_evidence(chain, ev)),
+        evidence=tuple(_general_evidence(chain, ev, symbols)),
         disagreements=tuple(dict.fromkeys(_cross_check(chain, ev))),
         findings=tuple(findings),
         reference=ev.reference_name,

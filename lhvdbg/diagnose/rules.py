@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lhvdbg.diagnose.chain import Chain, ChainStep, describe_gate, pic_line
+from lhvdbg.diagnose.chain import Chain, ChainStep, describe_gate, pic_line, symbolize
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.tss_diff import vector_ranges
 from lhvdbg.x86.checks import is_canonical
 from lhvdbg.x86.cpustate import PicChip
+from lhvdbg.x86.paging import walk
 from lhvdbg.x86.segments import is_code, is_data, is_valid_idt_gate_type
 from lhvdbg.x86.tables import IdtEntry, SystemTables
 from lhvdbg.x86.tss import ist_min_limit, ist_offset, rsp_min_limit
@@ -650,6 +651,53 @@ def iret_bad_selector(chain: Chain, ev: Evidence) -> Cause | None:
     return None
 
 
+PAGE = 0x1000
+
+
+def _place(address: int, ev: Evidence) -> str:
+    """Where ``address`` is, by symbol: ``boot_stack_guard+0xfc0: the guard page below
+    boot_stack`` when the symbol names a guard and another symbol starts right above."""
+    where = symbolize(address, ev.symbols)
+    if where is None:
+        return ""
+    name = where.split("+", 1)[0]
+    if "guard" not in name.lower():
+        return f"; {where}"
+    start = ev.symbols[name]
+    above = sorted((a, n) for n, a in ev.symbols.items() if a > start and "guard" not in n)
+    page_end = (address // PAGE + 1) * PAGE
+    below = next((n for a, n in above if a == page_end), None)
+    return f"; {where}: the guard page" + (f" below {below}" if below else "")
+
+
+def _cr2_walk(step: ChainStep, ev: Evidence) -> str | None:
+    """The page walk of the #PF's CR2 over the collected paging entries, as one line
+    (None when the entries were not read). Control registers: the log's dump before the
+    delivery, else the CPU at the stop."""
+    cr2 = step.event.cr2
+    cpu = step.event.registers or ev.cpu
+    if cr2 is None or cpu is None or not ev.physical:
+        return None
+    result = walk(ev.read_physical, cpu.cr3, cpu.cr4, cpu.efer, cpu.cr0, cr2)
+    read = [s for s in result.steps if s.entry is not None]
+    if not read or len(read) < len(result.steps):
+        return None
+    path = " → ".join(f"{s.name}[{s.index:#x}] {s.entry.raw:#x}" for s in read if s.entry)
+    last = read[-1].entry
+    assert last is not None
+    kind = {"4level": "4-level", "pae": "PAE", "32bit": "32-bit"}.get(result.paging or "", "no")
+    tables = f"(CR3 {cpu.cr3:#x}, {kind} paging)"
+    if result.physical is not None:
+        rights = "writable" if result.writable else "read-only"
+        return (
+            f"CR2 {cr2:#x} is mapped {tables}: {path} → physical {result.physical:#x}, "
+            f"{rights}{_place(cr2, ev)}"
+        )
+    if not last.values["present"]:
+        return f"CR2 {cr2:#x} is in a not-present page {tables}: {path} P=0{_place(cr2, ev)}"
+    return f"CR2 {cr2:#x}: the page walk {tables} fails: {path}: {result.fault}"
+
+
 def stack_overflow(chain: Chain, ev: Evidence) -> Cause | None:
     """#PF with CR2 at or just below the stack pointer, then #DF (and a triple fault when
     the #DF has no IST stack): the kernel stack ran into an unmapped page (anos #140)."""
@@ -667,8 +715,11 @@ def stack_overflow(chain: Chain, ev: Evidence) -> Cause | None:
         ]
         if step.error is not None:
             evidence.append(f"#PF error code {step.error.raw:#x}: {step.error.text}")
-            if not step.error.fields.get("p", 1):
-                evidence.append("the page is not present: the guard page below the stack")
+        walked = _cr2_walk(step, ev)
+        if walked is not None:
+            evidence.append(walked)
+        elif step.error is not None and not step.error.fields.get("p", 1):
+            evidence.append("the page is not present: the guard page below the stack?")
         nxt = _next(chain, step)
         confidence: Confidence = "medium"
         if nxt is not None and nxt.vector == 8:

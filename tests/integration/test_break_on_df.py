@@ -17,6 +17,7 @@ import pytest
 
 from lhvdbg.cli import main
 from lhvdbg.machine.session import kvm_usable
+from lhvdbg.state.elf import inspect_kernel
 from tests.conftest import firmware_elf
 
 pytestmark = pytest.mark.integration
@@ -122,6 +123,24 @@ def test_lhv_amd64_null_tr_is_a_harmless_difference_not_the_cause(
     assert "ltr never ran" in tr["explanation"] and "harmless" in tr["explanation"]
     assert (harmless["tr.limit"]["actual"], harmless["tr.base"]["actual"]) == (0xFFFF, 0)
     assert any("reset state: ltr never ran" in line for line in data["evidence"])
+    assert _children() == []
+
+
+@pytest.mark.parametrize("arch", ["amd64", "i386"])
+def test_stack_overflow_walks_cr2_live(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], arch: str
+) -> None:
+    """The #PF's CR2 is walked through the live page tables (HMP xp) to the guard page."""
+    symbols = inspect_kernel(firmware_elf(arch, "stack-overflow")).symbols
+    data = run_json(capsys, "--arch", arch, "--variant", "stack-overflow")
+    cr2 = data["chain"][0]["cr2"]
+    guard = symbols["boot_stack_guard"]
+    assert guard <= cr2 < symbols["boot_stack"]
+    (line,) = [e for e in data["diagnosis"][0]["evidence"] if e.startswith(f"CR2 {cr2:#x}")]
+    assert "is in a not-present page (CR3 0x" in line
+    assert f"PTE[{cr2 >> 12 & 0x1FF:#x}] 0x0 P=0" in line
+    assert line.endswith(f"boot_stack_guard+{cr2 - guard:#x}: the guard page below boot_stack")
+    assert data["evidence"][0].startswith(f"at the stop: RIP {data['stop']['address']:#x} (")
     assert _children() == []
 
 

@@ -19,7 +19,7 @@ from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import Report, make_report
 from lhvdbg.diagnose.rules import Cause
 from lhvdbg.state.references import load_reference
-from lhvdbg.state.snapshot import load_snapshot
+from lhvdbg.state.snapshot import MemoryRegion, load_snapshot
 
 INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"
 SESSION = INTLOG / "session"
@@ -44,11 +44,15 @@ def recorded(variant: str, arch: str, *, reference: bool = False) -> Evidence:
     snapshot = load_snapshot(SESSION / f"{name}.json")
     events = parse_int_log((SESSION / f"{name}.log").read_text())
     ref = load_reference("pebbles") if reference else None
+    physical = [
+        MemoryRegion(a, bytes.fromhex(d), "paging entry") for a, d in stop.get("physical", [])
+    ]
     return evidence_from_snapshot(
         snapshot,
         events=events,
         int_log=True,
         stop=info,
+        physical=physical,
         text=text,  # type: ignore[arg-type]
         reference=ref,
         reference_name="pebbles" if ref is not None else None,
@@ -190,6 +194,40 @@ def test_stack_overflow_cr2_at_rsp_then_df_then_triple(arch: str) -> None:
     cause = report.diagnosis[0]
     assert "recurse" in cause.summary
     assert any("triple fault" in e for e in cause.evidence)
+
+
+@pytest.mark.parametrize(("arch", "levels"), [("amd64", 4), ("i386", 3)])
+def test_stack_overflow_walks_cr2_to_the_guard_page(arch: str, levels: int) -> None:
+    ev = recorded("stack-overflow", arch)
+    assert len(ev.physical) == levels  # one paging entry per level, read at the stop
+    report = make_report(ev)
+    pf = report.chain.steps[0]
+    cr2 = pf.event.cr2
+    assert cr2 is not None
+    guard = ev.symbols["boot_stack_guard"]
+    assert guard <= cr2 < guard + 0x1000 == ev.symbols["boot_stack"]
+    (line,) = [e for e in report.diagnosis[0].evidence if e.startswith(f"CR2 {cr2:#x}")]
+    assert line.startswith(f"CR2 {cr2:#x} is in a not-present page (CR3 ")
+    paging = "4-level" if arch == "amd64" else "PAE"
+    assert f"{paging} paging)" in line
+    assert f"PTE[{cr2 >> 12 & 0x1FF:#x}] 0x0 P=0" in line
+    assert line.endswith(f"boot_stack_guard+{cr2 - guard:#x}: the guard page below boot_stack")
+    assert line.count("→") == levels - 1
+    # Without the paging entries the rule falls back to what the error code says.
+    bare = make_report(replace(ev, physical=()))
+    assert not any(e.startswith("CR2 ") for e in bare.diagnosis[0].evidence)
+    assert "the page is not present: the guard page below the stack?" in bare.diagnosis[0].evidence
+
+
+@pytest.mark.parametrize("arch", ["amd64", "i386"])
+def test_stop_rip_is_named_by_its_symbol(arch: str) -> None:
+    ev = recorded("pic-unremapped", arch)
+    isr_8 = ev.symbols["isr_8"]
+    assert ev.snapshot is not None and ev.snapshot.cpu.ip == isr_8
+    evidence = make_report(ev).evidence
+    assert evidence[0].startswith(f"at the stop: RIP {isr_8:#x} (isr_8), RSP ")
+    stripped = make_report(replace(ev, symbols={}, snapshot=replace(ev.snapshot, symbols={})))
+    assert stripped.evidence[0].startswith(f"at the stop: RIP {isr_8:#x}, RSP ")
 
 
 def test_pic_unremapped_against_pebbles_lists_only_harmless_differences() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from lhvdbg.commands.registry import Command, Context, command
@@ -35,6 +36,10 @@ _GDB_RUN_COMMANDS = {
 _HMP_RUN_COMMANDS = {"stop", "cont", "c", "gdbserver", "singlestep"}
 # What `snapshot save|diff` in the shell means.
 SHELL_PHRASES = {("snapshot", "save"): "save", ("snapshot", "diff"): "snapdiff"}
+
+
+#: ``@command`` for the shell and scenarios, needing a live session.
+_live = partial(command, where=WHERE, needs_live=True)
 
 
 def _session(ctx: Context) -> Session:
@@ -125,26 +130,22 @@ def _list_breakpoints(session: Session, ctx: Context, as_json: bool) -> int:
     return 0
 
 
-@command(
+@_live(
     "break",
     "set a breakpoint at LOC (software under TCG); with no LOC, list breakpoints",
     configure=_configure_break,
     category="run",
-    where=WHERE,
     aliases=("b",),
-    needs_live=True,
 )
 def break_command(args: argparse.Namespace, ctx: Context) -> int:
     return _set_break(args, ctx, None)
 
 
-@command(
+@_live(
     "hbreak",
     "set a hardware breakpoint at LOC (works under KVM too)",
     configure=_configure_break,
     category="run",
-    where=WHERE,
-    needs_live=True,
 )
 def hbreak_command(args: argparse.Namespace, ctx: Context) -> int:
     return _set_break(args, ctx, True)
@@ -155,24 +156,18 @@ def _configure_delete(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-@command(
+@_live(
     "delete",
     "delete breakpoint N, or all breakpoints",
     configure=_configure_delete,
     category="run",
-    where=WHERE,
     aliases=("d",),
-    needs_live=True,
 )
 def delete_command(args: argparse.Namespace, ctx: Context) -> int:
-    session = _session(ctx)
-    session.delete(args.number)
-    if args.json:
-        ctx.print_json({"deleted": args.number if args.number is not None else "all"})
-    else:
-        what = f"breakpoint {args.number}" if args.number is not None else "all breakpoints"
-        ctx.stdout.write(f"deleted {what}\n")
-    return 0
+    _session(ctx).delete(args.number)
+    if args.number is None:
+        return _reply(ctx, args.json, {"deleted": "all"}, "deleted all breakpoints")
+    return _reply(ctx, args.json, {"deleted": args.number}, f"deleted breakpoint {args.number}")
 
 
 # --- run control -----------------------------------------------------------------------
@@ -188,14 +183,12 @@ def _configure_continue(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-@command(
+@_live(
     "continue",
     "run until a breakpoint, a fault, QEMU exiting, the timeout, or Ctrl-C",
     configure=_configure_continue,
     category="run",
-    where=WHERE,
     aliases=("c", "cont"),
-    needs_live=True,
 )
 def continue_command(args: argparse.Namespace, ctx: Context) -> int:
     session = _session(ctx)
@@ -210,14 +203,12 @@ def _configure_stepi(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-@command(
+@_live(
     "stepi",
     "execute N instructions (default 1)",
     configure=_configure_stepi,
     category="run",
-    where=WHERE,
     aliases=("si",),
-    needs_live=True,
 )
 def stepi_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.count < 1:
@@ -235,13 +226,11 @@ def _configure_until_df(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-@command(
+@_live(
     "until-df",
     "run until the CPU enters the vector-8 handler (or a triple fault), then diagnose",
     configure=_configure_until_df,
     category="run",
-    where=WHERE,
-    needs_live=True,
 )
 def until_df_command(args: argparse.Namespace, ctx: Context) -> int:
     session = _session(ctx)
@@ -294,13 +283,11 @@ def _configure_serial(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-@command(
+@_live(
     "serial",
     "show the guest's serial console output (--follow: run and stream it)",
     configure=_configure_serial,
     category="machine",
-    where=WHERE,
-    needs_live=True,
 )
 def serial_command(args: argparse.Namespace, ctx: Context) -> int:
     session = _session(ctx)
@@ -311,7 +298,7 @@ def serial_command(args: argparse.Namespace, ctx: Context) -> int:
     shown = text
     if args.lines is not None:
         shown = "".join(text.splitlines(keepends=True)[-args.lines :]) if args.lines > 0 else ""
-    ctx.stdout.write(shown if not shown or shown.endswith("\n") else shown + "\n")
+    _write(ctx, shown)
     if args.follow:
         _follow(ctx, session, len(text))
     return 0
@@ -342,13 +329,11 @@ def _configure_log(parser: argparse.ArgumentParser) -> None:
     _json_flag(parser)
 
 
-@command(
+@_live(
     "log",
     "the interrupts and exceptions delivered so far (QEMU's -d int log, TCG only)",
     configure=_configure_log,
     category="machine",
-    where=WHERE,
-    needs_live=True,
 )
 def log_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.diagnose.events import CpuReset, InterruptEvent, TripleFault
@@ -409,82 +394,66 @@ def _configure_words(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("words", nargs=argparse.REMAINDER, help="the command, as typed")
 
 
-@command(
-    "gdb",
-    "run a gdb CLI command on the session's gdb and show its output",
-    configure=_configure_words,
-    category="machine",
-    where=WHERE,
-    needs_live=True,
-)
-def gdb_command(args: argparse.Namespace, ctx: Context) -> int:
-    return _pass_through(
-        args,
-        ctx,
-        name="gdb",
-        example="info registers rip",
-        forbidden=_GDB_RUN_COMMANDS,
-        why="run control goes through the shell (continue, stepi, break, delete) so the "
-        "session keeps track",
-        send=lambda line: _session(ctx).gdb.console(line).console(),
-    )
-
-
-@command(
-    "monitor",
-    "run a QEMU monitor (HMP) command, e.g. monitor info pic",
-    configure=_configure_words,
-    category="machine",
-    where=WHERE,
-    needs_live=True,
-)
-def monitor_command(args: argparse.Namespace, ctx: Context) -> int:
-    return _pass_through(
-        args,
-        ctx,
-        name="monitor",
-        example="info registers",
-        forbidden=_HMP_RUN_COMMANDS,
-        why="gdb alone controls run state; use continue/stepi or Ctrl-C",
-        send=lambda line: _session(ctx).hmp(line),
-    )
-
-
 def _pass_through(
-    args: argparse.Namespace,
-    ctx: Context,
-    *,
     name: str,
+    summary: str,
+    *,
     example: str,
     forbidden: set[str],
     why: str,
-    send: Callable[[str], str],
-) -> int:
-    """Send the words of ``gdb``/``monitor`` as one line and show the reply."""
-    if not args.words:
-        raise UsageError(f"{name}: give a command, e.g. {name} {example}")
-    if args.words[0] in forbidden:
-        raise UsageError(f"{name} {args.words[0]}: {why}")
-    text = send(" ".join(args.words))
-    ctx.state.pop("snapshot", None)  # the command may have changed registers or memory
-    _write_text(ctx, text, args.json)
+    send: Callable[[Session, str], str],
+) -> None:
+    """Register ``name WORDS...``: the words as one line to ``send``, and its reply shown."""
+
+    @_live(name, summary, configure=_configure_words, category="machine")
+    def run(args: argparse.Namespace, ctx: Context) -> int:
+        if not args.words:
+            raise UsageError(f"{name}: give a command, e.g. {name} {example}")
+        if args.words[0] in forbidden:
+            raise UsageError(f"{name} {args.words[0]}: {why}")
+        text = send(_session(ctx), " ".join(args.words))
+        ctx.state.pop("snapshot", None)  # the command may have changed registers or memory
+        return _reply(ctx, args.json, {"output": text}, text)
+
+
+_pass_through(
+    "gdb",
+    "run a gdb CLI command on the session's gdb and show its output",
+    example="info registers rip",
+    forbidden=_GDB_RUN_COMMANDS,
+    why="run control goes through the shell (continue, stepi, break, delete) so the "
+    "session keeps track",
+    send=lambda session, line: session.gdb.console(line).console(),
+)
+_pass_through(
+    "monitor",
+    "run a QEMU monitor (HMP) command, e.g. monitor info pic",
+    example="info registers",
+    forbidden=_HMP_RUN_COMMANDS,
+    why="gdb alone controls run state; use continue/stepi or Ctrl-C",
+    send=lambda session, line: session.hmp(line),
+)
+
+
+def _reply(ctx: Context, as_json: bool, data: object, text: str) -> int:
+    """Print ``data`` as JSON, or ``text`` ending in a newline; exit code 0."""
+    if as_json:
+        ctx.print_json(data)
+    else:
+        _write(ctx, text)
     return 0
 
 
-def _write_text(ctx: Context, text: str, as_json: bool) -> None:
-    if as_json:
-        ctx.print_json({"output": text})
-    else:
-        ctx.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+def _write(ctx: Context, text: str) -> None:
+    """``text``, with a final newline if it lacks one (nothing for empty text)."""
+    ctx.stdout.write(text if not text or text.endswith("\n") else text + "\n")
 
 
-@command(
+@_live(
     "reset",
     "restart QEMU and gdb with the same configuration (breakpoints are not kept)",
     configure=_json_flag,
     category="machine",
-    where=WHERE,
-    needs_live=True,
 )
 def reset_command(args: argparse.Namespace, ctx: Context) -> int:
     session = _session(ctx)
@@ -493,11 +462,8 @@ def reset_command(args: argparse.Namespace, ctx: Context) -> int:
     ctx.target = session.target
     ctx.state.clear()
     elapsed = time.monotonic() - start
-    if args.json:
-        ctx.print_json({"reset": True, "elapsed": round(elapsed, 3)})
-    else:
-        ctx.stdout.write(f"machine restarted in {elapsed:.2f} s; the CPU waits at reset\n")
-    return 0
+    text = f"machine restarted in {elapsed:.2f} s; the CPU waits at reset"
+    return _reply(ctx, args.json, {"reset": True, "elapsed": round(elapsed, 3)}, text)
 
 
 # --- memory ----------------------------------------------------------------------------
@@ -595,12 +561,9 @@ def save_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.note:
         snapshot = replace(snapshot, provenance=replace(snapshot.provenance, note=args.note))
     save_snapshot(snapshot, args.file)
-    if args.json:
-        ctx.print_json({"saved": str(args.file), "regions": len(snapshot.memory)})
-    else:
-        regions = ", ".join(r.label for r in snapshot.memory)
-        ctx.stdout.write(f"saved {args.file} ({snapshot.arch}, {snapshot.cpu.mode}; {regions})\n")
-    return 0
+    regions = ", ".join(r.label for r in snapshot.memory)
+    text = f"saved {args.file} ({snapshot.arch}, {snapshot.cpu.mode}; {regions})"
+    return _reply(ctx, args.json, {"saved": str(args.file), "regions": len(snapshot.memory)}, text)
 
 
 def _configure_snapdiff(parser: argparse.ArgumentParser) -> None:
@@ -617,23 +580,10 @@ def _configure_snapdiff(parser: argparse.ArgumentParser) -> None:
     where=WHERE,
 )
 def snapdiff_command(args: argparse.Namespace, ctx: Context) -> int:
+    from lhvdbg.commands.diff import print_diff
     from lhvdbg.scenario.stops import current_snapshot
-    from lhvdbg.state.diff import diff_snapshots
     from lhvdbg.state.references import load_reference
 
     a, b = (current_snapshot(ctx) if x == "." else load_reference(x) for x in (args.a, args.b))
-    diffs = diff_snapshots(a, b)
-    if args.json:
-        ctx.print_json(
-            {
-                "a": args.a,
-                "b": args.b,
-                "count": len(diffs),
-                "differences": [d.to_dict() for d in diffs],
-            }
-        )
-        return 0
-    from lhvdbg.ui.state_views import render_diff
-
-    ctx.print(render_diff(diffs, "A", "B"))
-    return 0
+    names = (args.a, args.b)
+    return print_diff(ctx, a, b, names=names, as_json=args.json, provenance=False)

@@ -9,8 +9,12 @@ Exit code 0 whether or not they differ (errors exit non-zero).
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from lhvdbg.commands.registry import Context, command
+
+if TYPE_CHECKING:
+    from lhvdbg.state.snapshot import Snapshot
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -27,16 +31,31 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     where={"cli"},
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    from lhvdbg.state.diff import diff_snapshots
     from lhvdbg.state.references import load_reference
 
     a, b = load_reference(args.a), load_reference(args.b)
+    return print_diff(ctx, a, b, names=(args.a, args.b), as_json=args.json)
+
+
+def print_diff(
+    ctx: Context,
+    a: Snapshot,
+    b: Snapshot,
+    *,
+    names: tuple[str, str],
+    as_json: bool,
+    provenance: bool = True,
+) -> int:
+    """Print the differences from ``a`` to ``b`` (called ``names``): JSON, or a table after
+    where each came from (with ``provenance``). Shared with the shell's ``snapdiff``."""
+    from lhvdbg.state.diff import diff_snapshots
+
     diffs = diff_snapshots(a, b)
-    if args.json:
+    if as_json:
         ctx.print_json(
             {
-                "a": args.a,
-                "b": args.b,
+                "a": names[0],
+                "b": names[1],
                 "count": len(diffs),
                 "differences": [d.to_dict() for d in diffs],
             }
@@ -44,6 +63,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         return 0
     from lhvdbg.ui.state_views import render_diff, render_provenance
 
-    ctx.print(render_provenance(a, f"A {args.a}"), render_provenance(b, f"B {args.b}"))
+    if provenance:
+        ctx.print(render_provenance(a, f"A {names[0]}"), render_provenance(b, f"B {names[1]}"))
     ctx.print(render_diff(diffs, "A", "B"))
     return 0

@@ -37,6 +37,10 @@ class Previous:
     snapshot: Snapshot | None = None
 
 
+#: One view: (target, argument, previous stop, as JSON?) -> JSON data or a renderable.
+ViewFunction = Callable[["Target", str | None, Previous, bool], Any]
+
+
 def previous_of(ctx: Context) -> Previous:
     """``ctx.state["previous"]`` as a :class:`Previous` (a Snapshot or a CpuState)."""
     value = ctx.state.get("previous")
@@ -288,29 +292,23 @@ def _tss(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
     return ui.render_tss(tables.tss, base=tr.base)
 
 
-def _pic(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
-    pic = target.pic()
-    if pic is None:
-        raise UsageError("pic: no PIC state (not captured)")
-    if as_json:
-        return pic_to_dict(pic)
-    from lhvdbg.ui.state_views import render_pic
+def _controller(name: str, what: str, to_dict: Callable[[Any], Any]) -> ViewFunction:
+    """The ``pic`` or ``lapic`` view: ``target.<name>()`` as JSON or ``render_<name>``."""
 
-    return render_pic(pic, prev.snapshot.pic if prev.snapshot is not None else None)
+    def view(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
+        state = getattr(target, name)()
+        if state is None:
+            raise UsageError(f"{name}: no {what} (not captured)")
+        if as_json:
+            return to_dict(state)
+        from lhvdbg.ui import state_views
 
+        old = getattr(prev.snapshot, name) if prev.snapshot is not None else None
+        return getattr(state_views, f"render_{name}")(state, old)
 
-def _lapic(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
-    lapic = target.lapic()
-    if lapic is None:
-        raise UsageError("lapic: no local APIC state (not captured)")
-    if as_json:
-        return lapic_to_dict(lapic)
-    from lhvdbg.ui.state_views import render_lapic
-
-    return render_lapic(lapic, prev.snapshot.lapic if prev.snapshot is not None else None)
+    return view
 
 
-ViewFunction = Callable[["Target", str | None, Previous, bool], Any]
 _VIEW_FUNCTIONS: dict[str, ViewFunction] = {
     "regs": _regs,
     "sregs": _sregs,
@@ -318,8 +316,8 @@ _VIEW_FUNCTIONS: dict[str, ViewFunction] = {
     "gdt": _gdt,
     "idt": _idt,
     "tss": _tss,
-    "pic": _pic,
-    "lapic": _lapic,
+    "pic": _controller("pic", "PIC state", pic_to_dict),
+    "lapic": _controller("lapic", "local APIC state", lapic_to_dict),
 }
 
 

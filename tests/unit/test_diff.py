@@ -8,14 +8,10 @@ import pytest
 
 from lhvdbg.state.diff import Difference, diff_cpu, diff_snapshots, in_scope
 from lhvdbg.state.references import load_reference
-from lhvdbg.state.snapshot import Snapshot, load_snapshot
 from lhvdbg.x86.hmp import parse_info_registers
+from tests.unit.recorded_snapshots import recorded
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-
-
-def snap(name: str) -> Snapshot:
-    return load_snapshot(FIXTURES / "snapshots" / f"{name}.json")
 
 
 def by_path(diffs: list[Difference]) -> dict[str, Difference]:
@@ -23,11 +19,13 @@ def by_path(diffs: list[Difference]) -> dict[str, Difference]:
 
 
 def test_same_snapshot_has_no_difference() -> None:
-    assert diff_snapshots(snap("lhv-good-amd64"), snap("lhv-good-amd64")) == []
+    assert diff_snapshots(recorded("lhv-good-amd64"), recorded("lhv-good-amd64")) == []
 
 
 def test_good_vs_pic_unremapped_points_at_the_pic() -> None:
-    diffs = by_path(diff_snapshots(snap("lhv-good-amd64"), snap("lhv-pic-unremapped-amd64")))
+    diffs = by_path(
+        diff_snapshots(recorded("lhv-good-amd64"), recorded("lhv-pic-unremapped-amd64"))
+    )
     assert diffs["pic.master.irq_base"].a == 0x20
     assert diffs["pic.master.irq_base"].b == 0x08
     assert diffs["pic.slave.irq_base"].b == 0x70
@@ -47,7 +45,7 @@ def test_good_vs_pic_unremapped_points_at_the_pic() -> None:
 
 
 def test_good_vs_no_ltr_points_at_tr() -> None:
-    diffs = by_path(diff_snapshots(snap("lhv-good-amd64"), snap("lhv-no-ltr-amd64")))
+    diffs = by_path(diff_snapshots(recorded("lhv-good-amd64"), recorded("lhv-no-ltr-amd64")))
     assert (diffs["cpu.segments.tr.selector"].a, diffs["cpu.segments.tr.selector"].b) == (
         0x20,
         0,
@@ -64,7 +62,7 @@ def test_good_vs_no_ltr_points_at_tr() -> None:
 
 
 def test_pebbles_scope_keeps_tables_and_drops_registers() -> None:
-    diffs = by_path(diff_snapshots(load_reference("pebbles"), snap("lhv-good-i386")))
+    diffs = by_path(diff_snapshots(load_reference("pebbles"), recorded("lhv-good-i386")))
     assert not [p for p in diffs if p.startswith(("cpu.gprs", "cpu.ip", "cpu.flags", "cpu.cr3"))]
     assert "pic.master.imr" not in diffs
     assert "pic.master.irq_base" not in diffs  # both at 0x20
@@ -83,7 +81,7 @@ def test_pebbles_scope_keeps_tables_and_drops_registers() -> None:
 
 
 def test_pebbles_vs_amd64_across_layouts() -> None:
-    diffs = by_path(diff_snapshots(load_reference("pebbles"), snap("lhv-good-amd64")))
+    diffs = by_path(diff_snapshots(load_reference("pebbles"), recorded("lhv-good-amd64")))
     assert (diffs["cpu.mode"].a, diffs["cpu.mode"].b) == ("protected", "long")
     assert diffs["tss.rsp0"].a is None and diffs["tss.rsp0"].b == 0x10F000
     assert diffs["tss.ist1"].b == 0x112070

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from lhvdbg.scenario.facts import jsonable, snapshot_facts
 from lhvdbg.scenario.paths import Missing, resolve
-from lhvdbg.state.snapshot import load_snapshot
-
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
+from tests.unit.recorded_snapshots import recorded
 
 
 def _facts(name: str) -> dict[str, object]:
-    return snapshot_facts(load_snapshot(SNAPSHOTS / f"{name}.json"))
+    return snapshot_facts(recorded(name))
 
 
 def test_long_mode_tr_loaded() -> None:

@@ -6,18 +6,15 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from lhvdbg.commands.registry import Context, load_all
 from lhvdbg.errors import UsageError
-from lhvdbg.state.snapshot import load_snapshot
 from lhvdbg.state.target import SnapshotTarget
 from lhvdbg.ui.examine import Format, eval_address, parse_format, render_memory, units
 from lhvdbg.ui.shell import Shell
-
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
+from tests.unit.recorded_snapshots import recorded
 
 
 @pytest.mark.parametrize(
@@ -100,7 +97,7 @@ def test_render_memory_like_gdb() -> None:
 
 
 def test_x_command_on_a_snapshot() -> None:
-    snapshot = load_snapshot(SNAPSHOTS / "lhv-good-amd64.json")
+    snapshot = recorded("lhv-good-amd64")
     idt = snapshot.cpu.idtr.base
     snapshot = replace(snapshot, symbols={"idt": idt})
     out, err = io.StringIO(), io.StringIO()

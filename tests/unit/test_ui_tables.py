@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from pathlib import Path
 
 from rich.console import RenderableType
 
-from lhvdbg.state.snapshot import load_snapshot
-from lhvdbg.state.system import system_tables
-from lhvdbg.state.target import SnapshotTarget
 from lhvdbg.ui.console import make_console
 from lhvdbg.ui.tables import (
     render_decoded,
@@ -23,9 +19,8 @@ from lhvdbg.ui.tables import (
 from lhvdbg.x86.checks import check_system
 from lhvdbg.x86.paging import pte_layout, walk
 from lhvdbg.x86.segments import segment_descriptor_layout
-from lhvdbg.x86.tables import SystemTables
+from tests.unit.recorded_snapshots import recorded, recorded_tables
 
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
 Golden = Callable[[str, str], None]
 
 
@@ -37,12 +32,8 @@ def _text(*renderables: RenderableType) -> str:
     return buf.getvalue()
 
 
-def _tables(name: str) -> SystemTables:
-    return system_tables(SnapshotTarget(load_snapshot(SNAPSHOTS / f"{name}.json")))
-
-
 def test_gdt_long(golden: Golden) -> None:
-    t = _tables("long-tcg")
+    t = recorded_tables("long-tcg")
     assert t.gdt is not None
     text = _text(render_gdt(t.gdt))
     assert "64-bit TSS (busy)" in text and "second-half" in text
@@ -50,24 +41,24 @@ def test_gdt_long(golden: Golden) -> None:
 
 
 def test_gdt_protected(golden: Golden) -> None:
-    t = _tables("protected-i386")
+    t = recorded_tables("protected-i386")
     assert t.gdt is not None
     golden("tables/gdt-protected.txt", _text(render_gdt(t.gdt)))
 
 
 def test_idt_selected_vectors(golden: Golden) -> None:
-    t = _tables("long-tcg")
+    t = recorded_tables("long-tcg")
     assert t.idt is not None
     text = _text(render_idt(t.idt, vectors=[0, 8, 13, 14, 0x20, 0x22]))
     assert "#DF" in text and "64-bit interrupt gate" in text
     golden("tables/idt-long.txt", text)
-    p = _tables("protected-i386")
+    p = recorded_tables("protected-i386")
     assert p.idt is not None
     golden("tables/idt-protected.txt", _text(render_idt(p.idt, vectors=range(6, 10))))
 
 
 def test_tss(golden: Golden) -> None:
-    long, prot = _tables("long-tcg"), _tables("protected-i386")
+    long, prot = recorded_tables("long-tcg"), recorded_tables("protected-i386")
     assert long.tss is not None and prot.tss is not None
     golden("tables/tss64.txt", _text(render_tss(long.tss, base=long.tr.base)))
     text = _text(render_tss(prot.tss, base=prot.tr.base))
@@ -85,8 +76,8 @@ def test_decoded_with_changes(golden: Golden) -> None:
 
 
 def test_findings_and_walk(golden: Golden) -> None:
-    snap = load_snapshot(SNAPSHOTS / "long-tr-never-loaded.json")
-    findings = check_system(system_tables(SnapshotTarget(snap)), snap.cpu, pic=snap.pic)
+    snap = recorded("long-tr-never-loaded")
+    findings = check_system(recorded_tables(snap), snap.cpu, pic=snap.pic)
     golden("tables/findings-tr-never-loaded.txt", _text(render_findings(findings)))
     assert _text(render_findings([])) == "no findings\n"
 

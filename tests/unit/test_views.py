@@ -6,25 +6,17 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from lhvdbg.cli import main
 from lhvdbg.commands.registry import Context, load_all
 from lhvdbg.errors import UsageError
-from lhvdbg.state.references import load_reference
-from lhvdbg.state.snapshot import Snapshot, load_snapshot
+from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.state.target import SnapshotTarget
+from tests.unit.recorded_snapshots import SNAPSHOTS, recorded
 
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
 Golden = Callable[[str, str], None]
-
-
-def snap(name: str) -> Snapshot:
-    if name == "pebbles":
-        return load_reference("pebbles")
-    return load_snapshot(SNAPSHOTS / f"{name}.json")
 
 
 def run_shell_command(line: list[str], snapshot: Snapshot, previous: object = None) -> str:
@@ -62,12 +54,12 @@ VIEW_CASES = [
 
 @pytest.mark.parametrize(("golden_name", "line", "fixture"), VIEW_CASES)
 def test_view_golden(golden: Golden, golden_name: str, line: list[str], fixture: str) -> None:
-    golden(f"views/{golden_name}.txt", run_shell_command(line, snap(fixture)))
+    golden(f"views/{golden_name}.txt", run_shell_command(line, recorded(fixture)))
 
 
 def test_regs_marks_changes_since_previous(golden: Golden) -> None:
-    before = snap("lhv-good-amd64")
-    text = run_shell_command(["regs"], snap("lhv-pic-unremapped-amd64"), previous=before)
+    before = recorded("lhv-good-amd64")
+    text = run_shell_command(["regs"], recorded("lhv-pic-unremapped-amd64"), previous=before)
     golden("views/regs-changed.txt", text)
     lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
     assert "*rax" in lines and "0x0000000000000004" in lines["*rax"]  # the old value
@@ -78,7 +70,7 @@ def test_regs_marks_changes_since_previous(golden: Golden) -> None:
 
 def test_pic_marks_changes_with_previous_snapshot() -> None:
     text = run_shell_command(
-        ["pic"], snap("lhv-pic-unremapped-amd64"), previous=snap("lhv-good-amd64")
+        ["pic"], recorded("lhv-pic-unremapped-amd64"), previous=recorded("lhv-good-amd64")
     )
     assert "*master" in text and "*slave" in text
     assert "base 0x20 imr 0xf8 isr 0x00" in text
@@ -86,22 +78,22 @@ def test_pic_marks_changes_with_previous_snapshot() -> None:
 
 
 def test_previous_cpu_state_only_marks_registers() -> None:
-    prev = snap("lhv-no-ltr-amd64").cpu
-    text = run_shell_command(["sregs"], snap("lhv-good-amd64"), previous=prev)
+    prev = recorded("lhv-no-ltr-amd64").cpu
+    text = run_shell_command(["sregs"], recorded("lhv-good-amd64"), previous=prev)
     assert "*tr" in text
     assert "sel 0x0000 base 0x0 limit 0xffff flags 0x00008b00" in text  # what TR was
     assert "*cs" not in text
 
 
 def test_tss_previous_snapshot_uses_field_table() -> None:
-    older = snap("lhv-good-amd64")  # a later stop of the same kernel, TSS unchanged
-    text = run_shell_command(["tss"], snap("lhv-good-amd64"), previous=older)
+    older = recorded("lhv-good-amd64")  # a later stop of the same kernel, TSS unchanged
+    text = run_shell_command(["tss"], recorded("lhv-good-amd64"), previous=older)
     assert "was" in text.splitlines()[1]  # the comparing table
     assert "*" not in text  # the TSS did not change
 
 
 def json_of(line: list[str], fixture: str) -> object:
-    return json.loads(run_shell_command([*line, "--json"], snap(fixture)))
+    return json.loads(run_shell_command([*line, "--json"], recorded(fixture)))
 
 
 def test_regs_json() -> None:
@@ -189,7 +181,7 @@ def test_pt_with_paging_off_is_identity() -> None:
 )
 def test_view_errors(line: list[str], fixture: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        run_shell_command(line, snap(fixture))
+        run_shell_command(line, recorded(fixture))
 
 
 def real_mode_at_reset() -> Snapshot:
@@ -202,7 +194,7 @@ def real_mode_at_reset() -> Snapshot:
         arch="amd64",
         cpu=parse_info_registers(hmp.read_text()),
         memory=(MemoryRegion(0, bytes(0x10000), "low"),),
-        provenance=snap("pebbles").provenance,
+        provenance=recorded("pebbles").provenance,
     )
 
 
@@ -246,7 +238,7 @@ def test_show_one_view_is_the_shell_view(capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = cli(["show", str(SNAPSHOTS / "lhv-good-amd64.json"), "pic"], capsys)
     assert code == 0
     # the CLI renders at the pipe width (160), as the shell test does
-    shell = run_shell_command(["pic"], snap("lhv-good-amd64"))
+    shell = run_shell_command(["pic"], recorded("lhv-good-amd64"))
     assert [line.split() for line in out.splitlines()] == [
         line.split() for line in shell.splitlines()
     ]

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
-from lhvdbg.state.snapshot import MemoryRegion, Snapshot, load_snapshot
-from lhvdbg.state.system import system_tables
-from lhvdbg.state.target import SnapshotTarget
+from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.x86.checks import FINDING_IDS, Finding, check_system, is_canonical, pic_vectors
 from lhvdbg.x86.cpustate import PicChip, PicState, SegmentRegister, TableRegister
 from lhvdbg.x86.segments import gate_layout, segment_descriptor_layout
 from lhvdbg.x86.tss import tss64_layout
+from tests.unit.recorded_snapshots import recorded, recorded_tables
 
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
 GATE64 = gate_layout("long")
 TSS64 = tss64_layout()
-
-
-def _load(name: str) -> Snapshot:
-    return load_snapshot(SNAPSHOTS / f"{name}.json")
 
 
 def _patch(snap: Snapshot, label: str, offset: int, data: bytes) -> Snapshot:
@@ -51,7 +44,7 @@ def _with_tr(snap: Snapshot, **changes: int) -> Snapshot:
 
 
 def _findings(snap: Snapshot, **kw: object) -> list[Finding]:
-    tables = system_tables(SnapshotTarget(snap))
+    tables = recorded_tables(snap)
     return check_system(tables, snap.cpu, pic=snap.pic, **kw)  # type: ignore[arg-type]
 
 
@@ -61,13 +54,13 @@ def _ids(findings: list[Finding]) -> list[str]:
 
 def test_healthy_snapshots_have_no_errors() -> None:
     for name in ("long-tcg", "protected-i386"):
-        findings = _findings(_load(name))
+        findings = _findings(recorded(name))
         assert [f for f in findings if f.severity != "info"] == [], findings
-    assert _ids(_findings(_load("long-tcg"))) == ["rsp0-invalid"]  # RSP0 = 0, no ring 3
+    assert _ids(_findings(recorded("long-tcg"))) == ["rsp0-invalid"]  # RSP0 = 0, no ring 3
 
 
 def test_tr_never_loaded_and_ist_without_tr() -> None:
-    snap = _load("long-tr-never-loaded")
+    snap = recorded("long-tr-never-loaded")
     findings = _findings(snap)
     assert _ids(findings) == ["tr-never-loaded"]
     assert findings[0].entry == "tr" and findings[0].severity == "warning"
@@ -78,7 +71,7 @@ def test_tr_never_loaded_and_ist_without_tr() -> None:
 
 
 def test_ist_limit_and_pointer() -> None:
-    snap = _patch_gate(_load("long-tcg"), 8, ist=2)
+    snap = _patch_gate(recorded("long-tcg"), 8, ist=2)
     findings = _findings(snap)
     bad = [f for f in findings if f.id == "ist-pointer-invalid"]
     assert (
@@ -99,7 +92,7 @@ def test_ist_limit_and_pointer() -> None:
 
 
 def test_rsp0_matters_once_there_is_user_code() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     user_code = segment_descriptor_layout("long").encode(
         limit=0xFFFFF, type=0xA, s=1, dpl=3, present=1, l=1, g=1
     )
@@ -110,7 +103,7 @@ def test_rsp0_matters_once_there_is_user_code() -> None:
 
 
 def test_gate_problems_are_grouped() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     for v in range(0x20, 0x30):
         snap = _patch_gate(snap, v, selector=0x10)  # the data segment
     snap = _patch_gate(snap, 0x30, selector=0x08)  # 32-bit code segment in long mode
@@ -126,11 +119,11 @@ def test_gate_problems_are_grouped() -> None:
 
 
 def test_gate_not_present_and_idt_limit_short_use_pic_vectors() -> None:
-    snap = _patch_gate(_load("long-tcg"), 0x20, present=0)
+    snap = _patch_gate(recorded("long-tcg"), 0x20, present=0)
     f = [x for x in _findings(snap) if x.id == "gate-not-present"]
     assert [(x.entry, x.severity) for x in f] == [("idt[0x20]", "error")]
     assert "(vector 0x20, IRQ0)" in f[0].message
-    short = _findings(_cpu(_load("long-tcg"), idtr=TableRegister(0x104000, 0xFF)))
+    short = _findings(_cpu(recorded("long-tcg"), idtr=TableRegister(0x104000, 0xFF)))
     lim = {x.entry: x for x in short if x.id == "idt-limit-short"}
     assert lim["idt[0x20]"].severity == "error"  # IRQ0, unmasked
     assert lim["idt[0x10]"].severity == "warning"  # #MF
@@ -144,7 +137,7 @@ def test_gate_not_present_and_idt_limit_short_use_pic_vectors() -> None:
 
 
 def test_tr_descriptor_problems() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     wrong = _findings(_with_tr(snap, selector=0x08))
     assert [f.id for f in wrong if f.severity == "error"] == ["tss-descriptor-wrong-type"]
     beyond = _findings(_with_tr(snap, selector=0x28))
@@ -154,7 +147,7 @@ def test_tr_descriptor_problems() -> None:
 
 
 def test_cs_beyond_gdt_limit_and_handler_dpl() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     cs = SegmentRegister(0x40, 0, 0xFFFFFFFF, snap.cpu.segments["cs"].flags)
     f = _findings(_cpu(snap, segments={**snap.cpu.segments, "cs": cs}))
     assert any(x.id == "descriptor-beyond-gdt-limit" and x.entry == "cs" for x in f)
@@ -167,11 +160,11 @@ def test_cs_beyond_gdt_limit_and_handler_dpl() -> None:
 
 
 def test_unavailable_tables_become_info_and_ids_are_known() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     bare = dataclasses.replace(snap, memory=tuple(r for r in snap.memory if r.label != "idt"))
     f = _findings(bare)
     assert ("table-unavailable", "info", "idt") in [(x.id, x.severity, x.entry) for x in f]
-    assert check_system(system_tables(SnapshotTarget(snap)), _cpu(snap, cr0=0x10).cpu) == []
+    assert check_system(recorded_tables(snap), _cpu(snap, cr0=0x10).cpu) == []
     assert set(_ids(f)) <= set(FINDING_IDS)
 
 

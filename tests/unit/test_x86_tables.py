@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from pathlib import Path
 
-from lhvdbg.state.snapshot import MemoryRegion, Snapshot, load_snapshot
+from lhvdbg.state.snapshot import MemoryRegion
 from lhvdbg.state.system import system_tables
 from lhvdbg.state.target import SnapshotTarget
 from lhvdbg.x86.segments import gate_layout, segment_descriptor_layout, system_descriptor_layout
 from lhvdbg.x86.tables import decode_gdt, decode_idt
-
-SNAPSHOTS = Path(__file__).resolve().parent.parent / "fixtures" / "snapshots"
+from tests.unit.recorded_snapshots import recorded, recorded_tables
 
 SEG64 = segment_descriptor_layout("long")
 SYS64 = system_descriptor_layout("long")
 
 
-def _load(name: str) -> Snapshot:
-    return load_snapshot(SNAPSHOTS / f"{name}.json")
-
-
 def test_long_snapshot_tables() -> None:
-    snap = _load("long-tcg")
-    t = system_tables(SnapshotTarget(snap))
+    snap = recorded("long-tcg")
+    t = recorded_tables(snap)
     assert t.mode == "ia32e" and t.tr_loaded and dict(t.unavailable) == {}
     assert t.gdt is not None and t.idt is not None and t.tss is not None
     kinds = [e.kind for e in t.gdt.entries]
@@ -40,7 +34,7 @@ def test_long_snapshot_tables() -> None:
 
 
 def test_protected_snapshot_tables() -> None:
-    t = system_tables(SnapshotTarget(_load("protected-i386")))
+    t = recorded_tables(recorded("protected-i386"))
     assert t.mode == "legacy"
     assert t.gdt is not None and [e.kind for e in t.gdt.entries][-1] == "system"
     assert t.tss is not None and (t.tss.esp0, t.tss.ss0, t.tss.io_map_base) == (
@@ -52,15 +46,15 @@ def test_protected_snapshot_tables() -> None:
 
 
 def test_tr_never_loaded_snapshot() -> None:
-    t = system_tables(SnapshotTarget(_load("long-tr-never-loaded")))
+    t = recorded_tables(recorded("long-tr-never-loaded"))
     assert not t.tr_loaded and t.tss is None and t.tr_entry is None
     assert "never loaded" in t.unavailable["tss"]
 
 
 def test_unreadable_tables_are_marked_not_raised() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     bare = dataclasses.replace(snap, memory=tuple(r for r in snap.memory if r.label == "gdt"))
-    t = system_tables(SnapshotTarget(bare))
+    t = recorded_tables(bare)
     assert t.gdt is not None and t.idt is None and t.tss is None
     assert set(t.unavailable) == {"idt", "tss"}
     assert "0x104000" in t.unavailable["idt"]
@@ -100,7 +94,7 @@ def test_idt_beyond_limit_and_coverage() -> None:
 
 
 def test_one_read_per_table() -> None:
-    snap = _load("long-tcg")
+    snap = recorded("long-tcg")
     reads: list[tuple[int, int]] = []
 
     class Counting(SnapshotTarget):

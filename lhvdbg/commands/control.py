@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lhvdbg.commands.registry import Command, Context, command
 from lhvdbg.errors import UsageError
+from lhvdbg.x86.vectors import DOUBLE_FAULT
 
 if TYPE_CHECKING:
     from lhvdbg.machine.session import Session, StopEvent
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 WHERE = ("shell", "scenario")
 # A `continue` in the shell runs until a stop or Ctrl-C; this bounds it all the same.
 SHELL_CONTINUE_LIMIT = 24 * 3600.0
-DF_VECTOR = 8
 # gdb CLI commands that would change run state behind the session's back.
 _GDB_RUN_COMMANDS = {
     "c", "continue", "fg", "s", "step", "si", "stepi", "n", "next", "ni", "nexti", "finish",
@@ -234,7 +234,7 @@ def _configure_until_df(parser: argparse.ArgumentParser) -> None:
 )
 def until_df_command(args: argparse.Namespace, ctx: Context) -> int:
     session = _session(ctx)
-    event = _interruptible(ctx, lambda: session.run_to_vector(DF_VECTOR, timeout=args.timeout))
+    event = _interruptible(ctx, lambda: session.run_to_vector(DOUBLE_FAULT, timeout=args.timeout))
     reached = event.reason in ("vector", "shutdown") and session.alive
     if args.json:
         from lhvdbg.scenario.stops import note_stop

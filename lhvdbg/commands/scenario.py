@@ -122,8 +122,7 @@ def _run_here(
     for scenario in scenarios:
         result = run_scenario(scenario, registry=REGISTRY)
         results.append(result)
-        if not args.json:
-            ctx.print(_line(result), soft_wrap=True)  # one line per failure in CI logs
+        _show(result, args, ctx)
     return results
 
 
@@ -169,8 +168,7 @@ def _run_parallel(
                     del running[index]
                     result = _collect(process, out, scenario, ScenarioResult)
                     done[index] = result
-                    if not args.json:
-                        ctx.print(_line(result), soft_wrap=True)  # one line per failure in CI logs
+                    _show(result, args, ctx)
                 time.sleep(0.02)
         except KeyboardInterrupt:
             _stop_workers([p for p, _, _ in running.values()])
@@ -215,12 +213,17 @@ def _stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-def _line(result: ScenarioResult) -> object:
+def _show(result: ScenarioResult, args: argparse.Namespace, ctx: Context) -> None:
+    """The result line of one scenario (none with ``--json``), never wrapped: one line per
+    failure in a CI log."""
+    if args.json:
+        return
     from lhvdbg.ui.scenarios import result_line
 
-    return result_line(
+    line = result_line(
         result.status, result.label, result.elapsed, result.accel, result.file, result.failures
     )
+    ctx.print(line, soft_wrap=True)
 
 
 def _summary(results: list[ScenarioResult], elapsed: float, jobs: int) -> object:

@@ -87,6 +87,14 @@ class _Reader:
             raise self.fail(path, "must not be empty")
         return value
 
+    def choice(
+        self, value: object, path: tuple[PathPart, ...], choices: Sequence[str], what: str
+    ) -> str:
+        text = self.string(value, path)
+        if text not in choices:
+            raise self.fail(path, f"unknown {what} {text!r} (one of {', '.join(choices)})")
+        return text
+
     def positive(self, value: object, path: tuple[PathPart, ...]) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise self.fail(path, f"expected a positive number of seconds, got {_show(value)}")
@@ -176,9 +184,7 @@ def _build(r: _Reader, data: dict[str, object], path: Path | None) -> Scenario:
     r.check_keys(data, TOP_KEYS, ())
     if "arch" not in data:
         raise r.fail((), f"missing key 'arch' (one of {', '.join(ARCHES)})")
-    arch = r.string(data["arch"], ("arch",))
-    if arch not in ARCHES:
-        raise r.fail(("arch",), f"unknown architecture {arch!r} (one of {', '.join(ARCHES)})")
+    arch = r.choice(data["arch"], ("arch",), ARCHES, "architecture")
     variant = kernel = None
     if "variant" in data:
         variant = r.string(data["variant"], ("variant",))
@@ -191,9 +197,7 @@ def _build(r: _Reader, data: dict[str, object], path: Path | None) -> Scenario:
             kernel = path.parent / kernel
     if (variant is None) == (kernel is None):
         raise r.fail((), "give exactly one of 'variant' (a firmware build) or 'kernel' (a path)")
-    accel = r.string(data.get("accel", "tcg"), ("accel",))
-    if accel not in ACCELS:
-        raise r.fail(("accel",), f"unknown accelerator {accel!r} (one of {', '.join(ACCELS)})")
+    accel = r.choice(data.get("accel", "tcg"), ("accel",), ACCELS, "accelerator")
     timeout = r.positive(data.get("timeout", 60), ("timeout",))
     tags_value = data.get("tags", [])
     if not isinstance(tags_value, list):

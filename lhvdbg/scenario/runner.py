@@ -23,7 +23,7 @@ import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from lhvdbg.scenario.assertions import Outcome, check
 from lhvdbg.scenario.facts import snapshot_facts
 from lhvdbg.scenario.model import OPERATORS, Expectation, Origin, Scenario, Step
 from lhvdbg.scenario.stops import current_snapshot, note_stop, stop_facts
+from lhvdbg.x86.vectors import DOUBLE_FAULT
 
 if TYPE_CHECKING:
     from lhvdbg.commands.registry import Context, Registry
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from lhvdbg.state.snapshot import Snapshot
 
 DEFAULT_STEP_TIMEOUT = 10.0
-DF_VECTOR = 8
 
 
 @dataclass
@@ -132,7 +132,8 @@ class ScenarioRun:
     def until_df(self, timeout: float | None = None) -> StopEvent:
         """Run until the CPU enters the vector-8 handler (or a triple fault, exit, timeout),
         then diagnose when the CPU can be inspected."""
-        event = self._stopped(self.session.run_to_vector(DF_VECTOR, timeout=self._timeout(timeout)))
+        event = self.session.run_to_vector(DOUBLE_FAULT, timeout=self._timeout(timeout))
+        self._stopped(event)
         if event.reason != "timeout" and self.session.alive:
             self.diagnose()
         return event
@@ -402,19 +403,7 @@ class ScenarioResult:
 
     def to_dict(self) -> dict[str, object]:
         """JSON form (also what worker processes hand back)."""
-        return {
-            "name": self.name,
-            "label": self.label,
-            "file": self.file,
-            "status": self.status,
-            "elapsed": round(self.elapsed, 3),
-            "accel": self.accel,
-            "failures": self.failures,
-            "where": self.where,
-            "step": self.step,
-            "log": self.log,
-            "serial": self.serial,
-        }
+        return asdict(self) | {"elapsed": round(self.elapsed, 3)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
@@ -465,13 +454,11 @@ def _run_steps(run: ScenarioRun, scenario: Scenario, result: ScenarioResult) -> 
     for number, step in enumerate(scenario.steps, start=1):
         where = str(step.origin)
         try:
-            failure = run.do(step)
+            failure, status = run.do(step), "fail"
         except LhvdbgError as exc:
-            result.status, result.step, result.where = "error", number, where
-            result.failures.append(f"step {number} ({step.describe()}): {exc}")
-            return
+            failure, status = str(exc), "error"
         if failure is not None:
-            result.status, result.step, result.where = "fail", number, where
+            result.status, result.step, result.where = status, number, where
             result.failures.append(f"step {number} ({step.describe()}): {failure}")
             return
         if step.expects and not _check_all(run, step.expects, result, f"step {number}: "):

@@ -139,9 +139,9 @@ class Shell:
             return self._help(rest)
         if name not in self.registry:
             return self._fail(f"unknown command: {name} (type help for the list)")
-        cmd = self.registry.get(name)
-        if "shell" not in getattr(cmd, "where", ("shell",)):
+        if not self._offered(name):
             return self._fail(f"{name} is not available in the shell")
+        cmd = self.registry.get(name)
         if cmd.needs_live and not getattr(self.ctx.target, "live", False):
             return self._fail(f"{cmd.name} needs a live machine; this shell is on a snapshot")
         parser = cmd.parser(prog=cmd.name)
@@ -241,12 +241,7 @@ def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[s
     ``-``), command names (after ``help``), file paths (after ``/``, ``.`` or ``~``), and
     otherwise to symbols and register names.
     """
-    if not words:
-        for name in shell.names():
-            if name.startswith(current):
-                yield name, "command"
-        return
-    head = words[0]
+    head = words[0] if words else ""
     if len(words) == 1 and any(head == first for first, _ in shell.phrases):
         for first, second in shell.phrases:
             if first == head and second.startswith(current):
@@ -254,7 +249,7 @@ def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[s
         return
     if tuple(words[:2]) in shell.phrases:
         head = shell.phrases[(words[0], words[1])]
-    if head == "help":
+    if not words or head == "help":
         for name in shell.names():
             if name.startswith(current):
                 yield name, "command"

@@ -123,6 +123,23 @@ def _segment_cells(name: str, cpu: CpuState) -> list[str]:
     ]
 
 
+_SEGMENT_PARTS = (
+    ("selector", "sel", "{:#06x}"),
+    ("base", "base", "{:#x}"),
+    ("limit", "limit", "{:#x}"),
+    ("flags", "flags", "{:#010x}"),
+)
+
+
+def _old_parts(old: object, new: object, parts: Sequence[tuple[str, str, str]]) -> str:
+    """``label old-value`` for each attribute (name, label, format) that changed."""
+    return " ".join(
+        f"{label} {fmt.format(getattr(old, name))}"
+        for name, label, fmt in parts
+        if getattr(old, name) != getattr(new, name)
+    )
+
+
 def render_sregs(cpu: CpuState, previous: CpuState | None = None) -> RenderableType:
     """Segment registers with their hidden parts (base, limit, attributes), LDTR, TR, GDTR
     and IDTR; notes TR in its reset state."""
@@ -136,21 +153,8 @@ def render_sregs(cpu: CpuState, previous: CpuState | None = None) -> RenderableT
         old = previous.segments.get(name) if previous is not None else None
         changed = previous is not None and old != cpu.segments[name]
         was = None
-        if changed and old is not None:
-            seg = cpu.segments[name]
-            parts = [
-                f"{label} {fmt.format(getattr(old, part))}"
-                for part, label, fmt in (
-                    ("selector", "sel", "{:#06x}"),
-                    ("base", "base", "{:#x}"),
-                    ("limit", "limit", "{:#x}"),
-                    ("flags", "flags", "{:#010x}"),
-                )
-                if getattr(old, part) != getattr(seg, part)
-            ]
-            was = " ".join(parts)
-        elif changed:
-            was = "-"
+        if changed:
+            was = "-" if old is None else _old_parts(old, cpu.segments[name], _SEGMENT_PARTS)
         rows.add(_SEGMENT_LABELS.get(name, name), cells, was)
     for name in ("gdtr", "idtr"):
         reg = getattr(cpu, name)
@@ -233,15 +237,14 @@ def render_pic(pic: PicState, previous: PicState | None = None) -> RenderableTyp
     return rows.render(*notes)
 
 
+_PIC_PARTS = (("irq_base", "base"), ("irr", "irr"), ("imr", "imr"), ("isr", "isr"))
+
+
 def _chip_was(chip: PicChip, old: PicChip | None) -> str | None:
     if old is None or old == chip:
         return None
-    parts = [
-        f"{label} {getattr(old, name):#04x}"
-        for name, label in (("irq_base", "base"), ("irr", "irr"), ("imr", "imr"), ("isr", "isr"))
-        if getattr(old, name) != getattr(chip, name)
-    ]
-    return " ".join(parts) or "other state"
+    parts = [(name, label, "{:#04x}") for name, label in _PIC_PARTS]
+    return _old_parts(old, chip, parts) or "other state"
 
 
 def _vector_list(bitmap: int) -> str:
@@ -299,7 +302,7 @@ def render_lapic(lapic: LapicState, previous: LapicState | None = None) -> Rende
     rows = _Rows("local APIC", _table("register", "value", "decoded"), previous is not None)
     old_rows = {name: value for name, value, _ in _lapic_rows(previous)} if previous else {}
     for name, value, decoded in _lapic_rows(lapic):
-        old = old_rows.get(name) if previous is not None else None
+        old = old_rows.get(name)
         was = None
         if previous is not None and old != value:
             was = old if old is not None else "-"

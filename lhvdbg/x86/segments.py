@@ -306,8 +306,3 @@ def selector_index(selector: int) -> int:
 def selector_ti(selector: int) -> int:
     """The table indicator of a selector (1 = LDT)."""
     return selector_layout().decode(selector & 0xFFFF).values["ti"]
-
-
-def selector_rpl(selector: int) -> int:
-    """The requested privilege level of a selector."""
-    return selector_layout().decode(selector & 0xFFFF).values["rpl"]

@@ -85,11 +85,6 @@ class GdtTable:
         """Whether a ``size``-byte descriptor at ``selector`` lies inside the limit."""
         return selector_index(selector) * 8 + size - 1 <= self.limit
 
-    def descriptor(self, selector: int) -> Decoded | None:
-        """The decoded descriptor a selector names, or None."""
-        entry = self.entry(selector)
-        return entry.decoded if entry is not None else None
-
 
 #: System types that are gates (call, task, interrupt, trap): decoded with the gate layout.
 _GATE_TYPES = frozenset({0x4, 0x5, 0x6, 0x7, 0xC, 0xE, 0xF})
@@ -114,7 +109,6 @@ def decode_gdt(base: int, limit: int, data: bytes, mode: str) -> GdtTable:
     """
     tmode = normalize_mode(mode)
     seg = segment_descriptor_layout(tmode)
-    sys16 = system_descriptor_layout(tmode) if tmode == "ia32e" else None
     entries: list[GdtEntry] = []
     count = len(data) // 8
     i = 0
@@ -122,42 +116,24 @@ def decode_gdt(base: int, limit: int, data: bytes, mode: str) -> GdtTable:
         off = i * 8
         raw = bytes(data[off : off + 8])
         desc = seg.decode(raw)
-        if off + 7 > limit:
-            entries.append(GdtEntry(i, off, "beyond-limit", raw, desc))
-            i += 1
-            continue
-        if i == 0:
-            entries.append(GdtEntry(0, 0, "null", raw, desc))
-            i += 1
-            continue
-        kind = _gdt_kind(desc)
-        is_gate = kind == "system" and desc.values["type"] in _GATE_TYPES
-        if not is_gate and tmode == "legacy" and kind == "system":
-            desc = system_descriptor_layout(tmode).decode(raw)
-        if tmode == "legacy" and is_gate:
-            desc = gate_layout(tmode).decode(raw)
-        elif sys16 is not None and kind == "system" and is_16_byte_system_type(desc.values["type"]):
-            if off + 15 <= limit and i + 1 < count:
-                raw16 = bytes(data[off : off + 16])
-                wide = (gate_layout(tmode) if is_gate else sys16).decode(raw16)
-                entries.append(GdtEntry(i, off, "system", raw16, wide))
-                entries.append(
-                    GdtEntry(
-                        i + 1,
-                        off + 8,
-                        "second-half",
-                        raw16[8:],
-                        None,
-                        f"upper half of {off:#x}",
-                    )
-                )
-                i += 2
-                continue
-            note = "upper half of this 16-byte descriptor is beyond the GDT limit"
-            entries.append(GdtEntry(i, off, kind, raw, desc, note))
-            i += 1
-            continue
-        entries.append(GdtEntry(i, off, kind, raw, desc))
+        kind = "beyond-limit" if off + 7 > limit else "null" if i == 0 else _gdt_kind(desc)
+        note = ""
+        if kind == "system":
+            is_gate = desc.values["type"] in _GATE_TYPES
+            if tmode == "legacy":
+                layout = gate_layout(tmode) if is_gate else system_descriptor_layout(tmode)
+                desc = layout.decode(raw)
+            elif is_16_byte_system_type(desc.values["type"]):
+                if off + 15 <= limit and i + 1 < count:
+                    raw16 = bytes(data[off : off + 16])
+                    layout = gate_layout(tmode) if is_gate else system_descriptor_layout(tmode)
+                    upper = f"upper half of {off:#x}"
+                    entries.append(GdtEntry(i, off, "system", raw16, layout.decode(raw16)))
+                    entries.append(GdtEntry(i + 1, off + 8, "second-half", raw16[8:], None, upper))
+                    i += 2
+                    continue
+                note = "upper half of this 16-byte descriptor is beyond the GDT limit"
+        entries.append(GdtEntry(i, off, kind, raw, desc, note))
         i += 1
     return GdtTable(base, limit, tmode, tuple(entries), truncated=len(data) < limit + 1)
 

@@ -31,7 +31,7 @@ from lhvdbg.x86.segments import (
     selector_layout,
     system_descriptor_layout,
 )
-from lhvdbg.x86.tss import decode_tss, tss32_layout, tss64_layout
+from lhvdbg.x86.tss import decode_tss
 from lhvdbg.x86.vectors import ErrorCodeFormat, exception_info
 
 KINDS = (
@@ -86,10 +86,14 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the fields as JSON")
 
 
-def _single(values: list[str], layout: Layout) -> Decoded:
+def _one(values: list[str], what: str) -> int:
     if len(values) != 1:
-        raise DecodeError(f"{layout.name} takes one value, got {len(values)}")
-    return layout.decode(parse_hex(values[0]))
+        raise DecodeError(f"{what} takes one value, got {len(values)}")
+    return parse_hex(values[0])
+
+
+def _single(values: list[str], layout: Layout) -> Decoded:
+    return layout.decode(_one(values, layout.name))
 
 
 def _descriptor(args: argparse.Namespace) -> Result:
@@ -153,8 +157,8 @@ def _tss(args: argparse.Namespace, kind: str) -> Result:
     data = blob_or_file(args.values)
     if not data:
         raise DecodeError(f"{kind}: no bytes given")
-    layout = tss64_layout() if kind == "tss64" else tss32_layout()
     tss = decode_tss(data, "long" if kind == "tss64" else "protected")
+    layout = tss.layout
     result = Result(tss)
     if len(data) > layout.size_bytes:
         result.notes.append(f"{len(data) - layout.size_bytes} bytes after the TSS ignored")
@@ -168,9 +172,7 @@ def _tss(args: argparse.Namespace, kind: str) -> Result:
 
 
 def _pte(args: argparse.Namespace) -> Result:
-    if len(args.values) != 1:
-        raise DecodeError(f"a page-table entry takes one value, got {len(args.values)}")
-    entry = decode_entry(args.paging, args.level, parse_hex(args.values[0]))
+    entry = decode_entry(args.paging, args.level, _one(args.values, "a page-table entry"))
     return Result(entry, extra={"paging": args.paging, "level": args.level})
 
 

@@ -440,12 +440,13 @@ def _check_idt(
     if idt is None:
         return out
     for vector in sorted(in_use):
+        severity: Severity = "error" if vector in irqs or vector in _CRITICAL_VECTORS else "warning"
         if not idt.covers(vector):
             need = vector * idt.entry_size + idt.entry_size - 1
             out.append(
                 Finding(
                     "idt-limit-short",
-                    "error" if vector in irqs or vector in _CRITICAL_VECTORS else "warning",
+                    severity,
                     _idt_name(vector),
                     f"IDT limit {idt.limit:#x} does not cover vector {vector:#04x} "
                     f"({_vector_label(vector, irqs)}), which needs {need:#x}",
@@ -457,7 +458,7 @@ def _check_idt(
             out.append(
                 Finding(
                     "gate-not-present",
-                    "error" if vector in irqs or vector in _CRITICAL_VECTORS else "warning",
+                    severity,
                     _idt_name(vector),
                     f"gate for vector {vector:#04x} ({_vector_label(vector, irqs)}) is not present",
                 )

@@ -1,6 +1,8 @@
 """Latency of the live session's operations, against plain pygdbmi defaults (prints only).
 
-Measured in one run on the amd64 ``good`` firmware stopped at its first timer tick:
+Session start (``Session(config)`` until gdb is connected and QMP is up) is timed first:
+the first start in the process (imports included) and the median of ``--starts`` more.
+Then, in one run on the amd64 ``good`` firmware stopped at its first timer tick:
 
 * lhvdbg: ``capture()`` (3 round trips), one 4 KiB memory read, one 16-byte read, one
   single step, one ``info registers`` over QMP;
@@ -8,7 +10,8 @@ Measured in one run on the amd64 ``good`` firmware stopped at its first timer ti
   arguments (it keeps reading until 0.2 s pass without output after each reply), on a
   second QEMU, and a capture built from the same reads issued that way one by one.
 
-Usage: ``.venv/bin/python bench/bench_session.py [--repeat N]``. Never asserts on timing.
+Usage: ``.venv/bin/python bench/bench_session.py [--repeat N] [--starts N]``. Never
+asserts on timing.
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ def baseline_figures(config: LaunchConfig, repeat: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--starts", type=int, default=15, help="session starts timed")
     args = parser.parse_args()
     config = LaunchConfig.for_variant("good", "amd64")
     try:
@@ -140,14 +144,20 @@ def main() -> int:
     except Exception as exc:
         print(f"bench_session: {exc}")
         return 1
-    started = time.perf_counter()
-    with Session(config) as s:
-        up = (time.perf_counter() - started) * 1e3
-        accel, version = s.accel, s.qemu_version
+    starts = []
+    for _ in range(args.starts + 1):  # the first one warms caches and imports
+        started = time.perf_counter()
+        with Session(config) as s:
+            starts.append((time.perf_counter() - started) * 1e3)
+            accel, version = s.accel, s.qemu_version
+    up = statistics.median(starts[1:])
     ours = lhvdbg_figures(config, args.repeat)
     base = baseline_figures(config, args.repeat)
     print(f"QEMU {version}, accel {accel}, firmware amd64 lhv-good.elf, medians of {args.repeat}")
-    print(f"session start (QEMU -S + gdb connected + QMP): {up:.1f} ms")
+    print(
+        f"session start (QEMU -S + gdb connected + QMP): {up:.1f} ms "
+        f"(median of {args.starts}; first, with imports: {starts[0]:.1f} ms)"
+    )
     print(f"{'operation':<22}{'lhvdbg ms':>12}{'pygdbmi default ms':>21}{'ratio':>9}")
     for name, ms in ours.items():
         if name == "capture regions":

@@ -99,7 +99,7 @@ class QmpClient:
                     f"{timeout:g} s" + (f" ({last})" if last else ""),
                     socket=str(self.socket_path),
                 )
-            time.sleep(0.005)
+            time.sleep(0.001)
         listener = EventListener()
         self._client.register_listener(listener)
         asyncio.run_coroutine_threadsafe(self._pump_events(listener), self._loop)

@@ -424,11 +424,12 @@ class Session:
     # --- life cycle -------------------------------------------------------------------
 
     def _start(self) -> None:
+        """Start gdb, then QEMU, at once; while gdb initialises (~55 ms, the longest
+        step) read the kernel's facts, import and connect QMP; then collect gdb's set-up
+        replies, whose last command already connected it to the gdbstub."""
         from lhvdbg.machine.gdbmi import GdbMi
-        from lhvdbg.machine.live import LiveTarget
         from lhvdbg.machine.process import popen_owned, which
-        from lhvdbg.machine.qmp import QmpClient
-        from lhvdbg.state.elf import inspect_kernel
+        from lhvdbg.state.elf import elf_class_quick, kernel_class_quick
 
         config = self.config
         kernel = config.kernel_path()
@@ -436,13 +437,13 @@ class Session:
             raise KernelError(f"cdrom image not found: {config.cdrom}", path=str(config.cdrom))
         self.kernel = kernel
         self.kernel_info = None
-        if kernel is not None:
-            self.kernel_info = inspect_kernel(kernel)
+        # bootability from the first 8 KiB (KernelError here, before anything starts)
+        elf_class = kernel_class_quick(kernel) if kernel is not None else None
         symbol_path = config.symbols or kernel
         if symbol_path is not None and symbol_path != kernel:
-            self.kernel_info = _inspect_symbols(symbol_path)
-        if self.kernel_info is not None and (config.kernel is not None or config.symbols):
-            self.arch = "amd64" if self.kernel_info.elf_class == 64 else "i386"
+            elf_class = elf_class_quick(symbol_path)
+        if elf_class is not None and (config.kernel is not None or config.symbols):
+            self.arch = "amd64" if elf_class == 64 else "i386"
         else:
             self.arch = config.arch
         self.accel = config.resolved_accel()
@@ -458,12 +459,9 @@ class Session:
                 qemu_exe,
                 *build_qemu_argv(config, self.paths, accel=self.accel, kernel=kernel)[1:],
             ]
-            with open(self.paths.qemu_stderr, "wb") as err:
-                self._qemu = popen_owned(
-                    self.qemu_argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err
-                )
             self._install_sigterm()
-            # gdb starts while QEMU initialises; its set-up commands are pipelined
+            # gdb first: it takes longest to start. Its set-up is written now and runs as
+            # soon as it is up; QEMU's gdbstub socket exists long before (~20 ms).
             self._gdb = GdbMi(stderr_path=self.paths.gdb_stderr, timeout=self.start_timeout)
             gdb_arch = "i386:x86-64" if config.qemu_system == "x86_64" else "i386"
             setup = [
@@ -477,22 +475,54 @@ class Session:
             if symbol_path is not None:
                 # after the architecture: an ELF32 must not switch gdb to i386 ('g' packet)
                 setup.append(f'-file-symbol-file "{_mi_quote(str(symbol_path))}"')
-            self._gdb.batch(setup)
-            self._wait_for_socket(self.paths.gdb_socket)
-            self._qmp = QmpClient(
-                self.paths.qmp_socket, timeout=self.start_timeout, alive=self._qemu_running
-            )
+            connect = f"-target-select remote {self.paths.gdb_socket}"
+            pending = self._gdb.send([*setup, connect])
+            with open(self.paths.qemu_stderr, "wb") as err:
+                self._qemu = popen_owned(
+                    self.qemu_argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err
+                )
+            # meanwhile: the kernel's full facts (pyelftools), QMP (qemu.qmp, asyncio)
+            self.kernel_info = self._read_kernel_info(kernel, symbol_path)
+            from lhvdbg.machine.live import LiveTarget
+            from lhvdbg.machine.qmp import QmpClient
+
+            try:
+                self._qmp = QmpClient(
+                    self.paths.qmp_socket, timeout=self.start_timeout, alive=self._qemu_running
+                )
+            except MachineError as exc:
+                if not self._qemu_running():
+                    raise self._qemu_start_error() from exc
+                raise
             self.qemu_version = self._qmp.qemu_version
-            self._gdb.command(
-                f"-target-select remote {self.paths.gdb_socket}",
-                timeout=self.start_timeout,
-            )
+            results = self._gdb.finish(pending, timeout=self.start_timeout, check=False)
+            for res in results[:-1]:
+                if res.message == "error":
+                    msg = str(res.payload.get("msg", "unknown error"))
+                    raise GdbError(
+                        f"gdb: {res.command.split()[0]}: {(msg.splitlines() or [''])[0]}",
+                        command=res.command,
+                        reply=msg,
+                    )
+            if results[-1].message == "error":
+                # QEMU was slower than gdb to open its socket: wait for it, connect again
+                self._wait_for_socket(self.paths.gdb_socket)
+                self._gdb.command(connect, timeout=self.start_timeout)
             self._gdb.drain_stopped()
             self.target = LiveTarget(self)
         except BaseException:
             self.close()
             raise
         log.debug("session up: %s", " ".join(self.qemu_argv))
+
+    def _read_kernel_info(self, kernel: Path | None, symbol_path: Path | None) -> KernelInfo | None:
+        """pyelftools facts of the symbol ELF (the kernel, checked bootable, by default)."""
+        from lhvdbg.state.elf import inspect_kernel
+
+        info = inspect_kernel(kernel) if kernel is not None else None
+        if symbol_path is not None and symbol_path != kernel:
+            info = _inspect_symbols(symbol_path)
+        return info
 
     def _wait_for_socket(self, path: Path) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -505,7 +535,7 @@ class Session:
                     socket=str(path),
                     qemu_command=self.qemu_argv,
                 )
-            time.sleep(0.002)
+            time.sleep(0.001)
 
     def _qemu_running(self) -> bool:
         from lhvdbg.machine.process import is_running
@@ -565,12 +595,15 @@ class Session:
         self._closed = True
         from lhvdbg.machine.process import kill_process_group
 
+        quit_sent = False
         if self._qmp is not None:
             if self._qemu_running():
                 self._qmp.quit()
+                quit_sent = True
             self._qmp.close()
         if self._gdb is not None:
-            self._gdb.close()
+            # QEMU is gone or going: gdb has nothing left to detach from or save
+            self._gdb.close(polite=not quit_sent and self._qemu_running())
         if self._qemu is not None:
             kill_process_group(self._qemu, grace=0.5)
         if self._old_sigterm is not None:

@@ -1,4 +1,4 @@
-"""Kernel ELF facts with pyelftools: bootability checks, symbols, instruction scans.
+"""Kernel ELF facts: bootability checks, symbols, instruction scans.
 
 Pure: the only I/O is reading the file. :func:`inspect_kernel` checks what QEMU's
 ``-kernel`` needs before anything is launched: ELF magic, class and machine, and a
@@ -6,6 +6,13 @@ multiboot header (magic 0x1BADB002) in the first 8 KiB, 32-bit aligned, whose ch
 makes magic + flags + checksum = 0 (mod 2^32). QEMU refuses to load an ELF64 unless the
 header sets the "a.out kludge" flag (bit 16) and gives the load addresses itself
 (Multiboot Specification 0.6.96 §3.1.1-§3.1.5; QEMU hw/i386/multiboot.c).
+:func:`kernel_class_quick` makes the same decision from the first 8 KiB alone, so a
+session can start QEMU and gdb before the full read.
+
+Headers, program headers and ``.symtab`` are read with ``struct`` (System V ABI, "Object
+Files"): importing pyelftools and parsing symbols through it cost ~30 ms at every session
+start. pyelftools reads the DWARF (:func:`dwarf_enum`) and names foreign machines in
+error messages; a unit test checks that both readers agree on every firmware image.
 
 :func:`find_lidt` and :func:`find_sti` scan the executable PT_LOAD segments for the
 instructions lhvdbg arms breakpoints on (Intel SDM Vol. 2: LIDT is ``0F 01 /3`` with a
@@ -180,14 +187,49 @@ def inspect_kernel(path: Path | str) -> KernelInfo:
     return info
 
 
+def kernel_class_quick(path: Path | str) -> int:
+    """The ELF class (32 or 64) of a kernel QEMU ``-kernel`` can boot, judged from its
+    first 8 KiB without pyelftools (a session starts QEMU and gdb on this, and reads the
+    full facts while they start). Whatever fails the quick look is handed to
+    :func:`inspect_kernel`, which raises the detailed KernelError."""
+    head = _head(Path(path))
+    elf_class = _x86_elf_class(head)
+    if elf_class:
+        header = find_multiboot_header(head)
+        if header is not None and (elf_class == 32 or header.aout_kludge):
+            return elf_class
+    return inspect_kernel(path).elf_class
+
+
+def elf_class_quick(path: Path | str) -> int:
+    """Like :func:`kernel_class_quick` for a symbol file (no multiboot header needed);
+    falls back to :func:`inspect_elf` for its KernelError."""
+    elf_class = _x86_elf_class(_head(Path(path)))
+    return elf_class or inspect_elf(path).elf_class
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MULTIBOOT_SEARCH + 32)
+    except OSError:
+        return b""
+
+
+def _x86_elf_class(head: bytes) -> int:
+    """32 or 64 for a little-endian x86 ELF header (the pairs inspect_elf accepts), else 0."""
+    if len(head) < 52 or head[:4] != ELF_MAGIC or head[5] != 1:
+        return 0
+    elf_class = {1: 32, 2: 64}.get(head[4], 0)
+    (machine,) = struct.unpack_from("<H", head, 18)
+    if machine == 3 or (machine == 62 and elf_class == 64):  # EM_386, EM_X86_64
+        return elf_class
+    return 0
+
+
 def inspect_elf(path: Path | str) -> KernelInfo:
     """Read an x86 ELF's facts (a symbol file need not be bootable: ``multiboot`` may be
     None); KernelError when it is missing, not an ELF, malformed or not x86."""
-    import io
-
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
     path = Path(path)
     try:
         image = path.read_bytes()
@@ -202,21 +244,21 @@ def inspect_elf(path: Path | str) -> KernelInfo:
     if len(image) < 52:
         raise KernelError(f"{path}: truncated ELF header", path=str(path))
     try:
-        elf = ELFFile(io.BytesIO(image))
-        elf_class = int(elf.elfclass)
-        machine = str(elf["e_machine"])
-        entry = int(elf["e_entry"])
-        segments = _segments(elf, image)
-        symbols, sizes = _symbols(elf)
-    except (ELFError, struct.error, ValueError, KeyError) as exc:
+        elf = _ElfReader(image)
+        segments = elf.segments()
+        symbols, sizes = elf.symbols()
+    except (struct.error, ValueError, IndexError) as exc:
         raise KernelError(f"{path}: malformed ELF: {exc}", path=str(path)) from exc
-    if machine not in ("EM_386", "EM_X86_64") or (elf_class, machine) == (32, "EM_X86_64"):
-        raise KernelError(f"{path}: not an x86 kernel (ELF{elf_class}, {machine})", path=str(path))
+    machine = _machine_name(elf.machine)
+    if machine not in ("EM_386", "EM_X86_64") or (elf.elf_class, machine) == (32, "EM_X86_64"):
+        raise KernelError(
+            f"{path}: not an x86 kernel (ELF{elf.elf_class}, {machine})", path=str(path)
+        )
     return KernelInfo(
         path=path,
-        elf_class=elf_class,
+        elf_class=elf.elf_class,
         machine=machine,
-        entry=entry,
+        entry=elf.entry,
         multiboot=find_multiboot_header(image),
         segments=segments,
         symbols=symbols,
@@ -225,43 +267,124 @@ def inspect_elf(path: Path | str) -> KernelInfo:
     )
 
 
-def _segments(elf: object, image: bytes) -> tuple[Segment, ...]:
-    out = []
-    for seg in elf.iter_segments():  # type: ignore[attr-defined]
-        if seg["p_type"] != "PT_LOAD":
-            continue
-        off, filesz = int(seg["p_offset"]), int(seg["p_filesz"])
-        out.append(
-            Segment(
-                vaddr=int(seg["p_vaddr"]),
-                paddr=int(seg["p_paddr"]),
-                offset=off,
-                filesz=filesz,
-                memsz=int(seg["p_memsz"]),
-                flags=int(seg["p_flags"]),
-                data=image[off : off + filesz],
-            )
+# ELF constants (System V ABI, "ELF Header", "Program Header", "Sections", "Symbol Table")
+_PT_LOAD = 1
+_SHT_SYMTAB = 2
+_SHN_UNDEF = 0
+_SHN_XINDEX = 0xFFFF
+_STT_SECTION, _STT_FILE = 3, 4
+_STB_LOCAL = 0
+_MACHINES = {3: "EM_386", 62: "EM_X86_64"}
+
+
+def _machine_name(number: int) -> str:
+    """pyelftools' name of an ``e_machine`` value (``EM_386``...)."""
+    if number in _MACHINES:
+        return _MACHINES[number]
+    from elftools.elf.enums import ENUM_E_MACHINE  # only for the error message
+
+    return next((k for k, v in ENUM_E_MACHINE.items() if v == number), f"machine {number}")
+
+
+class _ElfReader:
+    """The parts of an ELF lhvdbg uses, read with ``struct`` (pyelftools' import and
+    per-symbol parsing cost ~30 ms, on the path of every session start)."""
+
+    def __init__(self, image: bytes) -> None:
+        self.image = image
+        self.elf_class = {1: 32, 2: 64}.get(image[4], 0)
+        if not self.elf_class:
+            raise ValueError(f"invalid ELF class {image[4]}")
+        if image[5] not in (1, 2):
+            raise ValueError(f"invalid data encoding {image[5]}")
+        self.order = "<" if image[5] == 1 else ">"
+        is64 = self.elf_class == 64
+        fields = struct.unpack_from(
+            self.order + ("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH"), image, 16
         )
-    return tuple(out)
+        (_, self.machine, _, self.entry, self.phoff, self.shoff, _, _) = fields[:8]
+        self.phentsize, self.phnum, self.shentsize, self.shnum, self.shstrndx = fields[8:]
 
+    def _sections(self) -> list[tuple[int, int, int, int, int]]:
+        """(name offset, type, file offset, size, link) of each section header."""
+        if not self.shoff:
+            return []
+        is64 = self.elf_class == 64
+        fmt = self.order + ("IIQQQQIIQQ" if is64 else "IIIIIIIIII")
 
-def _symbols(elf: object) -> tuple[dict[str, int], dict[str, int]]:
-    symbols: dict[str, int] = {}
-    sizes: dict[str, int] = {}
-    symtab = elf.get_section_by_name(".symtab")  # type: ignore[attr-defined]
-    if symtab is None or not hasattr(symtab, "iter_symbols"):
+        def at(i: int) -> tuple[int, int, int, int, int]:
+            f = struct.unpack_from(fmt, self.image, self.shoff + i * self.shentsize)
+            return f[0], f[1], f[4], f[5], f[6]
+
+        count = self.shnum or at(0)[3]  # e_shnum 0: the count is section 0's sh_size
+        return [at(i) for i in range(count)]
+
+    def _bytes(self, offset: int, size: int) -> bytes:
+        data = self.image[offset : offset + size]
+        if len(data) != size:
+            raise ValueError(f"section data at {offset:#x}+{size:#x} is past the end of the file")
+        return data
+
+    def segments(self) -> tuple[Segment, ...]:
+        """The PT_LOAD program headers with their file bytes."""
+        out = []
+        is64 = self.elf_class == 64
+        fmt = self.order + ("IIQQQQQQ" if is64 else "IIIIIIII")
+        for i in range(self.phnum):
+            f = struct.unpack_from(fmt, self.image, self.phoff + i * self.phentsize)
+            if is64:
+                p_type, flags, off, vaddr, paddr, filesz, memsz, _ = f
+            else:
+                p_type, off, vaddr, paddr, filesz, memsz, flags, _ = f
+            if p_type != _PT_LOAD:
+                continue
+            data = self.image[off : off + filesz]
+            out.append(Segment(vaddr, paddr, off, filesz, memsz, flags, data))
+        return tuple(out)
+
+    def symbols(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Name → value and name → size from ``.symtab`` (global wins over local)."""
+        symbols: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        sections = self._sections()
+        if not sections:
+            return symbols, sizes
+        index = self.shstrndx if self.shstrndx != _SHN_XINDEX else sections[0][4]
+        _, _, names_off, names_size, _ = sections[index]
+        names = self._bytes(names_off, names_size)
+        symtab = next(
+            (s for s in sections if s[1] == _SHT_SYMTAB and _cstr(names, s[0]) == ".symtab"), None
+        )
+        if symtab is None:
+            return symbols, sizes
+        _, _, offset, size, link = symtab
+        _, _, str_off, str_size, _ = sections[link]
+        strtab = self._bytes(str_off, str_size)
+        is64 = self.elf_class == 64
+        fmt = self.order + ("IBBHQQ" if is64 else "IIIBBH")
+        entry = struct.calcsize(fmt)
+        data = self._bytes(offset, size - size % entry)
+        for f in struct.iter_unpack(fmt, data):
+            if is64:
+                name_off, info, _, shndx, value, sym_size = f
+            else:
+                name_off, value, sym_size, info, _, shndx = f
+            name = _cstr(strtab, name_off)
+            if not name or info & 0xF in (_STT_FILE, _STT_SECTION) or shndx == _SHN_UNDEF:
+                continue
+            if name in symbols and info >> 4 == _STB_LOCAL:
+                continue
+            symbols[name] = value
+            sizes[name] = sym_size
         return symbols, sizes
-    for sym in symtab.iter_symbols():
-        name = sym.name
-        kind = sym["st_info"]["type"]
-        if not name or kind in ("STT_FILE", "STT_SECTION") or sym["st_shndx"] == "SHN_UNDEF":
-            continue
-        # prefer global over local when a name repeats
-        if name in symbols and sym["st_info"]["bind"] == "STB_LOCAL":
-            continue
-        symbols[name] = int(sym["st_value"])
-        sizes[name] = int(sym["st_size"])
-    return symbols, sizes
+
+
+def _cstr(table: bytes, offset: int) -> str:
+    """The NUL-terminated string at ``offset`` of a string table."""
+    if offset >= len(table):
+        raise ValueError(f"string offset {offset:#x} past its table")
+    end = table.find(b"\0", offset)
+    return table[offset : end if end >= 0 else len(table)].decode("utf-8", "replace")
 
 
 def find_lidt(info: KernelInfo) -> list[int]:

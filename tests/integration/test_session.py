@@ -261,6 +261,30 @@ def test_two_sessions_at_once(firmware_built: Path) -> None:
     assert not any(d.exists() for d in dirs)
 
 
+def test_start_when_qemu_is_slower_than_gdb(
+    firmware_built: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gdb's -target-select goes out with its set-up; a QEMU that opens its socket late
+    # makes it fail once ("No such file"), then the session waits and connects again
+    import lhvdbg.machine.process as process
+
+    real_popen = process.popen_owned
+
+    def late_qemu(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        if "qemu-system" in argv[0]:
+            argv = ["sh", "-c", 'sleep 0.3; exec "$0" "$@"', *argv]
+        return real_popen(argv, **kwargs)
+
+    monkeypatch.setattr(process, "popen_owned", late_qemu)
+    with Session(LaunchConfig.for_variant("good", "amd64")) as s:
+        connects = [ln for ln in s.gdb.transcript if "target-select" in ln]
+        assert len(connects) == 2
+        assert any("No such file" in ln for ln in s.gdb.transcript)
+        s.break_at("kernel_main")
+        event = s.cont(timeout=10)
+        assert event.reason == "breakpoint" and event.address == s.resolve("kernel_main")
+
+
 def test_reset_restarts_with_the_same_config(firmware_built: Path) -> None:
     with Session(LaunchConfig.for_variant("good", "amd64")) as s:
         s.break_at("kernel_main")

@@ -10,12 +10,15 @@ import pytest
 from lhvdbg.errors import KernelError
 from lhvdbg.state.elf import (
     MULTIBOOT_MAGIC,
+    KernelInfo,
     dwarf_enum,
+    elf_class_quick,
     find_lidt,
     find_multiboot_header,
     find_sti,
     inspect_elf,
     inspect_kernel,
+    kernel_class_quick,
 )
 
 TEXT_OFFSET = 0x100
@@ -258,3 +261,80 @@ def test_find_multiboot_header_alignment() -> None:
 def test_dwarf_enum_without_debug_info(tmp_path: Path) -> None:
     assert dwarf_enum(kernel32(tmp_path), "lhv_exit_code") == {}
     assert dwarf_enum(tmp_path / "missing.elf", "lhv_exit_code") == {}
+
+
+SEGMENT_FIELDS = ("p_vaddr", "p_paddr", "p_offset", "p_filesz", "p_memsz", "p_flags")
+
+
+Facts = tuple[int, str, int, list[tuple[int, ...]], dict[str, tuple[int, int]]]
+
+
+def _pyelftools_facts(path: Path) -> Facts:
+    """The same facts read with pyelftools (the reference for the struct reader)."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        segments = [
+            tuple(int(seg[k]) for k in SEGMENT_FIELDS)
+            for seg in elf.iter_segments()
+            if seg["p_type"] == "PT_LOAD"
+        ]
+        symbols: dict[str, tuple[int, int]] = {}
+        symtab = elf.get_section_by_name(".symtab")
+        for sym in symtab.iter_symbols() if symtab is not None else []:
+            skip = sym["st_info"]["type"] in ("STT_FILE", "STT_SECTION")
+            if not sym.name or skip or sym["st_shndx"] == "SHN_UNDEF":
+                continue
+            if sym.name in symbols and sym["st_info"]["bind"] == "STB_LOCAL":
+                continue
+            symbols[sym.name] = (int(sym["st_value"]), int(sym["st_size"]))
+        return elf.elfclass, str(elf["e_machine"]), int(elf["e_entry"]), segments, symbols
+
+
+def _facts(info: KernelInfo) -> Facts:
+    segments = [(s.vaddr, s.paddr, s.offset, s.filesz, s.memsz, s.flags) for s in info.segments]
+    symbols = {name: (value, info.sizes[name]) for name, value in info.symbols.items()}
+    return info.elf_class, info.machine, info.entry, segments, symbols
+
+
+def test_struct_reader_agrees_with_pyelftools(tmp_path: Path, firmware_built: Path) -> None:
+    paths = [kernel32(tmp_path)]
+    k64 = tmp_path / "k64.elf"
+    aout = (VADDR, VADDR, VADDR + 0x40, VADDR + 0x40, VADDR + 32)
+    k64.write_bytes(
+        build_elf(multiboot(1 << 16, aout=aout) + CODE, elf_class=64, symbols={"x": (VADDR, 1)})
+    )
+    paths += [k64, *sorted(firmware_built.glob("*/lhv-*.elf"))]
+    assert {p.parent.name for p in paths[2:]} == {"amd64", "i386"}
+    for path in paths:
+        info = inspect_kernel(path)
+        assert _facts(info) == _pyelftools_facts(path), path
+        assert kernel_class_quick(path) == info.elf_class == elf_class_quick(path)
+
+
+def test_quick_check_hands_failures_to_the_full_check(tmp_path: Path) -> None:
+    bad = tmp_path / "no-mb.elf"
+    bad.write_bytes(build_elf(multiboot(checksum=1) + CODE, symbols={}))
+    with pytest.raises(KernelError, match="no valid multiboot header"):
+        kernel_class_quick(bad)
+    assert elf_class_quick(bad) == 32  # a symbol file needs no multiboot header
+    k64 = tmp_path / "k64.elf"
+    k64.write_bytes(build_elf(multiboot() + CODE, elf_class=64, symbols={}))
+    with pytest.raises(KernelError, match=r"a\.out kludge"):
+        kernel_class_quick(k64)
+    arm = tmp_path / "arm.elf"
+    arm.write_bytes(build_elf(multiboot() + CODE, machine=40, symbols={}))
+    with pytest.raises(KernelError, match=r"not an x86 kernel \(ELF32, EM_ARM\)"):
+        elf_class_quick(arm)
+    with pytest.raises(KernelError, match="kernel not found"):
+        kernel_class_quick(tmp_path / "missing.elf")
+
+
+def test_malformed_section_table_is_one_kernel_error(tmp_path: Path) -> None:
+    image = bytearray(build_elf(multiboot() + CODE, symbols={"a": (VADDR, 0)}))
+    struct.pack_into("<I", image, 32, len(image) + 0x1000)  # e_shoff past the end
+    path = tmp_path / "bad-shoff.elf"
+    path.write_bytes(bytes(image))
+    with pytest.raises(KernelError, match="malformed ELF"):
+        inspect_kernel(path)

@@ -919,7 +919,7 @@ class Session:
                 "breakpoint",
                 address,
                 number,
-                detail=f"breakpoint {number} at {self._where(address)}",
+                detail=f"breakpoint {number} hit at {self._where(address)}",
                 elapsed=elapsed,
             )
         elif reason_text in (

@@ -140,6 +140,10 @@ def test_breakpoints_memory_registers_steps(firmware_built: Path) -> None:
         assert table[1]["address"] == elf.symbols["isr_32"]
         ev = s.cont(timeout=10)
         assert (ev.reason, ev.breakpoint) == ("breakpoint", soft)
+        # a stop reads as a stop, not as the "breakpoint N at ..." of setting one
+        assert (
+            ev.detail == f"breakpoint {soft} hit at kernel_main ({elf.symbols['kernel_main']:#x})"
+        )
         s.delete(soft)
         with pytest.raises(UsageError, match="no breakpoint number"):
             s.delete(soft)

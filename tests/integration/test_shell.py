@@ -134,7 +134,7 @@ def test_live_shell_session(live: tuple[Terminal, str], state_dir: Path) -> None
     assert re.search(r"hardware breakpoint 1 at kernel_main \(0x[0-9a-f]+\)", out), out
 
     out = term.run("continue")
-    assert re.search(r"breakpoint 1 at kernel_main \(0x[0-9a-f]+\)", out), out
+    assert re.search(r"breakpoint 1 hit at kernel_main \(0x[0-9a-f]+\)", out), out
     out = term.run("x/2i $pc")
     assert "<kernel_main>:" in out and "push" in out, out
     out = term.run("stepi 2")
@@ -169,7 +169,7 @@ def test_live_shell_session(live: tuple[Terminal, str], state_dir: Path) -> None
     out = term.run("break kernel_main")
     assert "breakpoint 1 at kernel_main" in out
     out = term.run("continue")
-    assert "breakpoint 1 at kernel_main" in out
+    assert "breakpoint 1 hit at kernel_main" in out
 
     # Ctrl-C at the prompt clears the line; Ctrl-D quits cleanly
     term.child.send("half-typed")

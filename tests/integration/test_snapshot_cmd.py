@@ -49,7 +49,7 @@ def test_snapshot_at_symbol_json(
     assert (info["arch"], info["mode"], info["accel"]) == ("i386", "protected", "tcg")
     snap = load_snapshot(out)
     assert snap.provenance.note.startswith("test")
-    assert snap.provenance.stop_reason == f"breakpoint 1 at kernel_main ({snap.cpu.ip:#x})"
+    assert snap.provenance.stop_reason == f"breakpoint 1 hit at kernel_main ({snap.cpu.ip:#x})"
 
 
 def test_snapshot_vector_8_and_post_mortem(firmware_built: Path, tmp_path: Path) -> None:

@@ -63,6 +63,15 @@ def no_process_left_behind() -> Iterator[None]:
         assert not left, "QEMU/gdb processes outlived the tests:\n" + "\n".join(left)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stable_output_width() -> Iterator[None]:
+    """Rendered output (and so golden files) must not depend on the caller's $COLUMNS."""
+    saved = os.environ.pop("COLUMNS", None)
+    yield
+    if saved is not None:
+        os.environ["COLUMNS"] = saved
+
+
 @pytest.fixture(scope="session")
 def firmware_built() -> Path:
     """Build every firmware variant once per test session (make is incremental)."""

@@ -160,7 +160,7 @@ def test_timeout_interrupts_and_the_guest_goes_on(tmp_path: Path) -> None:
         assert s.wait_for_serial("tiny: hello", timeout=0) is False  # not started yet
         ev = s.cont(timeout=0.3)
         assert ev.reason == "timeout" and ev.address is not None
-        assert 0.3 <= ev.elapsed < 2.0
+        assert ev.elapsed >= 0.3  # it waited the whole timeout (no upper bound: no timing asserts)
         assert s.wait_for_serial("tiny: hello", timeout=1)
         ticks_addr = s.resolve("ticks")
         before = struct.unpack("<I", s.read_memory(ticks_addr, 4))[0]

@@ -17,6 +17,7 @@ from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.report import Report
 from lhvdbg.diagnose.rules import Cause
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff
+from lhvdbg.ui.tables import FitTable, bullet
 
 __all__ = ["render_report", "render_tss_diff"]
 
@@ -55,7 +56,7 @@ def _event_text(step: ChainStep) -> str:
 
 
 def _timeline(chain: Chain) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("#", no_wrap=True)
     table.add_column("event", ratio=3, overflow="fold")
     table.add_column("error code", ratio=3, overflow="fold")
@@ -94,29 +95,41 @@ def _cause(n: int, cause: Cause) -> RenderableType:
     head.append(f"  (confidence: {cause.confidence})", style="dim")
     parts: list[RenderableType] = [head]
     for line in cause.evidence:
-        parts.append(Text(f"   - {line}"))
-    parts.append(Text(f"   fix: {cause.fix}", style="green"))
+        parts.append(bullet(line, indent=3))
+    parts.append(bullet(cause.fix, "fix: ", indent=3, style="green"))
     if cause.reference:
-        parts.append(Text(f"   reference: {cause.reference}", style="dim"))
+        parts.append(bullet(cause.reference, "reference: ", indent=3, style="dim"))
     return Group(*parts)
 
 
-def _differences(diffs: tuple[Difference, ...], *, title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+def _shared_reason(diffs: tuple[Difference, ...]) -> str | None:
+    """The `` — harmless: ...`` tail that two or more explanations end with (the most
+    common one), said once under the table instead of on every row."""
+    tails = [d.explanation.rpartition(" — ")[2] for d in diffs if " — " in d.explanation]
+    common = max(set(tails), key=tails.count, default=None)
+    return common if common is not None and tails.count(common) > 1 else None
+
+
+def _differences(diffs: tuple[Difference, ...], *, title: str) -> RenderableType:
+    shared = _shared_reason(diffs)
+    table = FitTable(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("field", no_wrap=True)
     table.add_column("reference", no_wrap=True)
     table.add_column("actual", no_wrap=True)
     table.add_column("", no_wrap=True)
     table.add_column("why", overflow="fold", ratio=1)
     for d in diffs:
+        head, _, tail = d.explanation.rpartition(" — ")
         table.add_row(
             d.field,
             _value(d.reference),
             _value(d.actual),
             Text("matters", style="bold red") if d.matters else Text("harmless", style="green"),
-            d.explanation,
+            f"{head} (*)" if shared is not None and tail == shared else d.explanation,
         )
-    return table
+    if shared is None:
+        return table
+    return Group(table, bullet(shared, "(*) "))
 
 
 def render_report(report: Report) -> RenderableType:
@@ -151,11 +164,11 @@ def render_report(report: Report) -> RenderableType:
         parts.append(Text(""))
     if report.evidence:
         parts.append(_heading("evidence"))
-        parts += [Text(f"- {line}") for line in report.evidence]
+        parts += [bullet(line) for line in report.evidence]
         parts.append(Text(""))
     if report.disagreements:
         parts.append(_heading("where the evidence disagrees (emulator quirks)"))
-        parts += [Text(f"! {line}", style="yellow") for line in report.disagreements]
+        parts += [bullet(line, "! ", style="yellow") for line in report.disagreements]
         parts.append(Text(""))
     if report.relevant:
         parts.append(_differences(report.relevant, title="differences that matter"))
@@ -165,7 +178,7 @@ def render_report(report: Report) -> RenderableType:
             _differences(report.irrelevant, title=f"differences from {ref} that did not matter")
         )
     if report.notes:
-        parts += [Text(f"note: {line}", style="dim") for line in report.notes]
+        parts += [bullet(line, "note: ", style="dim") for line in report.notes]
     return Group(*parts)
 
 
@@ -190,5 +203,5 @@ def render_tss_diff(diff: TssDiff) -> RenderableType:
         parts.append(_differences(diff.differences, title=None or ""))
     else:
         parts.append(Text("no differences in TR, the TSS descriptor or the TSS"))
-    parts += [Text(f"note: {line}", style="dim") for line in diff.notes]
+    parts += [bullet(line, "note: ", style="dim") for line in diff.notes]
     return Group(*parts)

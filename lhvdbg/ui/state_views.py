@@ -18,6 +18,7 @@ from rich.text import Text
 
 from lhvdbg.state.diff import Difference, segment_flags
 from lhvdbg.state.snapshot import Snapshot
+from lhvdbg.ui.tables import FitTable
 from lhvdbg.x86.apic import divide_layout, lvt_layout, lvt_timer_layout, svr_layout, vectors_of
 from lhvdbg.x86.cpustate import SEGMENT_NAMES, CpuState, LapicState, PicChip, PicState
 from lhvdbg.x86.describe import describe_flags
@@ -40,7 +41,7 @@ _SEGMENT_LABELS = {"ldtr": "ldt", "tr": "tr"}
 
 
 def _table(*columns: str) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for name in columns:
         table.add_column(name, no_wrap=True)
     return table

@@ -12,7 +12,7 @@ from itertools import groupby
 from typing import TypeVar
 
 from rich import box
-from rich.console import Group, JustifyMethod, RenderableType
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -29,9 +29,45 @@ _CHANGED = "bold yellow"
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
+class FitTable(Table):
+    """A rich Table that keeps words whole when it must narrow its columns.
+
+    rich narrows the widest wrapping column first, below its longest word if need be
+    (``kernel_main+0x17`` / ``1``); this one then gives that column back up to its longest
+    word, taken from the columns that still have room beyond theirs. A word is cut only
+    when no column has room left.
+    """
+
+    def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        widths = list(super()._calculate_column_widths(console, options))
+        minima = [self._measure_column(console, options, c).minimum for c in self.columns]
+        for i, minimum in enumerate(minima):
+            while widths[i] < minimum:
+                slack = [w - m for w, m in zip(widths, minima, strict=True)]
+                donor = max(range(len(widths)), key=lambda j: slack[j])
+                if slack[donor] <= 0:
+                    break
+                step = min(minimum - widths[i], slack[donor])
+                widths[donor] -= step
+                widths[i] += step
+        return widths
+
+
+def bullet(
+    text: str | Text, marker: str = "- ", *, indent: int = 0, style: str = ""
+) -> RenderableType:
+    """``marker text`` whose wrapped lines stay indented under the text, not the marker."""
+    grid = Table.grid(padding=0)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    body = text if isinstance(text, Text) else Text(text, style=style)
+    grid.add_row(Text(" " * indent + marker, style=style), body)
+    return grid
+
+
 def _table(title: str | None = None) -> Table:
     """A borderless table; add data columns with :func:`_col` and prose with ``_prose``."""
-    return Table(
+    return FitTable(
         title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,

@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # Install what lhvdbg needs, and only what is missing; safe to run any number of times.
-#   Debian packages: apt-get, only when one is absent.
-#   Python packages: a virtual environment in .venv with lhvdbg installed editable,
-#   reinstalled only when pyproject.toml changed.
+# Needs only bash and apt (a debootstrap minbase Debian 12 is enough), as root or with sudo.
+#   Debian packages: apt-get, only when one is absent (its output goes to a log, shown on
+#   failure).
+#   Python packages: a virtual environment in .venv with lhvdbg installed editable, at the
+#   exact versions of constraints.txt; reinstalled only when pyproject.toml or
+#   constraints.txt changed.
+#
+#   bash scripts/setup.sh [--qemu10]
+#     --qemu10   also bring QEMU 10 from bookworm-backports into .qemu10/ (scripts/qemu10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
     qemu-system-x86 gdb gcc binutils make
-    python3 python3-venv
+    python3 python3-venv ca-certificates
     grub-pc-bin grub-common xorriso
 )
 PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.lhvdbg-installed
+CONSTRAINTS=constraints.txt
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+qemu10=no
+for arg in "$@"; do
+    case "$arg" in
+        --qemu10) qemu10=yes ;;
+        *) die "unknown option $arg (usage: scripts/setup.sh [--qemu10])" ;;
+    esac
+done
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
@@ -33,10 +48,15 @@ if ((${#missing[@]})); then
     else
         die "missing Debian packages (${missing[*]}) and not root; install them and re-run"
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -qq || die "apt-get update failed"
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || die "apt-get install ${missing[*]} failed"
+    log=$(mktemp "${TMPDIR:-/tmp}/lhvdbg-apt.XXXXXX")
+    apt_run() {
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive DEBCONF_NOWARNINGS=yes \
+            apt-get -q -o Dpkg::Use-Pty=0 "$@" >>"$log" 2>&1
+    }
+    apt_run update || { cat "$log" >&2; die "apt-get update failed (log above)"; }
+    apt_run install -y --no-install-recommends "${missing[@]}" \
+        || { cat "$log" >&2; die "apt-get install ${missing[*]} failed (log above)"; }
+    rm -f "$log"
 fi
 
 command -v "$PYTHON" >/dev/null || die "$PYTHON not found"
@@ -49,12 +69,17 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/nu
     "$PYTHON" -m venv "$VENV" || die "cannot create $VENV (is python3-venv installed?)"
 fi
 
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
 have=$(cat "$STAMP" 2>/dev/null || true)
 if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import lhvdbg' 2>/dev/null; then
-    say "installing lhvdbg and its Python dependencies into $VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]' \
-        || die "pip install failed"
+    say "installing lhvdbg and its Python dependencies (pinned in $CONSTRAINTS) into $VENV"
+    rm -f "$STAMP"
+    PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+    "${PIP[@]}" install --upgrade -c "$CONSTRAINTS" pip || die "pip install pip failed"
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e '.[dev]' || die "pip install failed"
     echo "$want" > "$STAMP"
+fi
+
+if [ "$qemu10" = yes ]; then
+    bash scripts/qemu10
 fi

@@ -22,20 +22,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-def _processes_marked(marker: str) -> list[str]:
-    """QEMU/gdb processes whose environment carries ``marker`` (inherited TMPDIR)."""
-    found = []
+def processes() -> Iterator[tuple[int, str, bytes]]:
+    """Every other process as (pid, command line, environment), read from /proc.
+
+    Tests use this instead of ``pgrep``/``ps``: procps is not something set-up installs.
+    """
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             environ = (entry / "environ").read_bytes()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+        except OSError:  # gone meanwhile, or not ours to read
             continue
-        if marker.encode() in environ and ("qemu-system" in cmdline or "gdb" in cmdline):
-            found.append(f"{entry.name}: {cmdline.strip()}")
-    return found
+        yield int(entry.name), cmdline.strip(), environ
+
+
+def _processes_marked(marker: str) -> list[str]:
+    """QEMU/gdb processes whose environment carries ``marker`` (inherited TMPDIR)."""
+    return [
+        f"{pid}: {cmdline}"
+        for pid, cmdline, environ in processes()
+        if marker.encode() in environ and ("qemu-system" in cmdline or "gdb" in cmdline)
+    ]
 
 
 @pytest.fixture(scope="session", autouse=True)

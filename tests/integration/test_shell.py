@@ -21,6 +21,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from tests.conftest import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 LHVDBG = [sys.executable, "-m", "lhvdbg"]
 PROMPT = "lhvdbg>"
@@ -95,8 +97,11 @@ def _plain(text: str | None) -> str:
 
 def _running(marker: str) -> list[str]:
     """QEMU processes whose command line carries ``marker``."""
-    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False)
-    return [line for line in out.stdout.splitlines() if "qemu-system" in line]
+    return [
+        f"{pid} {cmdline}"
+        for pid, cmdline, _ in processes()
+        if marker in cmdline and "qemu-system" in cmdline
+    ]
 
 
 @pytest.fixture

@@ -10,23 +10,64 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from lhvdbg.diagnose.chain import build_chain
 from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence, StopInfo, evidence_from_snapshot
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import make_report
-from lhvdbg.diagnose.rules import (
-    CAUSE_IDS,
-    RULES,
-    diagnose,
-    pic_not_masked_with_apic,
-    spurious_irq,
-    tss_rsp0_invalid,
-)
+from lhvdbg.diagnose.rules import CAUSE_IDS, RULES, Cause, diagnose, rule, rules_table
+from lhvdbg.diagnose.rules.pic_not_masked_with_apic import pic_not_masked_with_apic
+from lhvdbg.diagnose.rules.spurious_irq import spurious_irq
+from lhvdbg.diagnose.rules.tss_rsp0_invalid import tss_rsp0_invalid
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot, load_snapshot
 from lhvdbg.x86.tss import TSS64_RSP_OFFSETS
 
-SESSION = Path(__file__).resolve().parent.parent / "fixtures" / "intlog" / "session"
+ROOT = Path(__file__).resolve().parent.parent.parent
+SESSION = ROOT / "tests" / "fixtures" / "intlog" / "session"
+RULES_DIR = ROOT / "lhvdbg" / "diagnose" / "rules"
+DOCS = ROOT / "docs" / "diagnosis.md"
+TABLE_BEGIN = "<!-- rules table: generated from the registry (test_rules.py --update-golden) -->"
+TABLE_END = "<!-- end of the rules table -->"
+# The check ids of the delivery model (docs/diagnosis.md, issue 9's shared vocabulary).
+CHECK_IDS = frozenset(
+    {
+        "idt-limit",
+        "gate-type",
+        "gate-dpl",
+        "gate-present",
+        "task-gate-tss",
+        "cs-null",
+        "cs-limit",
+        "cs-type",
+        "cs-dpl",
+        "cs-long",
+        "cs-present",
+        "target-offset",
+        "tss-limit",
+        "stack-pointer",
+        "ss0-null",
+        "ss0-invalid",
+        "ss0-present",
+        "stack-push",
+        "iret-cs-null",
+        "iret-cs-limit",
+        "iret-cs-type",
+        "iret-cs-rpl",
+        "iret-cs-dpl",
+        "iret-cs-present",
+        "iret-ss-null",
+        "iret-ss-limit",
+        "iret-ss-rpl",
+        "iret-ss-type",
+        "iret-ss-dpl",
+        "iret-ss-present",
+        "iret-rip",
+        "hardware-on-exception-vector",
+        "spurious-irq",
+    }
+)
 RIP = 0x102426  # an instruction in kernel_main of the recorded amd64 firmware
 
 
@@ -62,10 +103,76 @@ def exc(
 
 
 def test_cause_ids_are_stable_and_each_rule_is_listed() -> None:
-    assert CAUSE_IDS[0] == "pic-not-remapped"
-    assert "unexplained-chain" in CAUSE_IDS
-    names = {rule.__name__.replace("_", "-") for rule in RULES}
-    assert names <= set(CAUSE_IDS)
+    """The ids are public (``--json``, the fault matrix): renaming or reordering one, or a
+    rule file the registry did not pick up, fails here."""
+    assert CAUSE_IDS == (
+        "pic-not-remapped",
+        "spurious-irq",
+        "pic-not-masked-with-apic",
+        "ist-without-tss",
+        "tss-rsp0-invalid",
+        "ring3-int-gate-dpl",
+        "iret-bad-selector",
+        "stack-overflow",
+        "gate-not-present",
+        "unexplained-chain",
+    )
+    assert [s.id for s in RULES] == list(CAUSE_IDS[:-1])  # the fallback is not in RULES
+    modules = sorted(
+        p.stem.replace("_", "-") for p in RULES_DIR.glob("*.py") if not p.name.startswith("_")
+    )
+    assert modules == sorted(CAUSE_IDS)  # one module per cause, named after it
+    for spec in RULES:
+        assert spec.function.__module__.endswith("." + spec.id.replace("-", "_"))
+        assert spec.sdm.startswith(("Vol. 3A", "Vol. 2A")), spec.id
+        assert set(spec.fires_on) <= CHECK_IDS, spec.id
+        assert spec.description, spec.id
+
+
+def test_every_cause_a_rule_returns_carries_its_registered_id() -> None:
+    fired: dict[str, list[Cause]] = {}
+    for path in sorted(SESSION.glob("*.json")):
+        if path.name == "stops.json":
+            continue
+        base = load_snapshot(path)
+        events = parse_int_log(path.with_suffix(".log").read_text())
+        ev = evidence(base, events)
+        chain = build_chain(events, tables=ev.tables, pic=base.pic)
+        for spec in RULES:
+            cause = spec(chain, ev)
+            if cause is not None:
+                fired.setdefault(spec.id, []).append(cause)
+    assert set(fired) >= {
+        "pic-not-remapped",
+        "ist-without-tss",
+        "iret-bad-selector",
+        "stack-overflow",
+        "gate-not-present",
+    }
+    for cause_id, causes in fired.items():
+        assert {c.id for c in causes} == {cause_id}
+        assert all(set(c.fix_fields) and c.check in CHECK_IDS | {None} for c in causes)
+
+
+def test_registering_a_cause_twice_or_on_a_taken_order_fails() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+        rule("stack-overflow", order=5000, sdm="Vol. 3A §6.15")(lambda chain, ev: None)
+    with pytest.raises(ValueError, match="order 10 already taken by 'pic-not-remapped'"):
+        rule("a-new-cause", order=10, sdm="Vol. 3A §6.15")(lambda chain, ev: None)
+
+
+def test_the_docs_rules_table_is_the_registry(request: pytest.FixtureRequest) -> None:
+    """docs/diagnosis.md's table between the markers is generated: ``--update-golden``
+    rewrites it from the registry."""
+    text = DOCS.read_text()
+    head, rest = text.split(TABLE_BEGIN + "\n", 1)
+    table, tail = rest.split(TABLE_END, 1)
+    if request.config.getoption("--update-golden"):
+        DOCS.write_text(head + TABLE_BEGIN + "\n" + rules_table() + TABLE_END + tail)
+        table = rules_table()
+    assert table == rules_table(), "docs/diagnosis.md rules table differs; --update-golden"
+    for spec in RULES:
+        assert f"| `{spec.id}` |" in table
 
 
 def test_spurious_irq7_with_isr_clear_and_no_handler() -> None:

@@ -1,0 +1,334 @@
+"""Explain the chain with the model of delivery: what the CPU checked, what failed first.
+
+For the chain's events, in order: what raised the event (its *origin*: an instruction's
+own check, such as IRET popping a bad selector, or a push into a not-present page; or a
+device delivering on an exception vector), then the model's delivery of it
+(:func:`lhvdbg.x86.delivery.simulate`, which follows each raise through Table 6-5 to the
+#DF or the shutdown). Each predicted raise is compared with what QEMU's log shows next:
+agreed → confirmed; disagreed → shown, with the known emulator quirks named.
+
+The first cause of a chain is the first failing check in time: an instruction's own check
+before the delivery of the exception it raised, a hardware interrupt on an exception
+vector before anything its delivery does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from lhvdbg.diagnose.chain import Chain, ChainStep
+from lhvdbg.diagnose.events import InterruptEvent
+from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.x86.delivery import (
+    CheckResult,
+    CpuView,
+    Delivery,
+    Event,
+    Raised,
+    combine,
+    iret,
+    pop_frame,
+    simulate,
+)
+from lhvdbg.x86.errorcodes import page_fault_error_code_layout
+from lhvdbg.x86.paging import walk
+from lhvdbg.x86.vectors import DOUBLE_FAULT, FIRST_USER_VECTOR, vector_name
+
+__all__ = ["Account", "Explanation", "Failure", "LogRow", "explain", "log_rows"]
+
+PAGE_FAULT = 14
+_IRET = ("iret", "iretq", "iretd", "iretw")
+#: How far below the stack pointer a faulting address still counts as "the stack".
+_STACK_REACH = 0x200
+
+Agreement = Literal["confirmed", "quirk", "differs", "unknown"]
+FailureRole = Literal["origin", "event", "delivery"]
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One raise as the log has it: delivered (a ``v=`` line) or folded into the next."""
+
+    vector: int
+    error_code: int | None
+    delivered: bool
+    step: ChainStep | None = None
+
+
+def log_rows(chain: Chain) -> tuple[LogRow, ...]:
+    """The chain's raises in order, folded ones included (``check_exception old: X new
+    Y`` with no ``v=`` line: Y became the #DF; a triple fault's last raise)."""
+    rows: list[LogRow] = []
+    for step in chain.steps:
+        folded = step.event.check_new
+        if folded is not None and step.vector == DOUBLE_FAULT:
+            rows.append(LogRow(folded, None, False))
+        rows.append(LogRow(step.vector, step.event.error_code, True, step))
+    triple = chain.triple_fault
+    if triple is not None and triple.new is not None:
+        rows.append(LogRow(triple.new, None, False))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The first thing that went wrong: the check (or abnormal event), where, and why.
+
+    ``role``: ``origin`` (the instruction that raised the event failed a check),
+    ``event`` (a device delivered on an exception vector), ``delivery`` (a delivery check).
+    """
+
+    role: FailureRole
+    check: CheckResult
+    step: ChainStep
+    delivery: Delivery | None = None
+
+
+@dataclass(frozen=True)
+class Account:
+    """One event of the chain explained: origin, the model's delivery, and agreement."""
+
+    step: ChainStep
+    origin: CheckResult | None
+    deliveries: tuple[Delivery, ...]
+    triple_fault: bool
+    agreement: Agreement
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The model's reading of the whole chain."""
+
+    accounts: tuple[Account, ...]
+    first: Failure | None
+    rows: tuple[LogRow, ...]
+
+    @property
+    def failures(self) -> tuple[Failure, ...]:
+        """Every failing check, in time order (the first one first)."""
+        out: list[Failure] = []
+        for account in self.accounts:
+            if account.origin is not None and account.origin.ok is False:
+                role: FailureRole = (
+                    "event" if account.origin.id.startswith("hardware") else "origin"
+                )
+                out.append(Failure(role, account.origin, account.step))
+            for d in account.deliveries:
+                if d.failed is not None:
+                    out.append(Failure("delivery", d.failed, account.step, d))
+        return tuple(out)
+
+
+def _view(ev: Evidence, event: InterruptEvent) -> CpuView | None:
+    cpu = event.registers or ev.cpu
+    if cpu is None or ev.tables is None:
+        return None
+    return CpuView.of(cpu, ev.tables, read_linear=ev.read, read_physical=ev.read_physical)
+
+
+def _hardware_origin(step: ChainStep) -> CheckResult | None:
+    if step.source != "hardware" or step.vector >= FIRST_USER_VECTOR:
+        return None
+    source = f"{step.irq[0]} 8259 IRQ{step.irq[1]}" if step.irq else "a device"
+    return CheckResult(
+        "hardware-on-exception-vector",
+        False,
+        f"{source} delivered vector {step.vector:#04x}, an exception vector "
+        f"({vector_name(step.vector)}): no error code is pushed and the exception's "
+        "handler runs for a device interrupt",
+        {"vector": step.vector},
+    )
+
+
+def _iret_origin(ev: Evidence, view: CpuView, event: InterruptEvent) -> CheckResult | None:
+    words = ev.words_at(event.sp, 5)
+    if words is None:
+        return None
+    frame = pop_frame(view, words)
+    result = iret(view, frame)
+    if result.failed is not None:
+        return result.failed
+    return CheckResult(
+        "iret-rip",
+        True,
+        f"the model finds nothing wrong with the popped frame {frame.to_dict()}",
+        frame.to_dict(),
+    )
+
+
+def _page_fault_origin(ev: Evidence, view: CpuView, event: InterruptEvent) -> CheckResult | None:
+    cr2 = event.cr2
+    if cr2 is None:
+        return None
+    result = walk(ev.read_physical, view.cr3, view.cr4, view.efer, view.cr0, cr2)
+    near_stack = event.sp - _STACK_REACH <= cr2 <= event.sp + 8
+    why = result.fault or "a protection violation"
+    code = event.error_code or 0
+    access = page_fault_error_code_layout().decode(code).values
+    what = "write" if access["wr"] else "read"
+    if near_stack:
+        return CheckResult(
+            "stack-push",
+            False,
+            f"the instruction at {event.rip:#x} wrote the stack at {cr2:#x} "
+            f"(RSP {event.sp:#x}): {why} — the stack ran past its end",
+            {"cr2": cr2, "sp": event.sp},
+            Raised(PAGE_FAULT, code, cr2),
+            ("stack", f"page[{cr2 & ~0xFFF:#x}]"),
+        )
+    return CheckResult(
+        "page-walk",
+        False,
+        f"the instruction at {event.rip:#x} made a {what} at {cr2:#x}: {why}",
+        {"cr2": cr2},
+        Raised(PAGE_FAULT, code, cr2),
+        (f"page[{cr2 & ~0xFFF:#x}]",),
+    )
+
+
+def _origin(ev: Evidence, view: CpuView | None, step: ChainStep) -> CheckResult | None:
+    """What raised ``step`` when nothing being delivered did."""
+    hw = _hardware_origin(step)
+    if hw is not None or step.source != "exception" or view is None:
+        return hw
+    event = step.event
+    instruction = ev.instruction_at(event.rip)
+    if instruction in _IRET:
+        return _iret_origin(ev, view, event)
+    if step.vector == PAGE_FAULT:
+        return _page_fault_origin(ev, view, event)
+    return None
+
+
+def _code_agreement(predicted: Raised, row: LogRow, view: CpuView) -> tuple[Agreement, str]:
+    """Compare a predicted error code with the logged one, naming QEMU's known quirks."""
+    want, got = predicted.error_code, row.error_code
+    if want is None or got is None or want == got:
+        return "confirmed", ""
+    if want & ~1 == got:
+        return "quirk", (
+            f"{vector_name(row.vector)}: the log's error code {got:#x} lacks the EXT bit "
+            f"(QEMU TCG does not set it; a CPU pushes {want:#x})"
+        )
+    if want & 2 and view.mode == "ia32e" and got == (want >> 3) * 16 + 2:
+        return "quirk", (
+            f"{vector_name(row.vector)}: the log's error code {got:#x} is vector×16+2, QEMU "
+            f"< 8.0's long-mode quirk (QEMU bug #1382); the SDM's code is {want:#x}"
+        )
+    return "differs", (
+        f"{vector_name(row.vector)}: the model predicts error code {want:#x}, the log shows "
+        f"{got:#x}"
+    )
+
+
+def _predicted_rows(deliveries: Sequence[Delivery]) -> list[tuple[int, Raised | None, bool]]:
+    """The raises the model predicts after the first delivery: (vector, raise, delivered)."""
+    out: list[tuple[int, Raised | None, bool]] = []
+    for d in deliveries:
+        raised = d.raised
+        if raised is None:
+            break
+        mode = combine(d.event, raised.vector)
+        if mode == "deliver":
+            out.append((raised.vector, raised, True))
+        else:
+            out.append((raised.vector, raised, False))
+            if mode == "double-fault":
+                out.append((DOUBLE_FAULT, Raised(DOUBLE_FAULT, 0), True))
+    return out
+
+
+def _compare(
+    deliveries: Sequence[Delivery], triple: bool, rows: Sequence[LogRow], start: int, view: CpuView
+) -> tuple[Agreement, list[str], int]:
+    """Compare the model's raises with the log from row ``start + 1`` on; returns the
+    agreement, notes, and how many log rows the prediction covers."""
+    predicted = _predicted_rows(deliveries)
+    notes: list[str] = []
+    agreement: Agreement = "confirmed"
+    i = start + 1
+    for vector, raised, delivered in predicted:
+        if i >= len(rows):
+            notes.append(f"the model predicts {vector_name(vector)} next; the log ends")
+            return ("unknown" if agreement == "confirmed" else agreement), notes, i - start
+        row = rows[i]
+        if row.vector != vector or row.delivered != delivered:
+            notes.append(
+                f"the model predicts {vector_name(vector)} "
+                f"({'delivered' if delivered else 'folded into #DF'}); the log shows "
+                f"{vector_name(row.vector)} ({'delivered' if row.delivered else 'folded'})"
+            )
+            return "differs", notes, i - start
+        if raised is not None and row.delivered:
+            got, note = _code_agreement(raised, row, view)
+            if note:
+                notes.append(note)
+            if got == "differs" or (got == "quirk" and agreement == "confirmed"):
+                agreement = got
+        i += 1
+    if any(d.undecided for d in deliveries):
+        undecided = [c for d in deliveries for c in d.undecided]
+        notes.append("undecided: " + "; ".join(c.text for c in undecided[:3]))
+    if triple and not deliveries[-1].failed:
+        agreement = "differs"
+    return agreement, notes, i - start
+
+
+def _event_of(step: ChainStep, ext: bool) -> Event:
+    return Event(step.vector, step.source, step.event.error_code, ext)
+
+
+def explain_chain(chain: Chain, ev: Evidence) -> Explanation:
+    """Explain every event of ``chain`` with the model (see the module docstring)."""
+    rows = log_rows(chain)
+    accounts: list[Account] = []
+    i = 0
+    ext = False
+    while i < len(rows):
+        row = rows[i]
+        step = row.step
+        if step is None or not row.delivered:
+            i += 1
+            continue
+        view = _view(ev, step.event)
+        ext = step.source == "hardware" or (ext and step.source == "exception" and i > 0)
+        origin = _origin(ev, view, step)
+        if view is None:
+            accounts.append(Account(step, origin, (), False, "unknown", ("no state to model",)))
+            i += 1
+            continue
+        deliveries, triple = simulate(view, _event_of(step, ext))
+        agreement, notes, covered = _compare(deliveries, triple, rows, i, view)
+        accounts.append(Account(step, origin, deliveries, triple, agreement, tuple(notes)))
+        i += max(covered, 1)
+        ext = ext and deliveries[-1].failed is not None
+    first = _first_failure(accounts)
+    return Explanation(tuple(accounts), first, rows)
+
+
+def _first_failure(accounts: Sequence[Account]) -> Failure | None:
+    for account in accounts:
+        origin = account.origin
+        if origin is not None and origin.ok is False:
+            role: FailureRole = "event" if origin.id.startswith("hardware") else "origin"
+            return Failure(role, origin, account.step)
+        for d in account.deliveries:
+            if d.failed is not None:
+                return Failure("delivery", d.failed, account.step, d)
+    return None
+
+
+_last: list[tuple[Chain, Evidence, Explanation]] = []
+
+
+def explain(chain: Chain, ev: Evidence) -> Explanation:
+    """:func:`explain_chain`, computed once per (chain, evidence) for all the rules."""
+    for c, e, explanation in _last:
+        if c is chain and e is ev:
+            return explanation
+    explanation = explain_chain(chain, ev)
+    _last[:] = [(chain, ev, explanation)]
+    return explanation

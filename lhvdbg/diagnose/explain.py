@@ -21,6 +21,7 @@ from typing import Literal
 from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.errors import MemoryNotCaptured
 from lhvdbg.x86.delivery import (
     CheckResult,
     CpuView,
@@ -126,7 +127,14 @@ def _view(ev: Evidence, event: InterruptEvent) -> CpuView | None:
     cpu = event.registers or ev.cpu
     if cpu is None or ev.tables is None:
         return None
-    return CpuView.of(cpu, ev.tables, read_linear=ev.read, read_physical=ev.read_physical)
+
+    def read_linear(address: int, size: int) -> bytes:
+        data = ev.read(address, size)
+        if data is None:
+            raise MemoryNotCaptured(f"{address:#x}..{address + size:#x} was not collected")
+        return data
+
+    return CpuView.of(cpu, ev.tables, read_linear=read_linear, read_physical=ev.read_physical)
 
 
 def _hardware_origin(step: ChainStep) -> CheckResult | None:
@@ -278,7 +286,7 @@ def _compare(
 
 
 def _event_of(step: ChainStep, ext: bool) -> Event:
-    return Event(step.vector, step.source, step.event.error_code, ext)
+    return Event(step.vector, step.event.source, step.event.error_code, ext)
 
 
 def explain_chain(chain: Chain, ev: Evidence) -> Explanation:

@@ -1,70 +1,171 @@
 """The ``lhvdbg`` command line: argparse over the command registry.
 
 Every error reaches the user as one line ``lhvdbg: ...`` and a non-zero exit code;
-``--verbose`` adds the error's context (and the traceback of an internal error).
+``--verbose`` adds the error's context (and the traceback of an internal error). Ctrl-C
+and SIGTERM, at any moment after this module starts, end in one line and exit 130/143
+(:mod:`lhvdbg.signals`).
+
+Start-up stays light: ``--version`` imports nothing, ``--help`` reads the command index
+(``commands/index.py``) and ``lhvdbg CMD`` imports only CMD's module.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from collections.abc import Sequence
 
 from lhvdbg import __version__
-from lhvdbg.commands.registry import Context, Registry, load_all
-from lhvdbg.errors import LhvdbgError
+from lhvdbg.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, install, restore
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from lhvdbg.commands.entry import IndexEntry
+    from lhvdbg.commands.registry import Command
 
 EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
+DESCRIPTION = "A QEMU-GDB debugging workbench for bare-metal x86 kernels and hypervisors."
+# The global options: flags and help, declared once for the parser and the quick help.
+OPTIONS = (
+    (("-h", "--help"), "show this help and exit"),
+    (("--version",), "show the version and exit"),
+    (("-v", "--verbose"), "show error context and debug logs"),
+    (("--no-color",), "plain text output"),
+)
+_GLOBAL_FLAGS = ("-v", "--verbose", "--no-color")
 
 
-def build_parser(registry: Registry) -> argparse.ArgumentParser:
-    """The top-level parser with one sub-command per CLI command."""
-    parser = argparse.ArgumentParser(
-        prog="lhvdbg",
-        description="A QEMU-GDB debugging workbench for bare-metal x86 kernels and hypervisors.",
-    )
-    parser.add_argument("--version", action="version", version=f"lhvdbg {__version__}")
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show error context and debug logs"
-    )
-    parser.add_argument("--no-color", action="store_true", help="plain text output")
+def build_parser(
+    entries: Sequence[IndexEntry], loaded: Sequence[Command] = ()
+) -> argparse.ArgumentParser:
+    """The top-level parser: one sub-command per CLI command of the index; the commands in
+    ``loaded`` get their full arguments (the others are only listed)."""
+    from lhvdbg.commands.parsing import ArgumentParser
+
+    parser = ArgumentParser(prog="lhvdbg", description=DESCRIPTION, add_help=False)
+    for flags, text in OPTIONS:
+        if "--help" in flags:
+            parser.add_argument(*flags, action="help", help=text)
+        elif "--version" in flags:
+            parser.add_argument(*flags, action="version", version=f"lhvdbg {__version__}")
+        else:
+            parser.add_argument(*flags, action="store_true", help=text)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for cmd in registry.offered_in("cli"):
+    full = {cmd.name: cmd for cmd in loaded}
+    for entry in sorted(entries, key=lambda e: (e.category, e.name)):
+        if "cli" not in entry.where:
+            continue
         sub = subparsers.add_parser(
-            cmd.name, help=cmd.summary, description=cmd.summary, aliases=list(cmd.aliases)
+            entry.name, help=entry.summary, description=entry.summary, aliases=entry.aliases
         )
-        if cmd.configure is not None:
+        cmd = full.get(entry.name)
+        if cmd is not None and cmd.configure is not None:
             cmd.configure(sub)
-        sub.set_defaults(_command=cmd.name)
+        sub.set_defaults(_command=entry.name)
     return parser
+
+
+def quick_help(entries: Sequence[IndexEntry]) -> str:
+    """The top-level help, from the index alone (argparse is not even imported): the
+    global options and every CLI command with its summary, by category."""
+    commands = sorted((e for e in entries if "cli" in e.where), key=lambda e: (e.category, e.name))
+    options = [(", ".join(flags), text) for flags, text in OPTIONS]
+    width = max(len(name) for name in [*(e.name for e in commands), *(o for o, _ in options)])
+    usage = " ".join(f"[{flags[0]}]" for flags, _ in OPTIONS)
+    lines = [f"usage: lhvdbg {usage} COMMAND ...", "", DESCRIPTION, "", "commands:"]
+    category = None
+    for entry in commands:
+        if entry.category != category:
+            category = entry.category
+            lines.append(f"  {category}:")
+        lines.append(f"    {entry.name:<{width}}  {entry.summary}")
+    lines += ["", "options:"]
+    lines += [f"    {flags:<{width}}  {text}" for flags, text in options]
+    lines += ["", "lhvdbg COMMAND --help shows the options of a command."]
+    return "\n".join(lines) + "\n"
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The first word after the global flags: the command's name (or None)."""
+    for word in argv:
+        if word not in _GLOBAL_FLAGS:
+            return None if word.startswith("-") else word
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
-    registry = load_all()
-    parser = build_parser(registry)
-    args = parser.parse_args(argv)
-    if getattr(args, "_command", None) is None:
-        parser.print_help()
-        return 2
-    if args.verbose:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
-    color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    ctx = Context(stdout=sys.stdout, color=color)
+    previous = install()
     try:
-        return registry.get(args._command).run(args, ctx)
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        return _ended("interrupted", EXIT_INTERRUPTED)
+    except Terminated:
+        return _ended("terminated", EXIT_TERMINATED)
+    finally:
+        restore(previous)
+
+
+def _ended(how: str, status: int) -> int:
+    """The one line of a signal's ending (none when stderr is gone)."""
+    from contextlib import suppress  # only now: contextlib is not needed on the fast path
+
+    with suppress(OSError, ValueError):
+        print(f"lhvdbg: {how}", file=sys.stderr)
+    return status
+
+
+def _main(argv: list[str]) -> int:
+    if argv == ["--version"]:
+        print(f"lhvdbg {__version__}")
+        return 0
+    if argv in ([], ["-h"], ["--help"]):
+        from lhvdbg.commands.index import COMMANDS
+
+        sys.stdout.write(quick_help(COMMANDS))
+        return 0 if argv else 2
+    verbose = any(word in ("-v", "--verbose") for word in argv)
+    from lhvdbg.errors import LhvdbgError
+
+    try:
+        from lhvdbg.commands.index import COMMANDS
+
+        entries: Sequence[IndexEntry] = COMMANDS
+        name = _command_word(argv)
+        names = {n for e in entries if "cli" in e.where for n in (e.name, *e.aliases)}
+        loaded: list[Command] = []
+        if name in names:
+            from lhvdbg.commands.registry import load_command
+
+            loaded = [load_command(name, COMMANDS)]
+        elif name is not None:  # not in the index (stale): ask every module
+            from lhvdbg.commands.registry import index_entries, load_all
+
+            registry = load_all()
+            entries = index_entries(registry)
+            loaded = [registry.get(name)] if name in registry else []
+        parser = build_parser(entries, loaded)
+        args = parser.parse_args(argv)
+        if getattr(args, "_command", None) is None:
+            sys.stdout.write(quick_help(entries))
+            return 2
+        if args.verbose:
+            import logging
+
+            logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+        import os
+
+        color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        from lhvdbg.commands.registry import Context
+
+        ctx = Context(stdout=sys.stdout, color=color)
+        return loaded[0].run(args, ctx)
     except LhvdbgError as error:
         print(f"lhvdbg: {error}", file=sys.stderr)
-        if args.verbose and error.details():
+        if verbose and error.details():
             print(error.details(), file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("lhvdbg: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
     except Exception as error:  # the last line of defence: never a traceback by default
@@ -73,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(run with --verbose for the traceback)",
             file=sys.stderr,
         )
-        if args.verbose:
+        if verbose:
             import traceback
 
             traceback.print_exc()

@@ -19,19 +19,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lhvdbg.errors import UsageError
-from lhvdbg.machine.session import DEFAULT_ARCH, DEFAULT_VARIANT, LaunchConfig
 
 if TYPE_CHECKING:
     from lhvdbg.commands.registry import Context
-    from lhvdbg.machine.session import Session
+    from lhvdbg.machine.session import LaunchConfig, Session
     from lhvdbg.state.target import Target
 
 
 def add_launch_arguments(
     parser: argparse.ArgumentParser,
     *,
-    default_variant: str = DEFAULT_VARIANT,
-    default_arch: str = DEFAULT_ARCH,
+    default_variant: str | None = None,
+    default_arch: str | None = None,
 ) -> None:
     """Add the launch options to ``parser`` (in an argument group "launch").
 
@@ -39,8 +38,12 @@ def add_launch_arguments(
     none, the firmware ``default_variant`` of ``--arch``), ``--arch amd64|i386``,
     ``--accel tcg|kvm|auto`` (default tcg), ``--memory MB``, ``--append TEXT``,
     ``--qemu-arg ARG`` (repeatable), ``--symbols ELF``, ``--qemu-system x86_64|i386``,
-    ``--no-debug-exit``.
+    ``--no-debug-exit``. The defaults are the session's (DEFAULT_VARIANT, DEFAULT_ARCH).
     """
+    from lhvdbg.machine.session import DEFAULT_ARCH, DEFAULT_VARIANT
+
+    default_variant = default_variant or DEFAULT_VARIANT
+    default_arch = default_arch or DEFAULT_ARCH
     group = parser.add_argument_group("launch")
     which = group.add_mutually_exclusive_group()
     which.add_argument(
@@ -96,11 +99,17 @@ def add_snapshot_argument(parser: argparse.ArgumentParser) -> None:
 def launch_config_from_args(args: argparse.Namespace) -> LaunchConfig:
     """The LaunchConfig the parsed launch options describe (UsageError if inconsistent;
     the kernel itself is checked when the session starts)."""
+    from lhvdbg.machine.session import DEFAULT_ARCH, DEFAULT_VARIANT, LaunchConfig
+
     kernel = getattr(args, "kernel", None)
     cdrom = getattr(args, "cdrom", None)
     variant = getattr(args, "variant", None)
     if kernel is None and cdrom is None and variant is None:
         variant = getattr(args, "_default_variant", DEFAULT_VARIANT)
+    if cdrom is not None:  # QEMU reads it: check here what lhvdbg's own reads check
+        from lhvdbg.files import CDROM, check_file
+
+        check_file(cdrom, CDROM)
     memory = int(getattr(args, "memory", 128))
     if memory < 2:
         raise UsageError(f"--memory {memory}: give the guest RAM in MiB (at least 2)")

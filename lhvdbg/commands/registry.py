@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from lhvdbg.commands.entry import IndexEntry
+from lhvdbg.commands.parsing import ArgumentParser
 from lhvdbg.errors import UsageError
 
 if TYPE_CHECKING:
+    from lhvdbg.machine.session import Session
     from lhvdbg.state.target import Target
 
 RunFunction = Callable[[argparse.Namespace, "Context"], int]
@@ -49,11 +51,9 @@ class Command:
         return parser
 
 
-class ShellArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser that raises UsageError instead of exiting the process."""
-
-    def error(self, message: str) -> Any:  # argparse's signature is NoReturn
-        raise UsageError(f"{self.prog}: {message}")
+class ShellArgumentParser(ArgumentParser):
+    """The parser of a command in the shell and scenarios: ``--help`` does not end the
+    process."""
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
@@ -83,13 +83,16 @@ class Context:
     color: bool = True
     width: int | None = None
     target: Target | None = None
-    session: Any = None
+    session: Session | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    result: object = None  # the value the last command gave as data (``print_json``)
 
     def print_json(self, data: object) -> None:
-        """Write ``data`` as indented JSON (integers stay integers)."""
+        """Give ``data`` as the command's result (kept in ``result``, which scenarios read
+        as data) and write it as indented JSON (integers stay integers)."""
         import json
 
+        self.result = data
         self.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
     def print(self, *renderables: object, soft_wrap: bool = False) -> None:
@@ -178,14 +181,72 @@ def command(
     return register
 
 
-_SKIP = {"registry", "options"}
+_SKIP = {"registry", "options", "index", "parsing", "entry"}
 
 
 def load_all() -> Registry:
     """Import every command module in ``lhvdbg.commands`` once; return the registry."""
+    import pkgutil
+
     import lhvdbg.commands as package
 
     for info in pkgutil.iter_modules(package.__path__):
         if info.name not in _SKIP and not info.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{info.name}")
     return REGISTRY
+
+
+def index_entries(registry: Registry) -> list[IndexEntry]:
+    """The index rows of every command in ``registry`` (name order)."""
+    return [
+        IndexEntry(
+            name=cmd.name,
+            module=cmd.run.__module__,
+            summary=cmd.summary,
+            category=cmd.category,
+            aliases=cmd.aliases,
+            where=tuple(sorted(cmd.where)),
+        )
+        for cmd in sorted(registry, key=lambda c: c.name)
+    ]
+
+
+def index_text(registry: Registry) -> str:
+    """The source of ``lhvdbg/commands/index.py`` for ``registry``."""
+    lines = [
+        "# ruff: noqa: E501",
+        '"""Generated from the command registry: which module defines each command, so',
+        "``lhvdbg --help`` and ``lhvdbg CMD`` import one module, not all of them.",
+        "",
+        "Regenerate after adding or renaming a command (a unit test compares it with the",
+        "registry)::",
+        "",
+        "    .venv/bin/python -c 'from lhvdbg.commands.registry import write_index; write_index()'",
+        '"""',
+        "",
+        "from lhvdbg.commands.entry import IndexEntry",
+        "",
+        "COMMANDS = (",
+    ]
+    for entry in index_entries(registry):
+        lines.append(f"    {entry!r},")
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def write_index() -> None:
+    """Rewrite ``lhvdbg/commands/index.py`` from the loaded registry."""
+    from pathlib import Path
+
+    import lhvdbg.commands as package
+
+    (Path(package.__path__[0]) / "index.py").write_text(index_text(load_all()))
+
+
+def load_command(name: str, entries: Sequence[IndexEntry]) -> Command:
+    """The command ``name`` (or an alias), importing only the module the index names."""
+    for entry in entries:
+        if name == entry.name or name in entry.aliases:
+            importlib.import_module(entry.module)
+            return REGISTRY.get(entry.name)
+    return load_all().get(name)

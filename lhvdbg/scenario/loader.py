@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from lhvdbg.errors import ScenarioError
+from lhvdbg.files import SCENARIO, read_text
 from lhvdbg.scenario.assertions import as_number
 from lhvdbg.scenario.model import OPERATORS, STEP_ACTIONS, Expectation, Origin, Scenario, Step
 from lhvdbg.scenario.paths import parse_path
@@ -152,12 +153,7 @@ def _show(value: object) -> str:
 def load_scenario(path: Path | str) -> Scenario:
     """Read and check one scenario file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}", file=str(path)) from exc
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text", file=str(path)) from exc
+    text = read_text(path, SCENARIO)
     return parse_scenario(text, name=str(path), path=path)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lhvdbg.errors import KernelError
+from lhvdbg.files import KERNEL, SYMBOLS, read_bytes
 
 ELF_MAGIC = b"\x7fELF"
 MULTIBOOT_MAGIC = 0x1BADB002
@@ -168,7 +169,7 @@ def inspect_kernel(path: Path | str) -> KernelInfo:
     info = inspect_elf(path)
     header = info.multiboot
     if header is None:
-        image = info.path.read_bytes()
+        image = read_bytes(info.path, KERNEL)
         hint = (
             " (it has a multiboot2 header, which QEMU -kernel cannot load: use --cdrom)"
             if _has_multiboot2(image)
@@ -209,10 +210,11 @@ def elf_class_quick(path: Path | str) -> int:
 
 
 def _head(path: Path) -> bytes:
+    """The first bytes of ``path``; empty when it is not a readable regular file within the
+    limit (the full check then raises the detailed error)."""
     try:
-        with open(path, "rb") as f:
-            return f.read(MULTIBOOT_SEARCH + 32)
-    except OSError:
+        return read_bytes(path, KERNEL, head=MULTIBOOT_SEARCH + 32)
+    except KernelError:
         return b""
 
 
@@ -231,14 +233,7 @@ def inspect_elf(path: Path | str) -> KernelInfo:
     """Read an x86 ELF's facts (a symbol file need not be bootable: ``multiboot`` may be
     None); KernelError when it is missing, not an ELF, malformed or not x86."""
     path = Path(path)
-    try:
-        image = path.read_bytes()
-    except FileNotFoundError:
-        raise KernelError(f"kernel not found: {path}", path=str(path)) from None
-    except IsADirectoryError:
-        raise KernelError(f"kernel is a directory, not a file: {path}") from None
-    except OSError as exc:
-        raise KernelError(f"cannot read kernel {path}: {exc.strerror}") from exc
+    image = read_bytes(path, KERNEL)
     if image[:4] != ELF_MAGIC:
         raise KernelError(f"{path}: not an ELF file (no ELF magic)", path=str(path))
     if len(image) < 52:
@@ -435,7 +430,7 @@ def dwarf_enum(path: Path | str, enum_name: str) -> dict[int, str]:
     from elftools.elf.elffile import ELFFile
 
     try:
-        elf = ELFFile(io.BytesIO(Path(path).read_bytes()))
+        elf = ELFFile(io.BytesIO(read_bytes(path, SYMBOLS)))
         if not elf.has_dwarf_info():
             return {}
         wanted = enum_name.encode()
@@ -451,6 +446,6 @@ def dwarf_enum(path: Path | str, enum_name: str) -> dict[int, str]:
                     if cname is not None and cval is not None:
                         out[int(cval.value)] = cname.value.decode(errors="replace")
                 return out
-    except (OSError, ELFError, DWARFError, ValueError, KeyError):
+    except (OSError, KernelError, ELFError, DWARFError, ValueError, KeyError):
         return {}
     return {}

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from lhvdbg.errors import MemoryNotCaptured, SnapshotError
+from lhvdbg.files import SNAPSHOT, read_bytes
 from lhvdbg.x86.cpustate import (
     SEGMENT_NAMES,
     Arch,
@@ -432,10 +433,4 @@ def save_snapshot(s: Snapshot, path: str | os.PathLike[str]) -> None:
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """Read and validate a snapshot file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise SnapshotError(
-            f"{path}: cannot read: {exc.strerror or exc}", origin=str(path)
-        ) from exc
-    return loads_snapshot(data, str(path))
+    return loads_snapshot(read_bytes(Path(path), SNAPSHOT), str(path))

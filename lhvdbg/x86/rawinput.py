@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lhvdbg.errors import DecodeError
+from lhvdbg.files import RAW_BYTES, read_bytes
 
 _HEX = re.compile(r"^(0x)?[0-9a-f]+$", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[\s,:]+")
@@ -41,11 +42,7 @@ def _tokens(values: Sequence[str]) -> list[str]:
 
 def read_value_file(spec: str) -> bytes:
     """The bytes of ``@FILE``: a hex dump if the file is hex text, raw bytes otherwise."""
-    path = Path(spec[1:])
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    data = read_bytes(Path(spec[1:]), RAW_BYTES)
     try:
         text = data.decode("ascii")
     except UnicodeDecodeError:

@@ -137,7 +137,7 @@ def test_registers_and_pte(capsys: pytest.CaptureFixture[str]) -> None:
         (["error-code", "0", "--vector", "3"], "vector 3 (#BP) pushes no error code"),
         (["selector", "0x10000"], "does not fit selector"),
         (["tss32", "abc"], "not a hex byte string"),
-        (["tss32", "@/nonexistent/file"], "cannot read /nonexistent/file"),
+        (["tss32", "@/nonexistent/file"], "raw-bytes file not found: /nonexistent/file"),
         (["pte", "0x1", "--level", "5"], "no level 5"),
         (["eflags", "1", "2"], "takes one value, got 2"),
         (["selector", "8", "--vector", "3"], "--vector applies only to error-code"),

@@ -1,0 +1,52 @@
+"""How lhvdbg ends on SIGINT and SIGTERM: one line (or none), exit 130 or 143.
+
+The CLI calls :func:`install` first of all. SIGTERM then raises :class:`Terminated` in the
+main thread and SIGINT raises KeyboardInterrupt (Python's own handler), so the
+``with Session(...)`` blocks unwind and close QEMU and gdb exactly as on an error; the CLI
+turns either into one line and the shell's conventional exit status (128 + signal number).
+SIGINT keeps Python's handler (the shell absorbs a Ctrl-C and goes on, so a later one must
+still arrive); after a SIGTERM further ones are ignored, so the clean-up it started is not
+cut short (QEMU and gdb also die with lhvdbg: they run with PDEATHSIG).
+
+Imports only the standard library's ``signal``: it is installed before anything slow.
+"""
+
+from __future__ import annotations
+
+import signal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from types import FrameType
+
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind as for Ctrl-C, but end the program (not only a command).
+
+    A BaseException, so ``except Exception`` blocks do not swallow it."""
+
+
+def _on_terminate(number: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the first one decided how we end
+    raise Terminated
+
+
+Handler = object  # what signal.signal returns: a callable, SIG_DFL/SIG_IGN, or None
+
+
+def install() -> Handler | None:
+    """SIGTERM raises :class:`Terminated` (once) from now on; returns the handler it
+    replaced, for :func:`restore`. Outside the main thread nothing changes (None)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_terminate)
+    except ValueError:  # not the main thread: Python only lets that thread set handlers
+        return None
+
+
+def restore(previous: Handler | None) -> None:
+    """Put back the SIGTERM handler :func:`install` replaced (the CLI may run in a test)."""
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]

@@ -1,5 +1,9 @@
-/* Multiboot command line: QEMU passes "<kernel path> <-append text>", GRUB "<path> <args>". */
+/*
+ * Multiboot command line: QEMU passes "<kernel path> <-append text>", GRUB "<path> <args>".
+ * Run settings here; fault-injection words go to lhv/fault.h.
+ */
 #include "lhv/cmdline.h"
+#include "lhv/fault.h"
 
 static bool word_is_space(char c) { return c == ' ' || c == '\t'; }
 
@@ -28,7 +32,9 @@ void cmdline_parse(const char *cmdline, struct run_settings *s)
 		parse_number(p, "every=", 1, &s->tick_every);
 		parse_number(p, "hz=", 19, &s->pit_hz); /* the PIT divisor is 16 bits */
 		parse_number(p, "softint=", 0, &s->soft_int);
+		const char *word = p;
 		while (*p && !word_is_space(*p))
 			p++;
+		fault_parse_word(word, (unsigned int)(p - word));
 	}
 }

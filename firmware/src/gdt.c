@@ -20,7 +20,8 @@
 #define FLAT32(access) (DESC_FLAT_LIMIT | DESC_G | DESC_DB | DESC_ACCESS(access))
 #define FLAT64(access) (DESC_FLAT_LIMIT | DESC_G | DESC_L | DESC_ACCESS(access))
 
-__attribute__((aligned(16))) uint64_t gdt[GDT_ENTRIES] = {
+/* .data.gdt then .data.gdt_extra: the linker scripts place them back to back. */
+__attribute__((aligned(16), section(".data.gdt"))) uint64_t gdt[GDT_ENTRIES] = {
 #ifdef __x86_64__
 	[SEL_KERNEL_CS / 8] = FLAT64(ACCESS_CODE_DPL0),
 	[SEL_KERNEL_CS32 / 8] = FLAT32(ACCESS_CODE_DPL0),
@@ -35,17 +36,47 @@ __attribute__((aligned(16))) uint64_t gdt[GDT_ENTRIES] = {
 #endif
 };
 
-void gdt_set_tss(uintptr_t base, uint32_t limit)
+#define ACCESS_NP(a) ((a) & 0x7f) /* P = 0 */
+#define DESC_BYTE_LIMIT_4K 0x0fffULL /* limit 0xfff, G = 0: 4 KiB */
+
+/* The fault cases' descriptors (lhv/layout.h); GDTR covers them only in fault mode. */
+__attribute__((aligned(8), section(".data.gdt_extra"))) uint64_t gdt_extra[GDT_EXTRA_ENTRIES] = {
+#ifdef __x86_64__
+	[(SEL_NP_CODE / 8) - GDT_ENTRIES] = FLAT64(ACCESS_NP(ACCESS_CODE_DPL0)),
+	[(SEL_NP_DATA / 8) - GDT_ENTRIES] = FLAT32(ACCESS_NP(ACCESS_DATA_DPL0)),
+#else
+	[(SEL_DF_TSS / 8) - GDT_ENTRIES] = 0, /* tss_init_df_task */
+	[(SEL_NP_CODE / 8) - GDT_ENTRIES] = FLAT32(ACCESS_NP(ACCESS_CODE_DPL0)),
+	[(SEL_NP_DATA / 8) - GDT_ENTRIES] = FLAT32(ACCESS_NP(ACCESS_DATA_DPL0)),
+	[(SEL_SMALL_CODE / 8) - GDT_ENTRIES] =
+		DESC_BYTE_LIMIT_4K | DESC_DB | DESC_ACCESS(ACCESS_CODE_DPL0),
+#endif
+};
+
+/* The descriptor at selector sel, in gdt or gdt_extra. */
+static uint64_t *descriptor_slot(uint16_t sel)
+{
+	unsigned int index = sel / 8;
+
+	return index < GDT_ENTRIES ? &gdt[index] : &gdt_extra[index - GDT_ENTRIES];
+}
+
+void gdt_set_tss_at(uint16_t sel, uintptr_t base, uint32_t limit)
 {
 	uint64_t b = (uint64_t)base;
+	uint64_t *slot = descriptor_slot(sel);
 
-	gdt[SEL_TSS / 8] = (limit & 0xffffULL) | ((b & 0xffffffULL) << 16) |
+	slot[0] = (limit & 0xffffULL) | ((b & 0xffffffULL) << 16) |
 			   DESC_ACCESS(ACCESS_TSS_AVAILABLE) | ((uint64_t)(limit >> 16 & 0xf) << 48) |
 			   ((b >> 24 & 0xff) << 56);
 #ifdef __x86_64__
-	gdt[SEL_TSS / 8 + 1] = b >> 32; /* a 64-bit TSS descriptor is 16 bytes */
+	slot[1] = b >> 32; /* a 64-bit TSS descriptor is 16 bytes */
 #endif
 }
+
+void gdt_set_tss(uintptr_t base, uint32_t limit) { gdt_set_tss_at(SEL_TSS, base, limit); }
+
+bool gdt_extra_follows(void) { return (uintptr_t)gdt_extra == (uintptr_t)gdt + sizeof(gdt); }
 
 static void load_data_segments(uint16_t selector)
 {
@@ -59,9 +90,12 @@ static void load_data_segments(uint16_t selector)
 			 : "memory");
 }
 
-void gdt_load(void)
+void gdt_load(bool with_extra)
 {
-	struct table_register gdtr = {.limit = sizeof(gdt) - 1, .base = (uintptr_t)gdt};
+	struct table_register gdtr = {
+		.limit = with_extra ? GDT_LIMIT_WITH_EXTRA : GDT_LIMIT,
+		.base = (uintptr_t)gdt,
+	};
 
 	__asm__ volatile("lgdt %0" : : "m"(gdtr));
 #ifdef __x86_64__

@@ -46,6 +46,12 @@ void idt_init(void)
 		idt_set_gate(v, isr_stub_table[v], ist, present);
 	}
 
-	struct table_register idtr = {.limit = sizeof(idt) - 1, .base = (uintptr_t)idt};
+	idt_load(sizeof(idt) - 1);
+}
+
+void idt_load(uint16_t limit)
+{
+	struct table_register idtr = {.limit = limit, .base = (uintptr_t)idt};
+
 	__asm__ volatile("lidt %0" : : "m"(idtr));
 }

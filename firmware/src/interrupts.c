@@ -3,11 +3,13 @@
 #include "lhv/config.h"
 #include "lhv/console.h"
 #include "lhv/exceptions.h"
+#include "lhv/fault.h"
 #include "lhv/keyboard.h"
 #include "lhv/lapic.h"
 #include "lhv/layout.h"
 #include "lhv/pic.h"
 #include "lhv/pit.h"
+#include "lhv/user.h"
 
 volatile unsigned long soft_test_calls;
 volatile unsigned long spurious_irq7;
@@ -59,6 +61,9 @@ void isr_dispatch(struct int_frame *f)
 	case VEC_PIT:
 		pit_irq();
 		maybe_corrupt_return_frame(f);
+		fault_corrupt_return_frame(f);
+		if (user_mode_active)
+			user_pit_tick();
 		return;
 	case VEC_KEYBOARD:
 		keyboard_irq();

@@ -7,6 +7,7 @@
 #include "lhv/config.h"
 #include "lhv/console.h"
 #include "lhv/exit.h"
+#include "lhv/fault.h"
 #include "lhv/gdt.h"
 #include "lhv/idt.h"
 #include "lhv/interrupts.h"
@@ -18,6 +19,7 @@
 #include "lhv/pic.h"
 #include "lhv/pit.h"
 #include "lhv/tss.h"
+#include "lhv/user.h"
 
 /* PIC masks after remapping: IRQ0 (PIT), IRQ1 (keyboard), IRQ2 (cascade) open. */
 #define PIC_MASK_PIT_KBD_CASCADE 0xfff8
@@ -104,21 +106,34 @@ void kernel_main(uint32_t magic, uint32_t mbi_addr)
 	kprintf("settings: ticks=%u every=%u hz=%u softint=%u cmdline=\"%s\"\n", s.ticks,
 		s.tick_every, s.pit_hz, s.soft_int, cmdline ? cmdline : "");
 
+	bool load_tr = cfg->load_tr && !fault_plan.no_ltr;
+
 	tss_init();
-	gdt_load();
-	if (cfg->load_tr)
+	fault_apply_tss();
+	gdt_load(fault_plan.active);
+	if (load_tr)
 		tss_load();
 	idt_init();
 	paging_init();
 	kprintf("tables: gdt=%p idt=%p tss=%p ltr=%s\n", (void *)gdt, (void *)idt, (void *)&tss,
-		cfg->load_tr ? "yes" : "no");
+		load_tr ? "yes" : "no");
 
-	if (cfg->remap_pic)
-		pic_init(PIC_MASTER_BASE, PIC_SLAVE_BASE, PIC_MASK_PIT_KBD_CASCADE);
-	kprintf("pic: %s\n", cfg->remap_pic ? "remapped to 0x20/0x28" : "left at the BIOS mapping");
+	uint8_t master = PIC_MASTER_BASE, slave = PIC_SLAVE_BASE;
+	uint16_t mask = PIC_MASK_PIT_KBD_CASCADE;
+	if (cfg->remap_pic) {
+		fault_adjust_pic(&master, &slave, &mask);
+		pic_init(master, slave, mask);
+		kprintf("pic: remapped to 0x%02x/0x%02x\n", master, slave);
+	} else {
+		kprintf("pic: left at the BIOS mapping\n");
+	}
 	pit_init(s.pit_hz);
-	bool lapic = lapic_init(VEC_LAPIC_TIMER, cfg->lapic_count);
-	kprintf("lapic: %s\n", lapic ? "timer periodic on vector 0x22" : "absent");
+	uint8_t lapic_vector = fault_lapic_timer_vector(VEC_LAPIC_TIMER);
+	if (lapic_init(lapic_vector, cfg->lapic_count))
+		kprintf("lapic: timer periodic on vector 0x%02x\n", lapic_vector);
+	else
+		kprintf("lapic: absent\n");
+	fault_apply_devices();
 
 	if (s.soft_int) {
 		uintptr_t answer = soft_interrupt_round_trip(0x1234);
@@ -128,12 +143,15 @@ void kernel_main(uint32_t magic, uint32_t mbi_addr)
 		kprintf("int 0x30: skipped (KVM; softint=1 forces it)\n");
 	}
 
-	if (cfg->stack_overflow) {
+	fault_apply_idt();
+	if (cfg->stack_overflow || fault_plan.overflow) {
 		kprintf("stack-overflow: recursing from sp=%p toward the guard page\n",
 			__builtin_frame_address(0));
 		recurse(0);
 	}
 
+	if (fault_plan.user)
+		user_enter(&s, fault_user_int_vector());
 	kprintf("sti\n");
 	sti();
 	count_ticks(&s);

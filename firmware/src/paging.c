@@ -64,3 +64,22 @@ void paging_init(void)
 	write_cr0(read_cr0() | CR0_PG | CR0_WP);
 #endif
 }
+
+/* Set U/S at every level that has it (PAE PDPTEs have none), then flush the TLB. */
+void paging_allow_user(void)
+{
+#ifdef __x86_64__
+	extern uint64_t boot_pml4[PT_ENTRIES], boot_pdpt[PT_ENTRIES];
+
+	boot_pml4[0] |= PTE_USER;
+	for (unsigned int i = 0; i < 4; i++)
+		boot_pdpt[i] |= PTE_USER;
+#endif
+	for (unsigned int i = 0; i < PD_ENTRIES; i++)
+		if (boot_pd[i] & PTE_PRESENT)
+			boot_pd[i] |= PTE_USER;
+	for (unsigned int i = 0; i < PT_ENTRIES; i++)
+		if (stack_pt[i] & PTE_PRESENT)
+			stack_pt[i] |= PTE_USER;
+	write_cr3(read_cr3());
+}

@@ -1,6 +1,7 @@
 /* One TSS (one page) for the one CPU, filled as LHV and Pebbles do. */
 #include "lhv/tss.h"
 #include "lhv/gdt.h"
+#include "lhv/io.h"
 #include "lhv/layout.h"
 
 _Static_assert(sizeof(struct tss) == TSS_LIMIT + 1, "TSS layout");
@@ -11,6 +12,10 @@ __attribute__((aligned(PAGE_SIZE))) struct tss tss;
 
 #ifdef __x86_64__
 __attribute__((aligned(16))) static uint8_t ist1_stack[IST_STACK_SIZE];
+__attribute__((aligned(16))) static uint8_t ist2_stack[IST_STACK_SIZE];
+#else
+__attribute__((aligned(PAGE_SIZE))) struct tss df_tss;
+__attribute__((aligned(16))) static uint8_t df_task_stack[IST_STACK_SIZE];
 #endif
 
 void tss_init(void)
@@ -30,3 +35,25 @@ void tss_load(void)
 {
 	__asm__ volatile("ltr %w0" : : "r"((uint16_t)SEL_TSS) : "memory");
 }
+
+#ifdef __x86_64__
+uintptr_t tss_ist2_stack_top(void) { return (uintptr_t)(ist2_stack + sizeof(ist2_stack)); }
+#else
+/*
+ * The #DF task (Intel SDM Vol. 3A §7.2, §6.12.2): a TSS of its own, entered through a
+ * task gate, starting at `entry` on its own stack with the current page tables.
+ */
+void tss_init_df_task(uintptr_t entry)
+{
+	df_tss.eip = entry;
+	df_tss.esp = (uintptr_t)(df_task_stack + sizeof(df_task_stack));
+	df_tss.esp0 = df_tss.esp;
+	df_tss.ss0 = SEL_KERNEL_DS;
+	df_tss.cs = SEL_KERNEL_CS;
+	df_tss.ss = df_tss.ds = df_tss.es = df_tss.fs = df_tss.gs = SEL_KERNEL_DS;
+	df_tss.eflags = 0x2; /* bit 1 is always set; IF = 0 */
+	df_tss.cr3 = read_cr3();
+	df_tss.iomap_base = sizeof(df_tss);
+	gdt_set_tss_at(SEL_DF_TSS, (uintptr_t)&df_tss, TSS_LIMIT);
+}
+#endif

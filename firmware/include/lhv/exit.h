@@ -15,9 +15,10 @@
 #ifndef LHV_EXIT_H
 #define LHV_EXIT_H
 
+#include "lhv/abi.h"
 #include "lhv/types.h"
 
-#define LHV_EXIT_PORT 0xf4
+#define LHV_EXIT_PORT LHV_PORT_DEBUG_EXIT
 
 enum lhv_exit_code {
 	LHV_EXIT_OK = 0x10,

@@ -6,6 +6,10 @@
 #include "lhv/types.h"
 
 #define GATE_INTERRUPT_DPL0 0x8e /* present, DPL 0, 32/64-bit interrupt gate */
+#define GATE_TASK 0x85           /* present, DPL 0, task gate (protected mode only) */
+#define GATE_PRESENT 0x80
+#define GATE_DPL_SHIFT 5
+#define GATE_TYPE_MASK 0x0f
 
 #ifdef __x86_64__
 struct __attribute__((packed)) idt_gate {
@@ -33,5 +37,7 @@ extern const uintptr_t isr_stub_table[IDT_ENTRIES];
 
 /* Fill all 256 gates as the variant's configuration says, then lidt. */
 void idt_init(void);
+/* lidt with the table `idt` and this limit. */
+void idt_load(uint16_t limit);
 
 #endif

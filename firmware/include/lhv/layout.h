@@ -8,7 +8,7 @@
 
 #define PAGE_SIZE 4096
 #define BOOT_STACK_SIZE 16384 /* boot_stack .. boot_stack_top; a guard page lies below */
-#define IST_STACK_SIZE 4096   /* amd64 IST1 stack (tss.ist[0]) */
+#define IST_STACK_SIZE 4096   /* amd64 IST1 stack (tss.ist[0]); IST2 (`df-ist=2`) the same */
 
 /* GDT selectors (index * 8 | RPL), LHV's layout. */
 #ifdef __x86_64__
@@ -19,6 +19,11 @@
 #define SEL_USER_CS (0x30 | 3)
 #define SEL_USER_DS (0x38 | 3)
 #define GDT_ENTRIES 8
+/* Extra slots right after the table, inside GDTR's limit only when the command line
+ * injects a fault (lhv/fault.h): descriptors a fault case can name. */
+#define SEL_NP_CODE 0x40 /* 64-bit code, DPL 0, NOT present */
+#define SEL_NP_DATA 0x48 /* data, DPL 0, NOT present */
+#define GDT_EXTRA_ENTRIES 2
 #else
 #define SEL_KERNEL_CS 0x08 /* 32-bit code, DPL 0 */
 #define SEL_KERNEL_DS 0x10 /* data, DPL 0 */
@@ -26,8 +31,16 @@
 #define SEL_USER_CS (0x20 | 3)
 #define SEL_USER_DS (0x28 | 3)
 #define GDT_ENTRIES 6
+/* Extra slots right after the table, inside GDTR's limit only when the command line
+ * injects a fault (lhv/fault.h). */
+#define SEL_DF_TSS 0x30     /* the #DF task's TSS (`df-task`: IDT[8] is a task gate to it) */
+#define SEL_NP_CODE 0x38    /* 32-bit code, DPL 0, NOT present */
+#define SEL_NP_DATA 0x40    /* data, DPL 0, NOT present */
+#define SEL_SMALL_CODE 0x48 /* 32-bit code, DPL 0, base 0, limit 0xfff (bytes) */
+#define GDT_EXTRA_ENTRIES 4
 #endif
 #define GDT_LIMIT (GDT_ENTRIES * 8 - 1)
+#define GDT_LIMIT_WITH_EXTRA ((GDT_ENTRIES + GDT_EXTRA_ENTRIES) * 8 - 1)
 
 /* Interrupt vectors. */
 #define IDT_ENTRIES 256

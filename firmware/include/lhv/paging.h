@@ -6,6 +6,7 @@
 
 #define PTE_PRESENT (1u << 0)
 #define PTE_WRITE (1u << 1)
+#define PTE_USER (1u << 2)
 #define PTE_PWT (1u << 3)
 #define PTE_PCD (1u << 4)
 #define PTE_LARGE (1u << 7) /* PS: a 2 MiB page in a page directory */
@@ -17,5 +18,7 @@
  * boot_stack_guard not present, and map the LAPIC page uncached.
  */
 void paging_init(void);
+/* `user` mode: every present page user-accessible (U/S at each level). */
+void paging_allow_user(void);
 
 #endif

@@ -41,5 +41,13 @@ extern struct tss tss;
 void tss_init(void);
 /* `ltr` with SEL_TSS: the CPU marks the descriptor busy. */
 void tss_load(void);
+#ifdef __x86_64__
+/* The top of the IST2 stack (`df-ist=2` points tss.ist[1] there). */
+uintptr_t tss_ist2_stack_top(void);
+#else
+/* The #DF task's TSS (SEL_DF_TSS): starts at entry on its own stack (`df-task`). */
+extern struct tss df_tss;
+void tss_init_df_task(uintptr_t entry);
+#endif
 
 #endif

@@ -137,10 +137,34 @@ def _view(ev: Evidence, event: InterruptEvent) -> CpuView | None:
     return CpuView.of(cpu, ev.tables, read_linear=read_linear, read_physical=ev.read_physical)
 
 
-def _hardware_origin(step: ChainStep) -> CheckResult | None:
+def _lapic_source(ev: Evidence, vector: int) -> str | None:
+    """The LAPIC LVT entry (``timer``, ``lint0``, ...) programmed with ``vector`` and not
+    masked (SDM Vol. 3A §11.5.1, Figure 11-8: vector bits 0-7, mask bit 16)."""
+    lapic = ev.snapshot.lapic if ev.snapshot is not None else None
+    if lapic is None or not lapic.enabled:
+        return None
+    entries = {"timer": lapic.lvt_timer, **lapic.lvt}
+    for name, value in entries.items():
+        if value & 0xFF == vector and not value & 0x10000:
+            return name
+    return None
+
+
+def _hardware_origin(ev: Evidence, step: ChainStep) -> CheckResult | None:
+    """A device delivered on an exception vector: which one, and the field that set it."""
     if step.source != "hardware" or step.vector >= FIRST_USER_VECTOR:
         return None
-    source = f"{step.irq[0]} 8259 IRQ{step.irq[1]}" if step.irq else "a device"
+    fix: tuple[str, ...]
+    if step.irq is not None:
+        chip, line = step.irq
+        source = f"the {chip} 8259's IRQ{line + (8 if chip == 'slave' else 0)}"
+        fix = (f"pic.{chip}.base",)
+    elif (lvt := _lapic_source(ev, step.vector)) is not None:
+        source = f"the local APIC's LVT {lvt} entry"
+        fix = (f"lapic.lvt_{lvt}.vector",)
+    else:
+        source = "a device (neither 8259 base nor an unmasked LAPIC LVT entry matches)"
+        fix = ()
     return CheckResult(
         "hardware-on-exception-vector",
         False,
@@ -148,6 +172,7 @@ def _hardware_origin(step: ChainStep) -> CheckResult | None:
         f"({vector_name(step.vector)}): no error code is pushed and the exception's "
         "handler runs for a device interrupt",
         {"vector": step.vector},
+        fix_fields=fix,
     )
 
 
@@ -199,7 +224,7 @@ def _page_fault_origin(ev: Evidence, view: CpuView, event: InterruptEvent) -> Ch
 
 def _origin(ev: Evidence, view: CpuView | None, step: ChainStep) -> CheckResult | None:
     """What raised ``step`` when nothing being delivered did."""
-    hw = _hardware_origin(step)
+    hw = _hardware_origin(ev, step)
     if hw is not None or step.source != "exception" or view is None:
         return hw
     event = step.event

@@ -26,6 +26,7 @@ from lhvdbg.errors import LhvdbgError, MachineError
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.state.system import tables_from_reader
 from lhvdbg.x86.cpustate import CpuState
+from lhvdbg.x86.delivery import CpuView, Event, simulate
 from lhvdbg.x86.paging import walk
 from lhvdbg.x86.tables import SystemTables
 
@@ -148,29 +149,47 @@ def _xp(session: Session, address: int, size: int) -> bytes:
 
 
 def _page_walk_memory(
-    session: Session, events: list[ChainEvent], cpu: CpuState | None
-) -> tuple[MemoryRegion, ...]:
-    """The paging-structure entries of each #PF's CR2 walk, read from physical memory
-    (so the pure rules can redo the walk): only when the chain has page faults."""
-    got: dict[int, bytes] = {}
+    session: Session,
+    events: list[ChainEvent],
+    cpu: CpuState | None,
+    tables: SystemTables | None,
+) -> tuple[tuple[MemoryRegion, ...], tuple[MemoryRegion, ...]]:
+    """What the model of delivery reads, collected while QEMU is there: the paging
+    entries of each #PF's CR2 walk and of every frame the model pushes (the current, IST
+    or RSP0 stack of each event), and TSS slots read at TR's base when the TSS itself was
+    not captured (TR never loaded). Returns (physical, linear) regions."""
+    physical: dict[int, bytes] = {}
+    linear: dict[int, bytes] = {}
 
-    def read(address: int, size: int) -> bytes:
+    def read_physical(address: int, size: int) -> bytes:
         data = _xp(session, address, size)
-        got[address] = data
+        physical[address] = data
         return data
 
-    faults = [e for e in events if isinstance(e, InterruptEvent)][-EVENTS_EXAMINED:]
+    def read_linear(address: int, size: int) -> bytes:
+        data = session.read_memory(address, size)
+        linear[address] = data
+        return data
+
+    recent = [e for e in events if isinstance(e, InterruptEvent)][-EVENTS_EXAMINED:]
     done: set[tuple[int, int]] = set()
-    for event in faults:
+    for event in recent:
         regs = event.registers or cpu
-        if event.vector != PAGE_FAULT or event.cr2 is None or regs is None:
+        if regs is None:
             continue
-        key = (regs.cr3, event.cr2 // 0x1000)
-        if key in done:
-            continue
-        done.add(key)
-        walk(read, regs.cr3, regs.cr4, regs.efer, regs.cr0, event.cr2)
-    return tuple(MemoryRegion(a, d, "paging entry") for a, d in sorted(got.items()))
+        if event.vector == PAGE_FAULT and event.cr2 is not None:
+            key = (regs.cr3, event.cr2 // 0x1000)
+            if key not in done:
+                done.add(key)
+                walk(read_physical, regs.cr3, regs.cr4, regs.efer, regs.cr0, event.cr2)
+        if tables is not None:
+            view = CpuView.of(regs, tables, read_linear=read_linear, read_physical=read_physical)
+            kind = event.source
+            simulate(view, Event(event.vector, kind, event.error_code, kind == "hardware"))
+    return (
+        tuple(MemoryRegion(a, d, "paging entry") for a, d in sorted(physical.items())),
+        tuple(MemoryRegion(a, d, "read by the delivery model") for a, d in sorted(linear.items())),
+    )
 
 
 def _elf_code(session: Session, events: list[ChainEvent]) -> tuple[MemoryRegion, ...]:
@@ -219,7 +238,10 @@ def collect_evidence(
         memory = _elf_code(session, events)
     physical: tuple[MemoryRegion, ...] = ()
     if session.alive:
-        physical = _page_walk_memory(session, events, snapshot.cpu if snapshot else None)
+        physical, model_memory = _page_walk_memory(
+            session, events, snapshot.cpu if snapshot else None, tables
+        )
+        memory = (*memory, *model_memory)
     ref_snapshot, ref_name = None, None
     if snapshot is not None:  # differences are weighed only against a captured state
         ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, session.arch)

@@ -15,7 +15,7 @@ vector before anything its delivery does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from lhvdbg.diagnose.chain import Chain, ChainStep
@@ -334,12 +334,81 @@ def explain_chain(chain: Chain, ev: Evidence) -> Explanation:
             i += 1
             continue
         deliveries, triple = simulate(view, _event_of(step, ext))
+        deliveries, triple = _settle_from_log(view, deliveries, triple, rows, i)
         agreement, notes, covered = _compare(deliveries, triple, rows, i, view)
         accounts.append(Account(step, origin, deliveries, triple, agreement, tuple(notes)))
         i += max(covered, 1)
         ext = ext and deliveries[-1].failed is not None
     first = _first_failure(accounts)
     return Explanation(tuple(accounts), first, rows)
+
+
+def _push_fault_in_log(d: Delivery, row: LogRow) -> CheckResult | None:
+    """A store of ``d``'s frame that the log shows faulting, when the captured state could
+    not decide it (no page tables): the #PF's CR2 lies in the frame being pushed."""
+    step = row.step
+    if step is None or not row.delivered or row.vector not in (PAGE_FAULT, 12):
+        return None
+    cr2 = step.event.cr2
+    top = d.new_sp
+    if row.vector == PAGE_FAULT and (cr2 is None or top is None or not top - 64 <= cr2 < top):
+        return None
+    where = f"CR2 {cr2:#x}" if cr2 is not None else f"at {step.event.rip:#x}"
+    fix = (f"page[{cr2 & ~0xFFF:#x}]",) if cr2 is not None else ()
+    if d.stack and d.stack != "current":
+        fix = (f"tss.{d.stack.split(':')[-1]}", *fix)
+    return CheckResult(
+        "stack-push",
+        False,
+        f"pushing the frame onto the {d.stack} stack below {top:#x} faulted ({where}) — "
+        "read from QEMU's log: the page tables were not captured"
+        if top is not None
+        else f"pushing the frame faulted ({where}), per QEMU's log",
+        {"cr2": cr2} if cr2 is not None else {},
+        Raised(row.vector, step.event.error_code, cr2),
+        fix,
+    )
+
+
+def _settle_from_log(
+    view: CpuView,
+    deliveries: tuple[Delivery, ...],
+    triple: bool,
+    rows: Sequence[LogRow],
+    start: int,
+) -> tuple[tuple[Delivery, ...], bool]:
+    """Where the model stopped on an undecided frame store and the log shows that store
+    faulting, take the log's word for it and follow the raise on."""
+    last = deliveries[-1]
+    if last.failed is not None or not any(c.id == "stack-push" for c in last.undecided):
+        return deliveries, triple
+    at = next(
+        (
+            j
+            for j in range(start, len(rows))
+            if rows[j].delivered and rows[j].vector == last.event.vector
+        ),
+        None,
+    )
+    index = at + 1 if at is not None else len(rows)
+    if index >= len(rows):
+        return deliveries, triple
+    failed = _push_fault_in_log(last, rows[index])
+    if failed is None or failed.raises is None:
+        return deliveries, triple
+    settled = replace(last, checks=(*last.checks, failed))
+    raised = failed.raises
+    mode = combine(last.event, raised.vector)
+    if mode == "triple-fault":
+        return (*deliveries[:-1], settled), True
+    ext = last.event.ext
+    nxt = (
+        Event(DOUBLE_FAULT, "exception", 0, ext)
+        if mode == "double-fault"
+        else Event(raised.vector, "exception", raised.error_code, ext)
+    )
+    more, more_triple = simulate(view, nxt)
+    return (*deliveries[:-1], settled, *more), more_triple
 
 
 def _first_failure(accounts: Sequence[Account]) -> Failure | None:

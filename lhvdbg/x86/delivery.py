@@ -549,10 +549,11 @@ def _code_segment(run: _Run, view: CpuView, event: Event, gate: Decoded) -> Deco
         ext = event.ext
         vector = NP if check == "cs-present" else GP
         code = int(ext) if check == "cs-null" else selector_error_code(selector, ext)
-        # The gate names the wrong slot (null, outside the GDT, not code, not 64-bit):
-        # mend the selector; a right slot with a wrong descriptor (DPL, P): the descriptor.
-        wrong_descriptor = check in ("cs-dpl", "cs-present")
-        fix = (f"gdt[{selector & 0xFFF8:#04x}]",) if wrong_descriptor else (tag,)
+        # Name the gate's selector: it names a slot that cannot be the handler's code
+        # (a DPL-3 code descriptor is a fine user segment). A not-present descriptor may
+        # equally be the one to mend.
+        slot = f"gdt[{selector & 0xFFF8:#04x}]"
+        fix = (tag, slot) if check == "cs-present" else (tag,)
         run.fail(check, text, Raised(vector, code, ext=ext), fix, **{tag: selector})
     _, desc = _descriptor(view.tables.gdt, selector)
     if desc is None:

@@ -21,14 +21,12 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     cs, _ = kernel_selectors(ev)
     kind = "64-bit code segment (L=1, D=0)" if view_mode(failure) == "ia32e" else "code segment"
     check = failure.check.id
-    if check in ("cs-dpl", "cs-present"):
+    if check == "cs-present":
         selector = failure.check.fields.get(f"idt[{vector:#04x}].selector", 0)
-        what = "DPL 0" if check == "cs-dpl" else "P=1"
         return (
-            f"Make GDT[{selector & 0xFFF8:#04x}] a present kernel {kind} ({what}), or point "
-            f"IDT[{vector:#04x}].selector at the kernel's code segment"
+            f"Point IDT[{vector:#04x}].selector at the kernel's {kind}"
             + (f" ({cs:#04x})" if cs is not None else "")
-            + "."
+            + f", or, if GDT[{selector & 0xFFF8:#04x}] is meant to be it, set its P bit."
         )
     return (
         f"Point IDT[{vector:#04x}].selector at the kernel's {kind}"

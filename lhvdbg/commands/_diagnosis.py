@@ -37,6 +37,7 @@ __all__ = [
     "collect_evidence",
     "default_reference",
     "diagnose_session",
+    "diagnose_session_with_evidence",
     "diagnose_snapshot",
     "load_reference_or_note",
 ]
@@ -280,8 +281,19 @@ def diagnose_session(
     reference: str | None = None,
 ) -> Report:
     """Collect the evidence of ``session`` stopped at ``stop`` and diagnose it."""
+    return diagnose_session_with_evidence(session, stop, reference=reference)[0]
+
+
+def diagnose_session_with_evidence(
+    session: Session,
+    stop: StopEvent,
+    *,
+    reference: str | None = None,
+) -> tuple[Report, Evidence]:
+    """:func:`diagnose_session`, and the evidence it rests on (the capture and its tables,
+    which the HTML page shows)."""
     ev, notes = collect_evidence(session, stop, reference=reference)
-    return _with_notes(make_report(ev), notes)
+    return _with_notes(make_report(ev), notes), ev
 
 
 def diagnose_snapshot(snapshot: Snapshot, *, reference: str | None = None) -> Report:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
 from lhvdbg.errors import UsageError
@@ -36,6 +37,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "(default: pebbles for i386, lhv-amd64 for amd64)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    add_html_argument(parser)
 
 
 def _print(ctx: Context, report: object, as_json: bool) -> None:
@@ -59,16 +61,22 @@ def _print(ctx: Context, report: object, as_json: bool) -> None:
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Launch, run to IDT[8]'s handler (or a triple fault/exit/timeout), diagnose."""
-    from lhvdbg.commands._diagnosis import diagnose_session
+    from lhvdbg.commands._diagnosis import diagnose_session_with_evidence
     from lhvdbg.machine.session import Session
 
     if args.timeout <= 0:
         raise UsageError("--timeout needs a positive number of seconds")
+    check_html_path(args.html)
     config = launch_config_from_args(args)
     with Session(config) as session:
         stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout)
-        report = diagnose_session(session, stop, reference=args.reference)
+        report, ev = diagnose_session_with_evidence(session, stop, reference=args.reference)
     _print(ctx, report, args.json)
+    if args.html is not None:
+        from lhvdbg.ui.html import report_page
+
+        page = report_page(report, snapshot=ev.snapshot, tables=ev.tables, reference=ev.reference)
+        write_html(args.html, page)
     return 0
 
 

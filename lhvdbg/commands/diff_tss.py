@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.options import (
     add_launch_arguments,
     add_snapshot_argument,
@@ -59,6 +60,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per stop"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    add_html_argument(parser)
 
 
 def _stop(session: Session, args: argparse.Namespace) -> str:
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.diagnose.tss_diff import diff_tss
     from lhvdbg.state.references import load_reference
 
+    check_html_path(getattr(args, "html", None))
     events: list[ChainEvent] = []
     positioned = args.at is not None or args.at_df or args.after_ticks is not None
     if ctx.target is not None:
@@ -125,8 +128,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     diff = diff_tss(snapshot, reference, reference_name=name, events=events)
     if args.json:
         ctx.print_json(diff.to_json())
-        return 0
-    from lhvdbg.ui.report import render_tss_diff
+    else:
+        from lhvdbg.ui.report import render_tss_diff
 
-    ctx.print(render_tss_diff(diff))
+        ctx.print(render_tss_diff(diff))
+    if getattr(args, "html", None) is not None:
+        from lhvdbg.diagnose.events import InterruptEvent
+        from lhvdbg.ui.html import tss_diff_page
+
+        vectors = [e.vector for e in events if isinstance(e, InterruptEvent)][-8:]
+        page = tss_diff_page(diff, snapshot=snapshot, reference=reference, events_vectors=vectors)
+        write_html(args.html, page)
     return 0

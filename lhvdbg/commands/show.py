@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.registry import Context, command
 from lhvdbg.commands.views import VIEWS, run_view, view_data
 
@@ -21,6 +22,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("arg", nargs="?", help="gdt: a selector; idt: a vector or 'all'")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    add_html_argument(parser)
 
 
 @command(
@@ -31,7 +33,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.state.references import load_reference
     from lhvdbg.state.target import SnapshotTarget
 
+    check_html_path(args.html)
     snapshot = load_reference(args.file)
+    if args.html is not None:
+        from lhvdbg.ui.html import snapshot_page
+
+        write_html(args.html, snapshot_page(snapshot, label=args.file))
     target = SnapshotTarget(snapshot)
     if args.arg is not None and args.view not in ("gdt", "idt"):
         raise UsageError(f"show: {args.view} takes no argument ({args.arg!r})")

@@ -20,7 +20,7 @@ from lhvdbg.x86.checks import Finding
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.paging import PageWalk
 from lhvdbg.x86.segments import limit_bytes
-from lhvdbg.x86.tables import GdtEntry, GdtTable, IdtTable
+from lhvdbg.x86.tables import GdtEntry, GdtTable, IdtEntry, IdtTable
 from lhvdbg.x86.vectors import vector_name
 
 _T = TypeVar("_T")
@@ -183,7 +183,33 @@ def _gdt_row(entry: GdtEntry) -> list[str]:
     ]
 
 
-def _groups(entries: Iterable[_T], blank: Callable[[_T], bool]) -> Iterator[list[_T]]:
+def idt_cells(entry: IdtEntry, ia32e: bool) -> list[str]:
+    """One IDT slot as the IDT view's cells: vec, name, sel, offset, type, dpl, P (, ist)."""
+    v = entry.decoded.values
+    width = 16 if ia32e else 8
+    row = [
+        f"{entry.vector:#04x}",
+        vector_name(entry.vector),
+        f"{v['selector']:#06x}",
+        f"{v['offset']:#0{width + 2}x}",
+        f"{v['type']:#x} {entry.decoded.name_of('type')}",
+        str(v["dpl"]),
+        "P" if v["present"] else ("beyond limit" if entry.kind == "beyond-limit" else "-"),
+    ]
+    if ia32e:
+        row.append(str(v.get("ist", 0)))
+    return row
+
+
+GDT_COLUMNS = ("#", "sel", "kind", "base", "limit", "type", "dpl", "P", "flags")
+
+
+def gdt_cells(entry: GdtEntry) -> list[str]:
+    """One GDT slot as the GDT view's cells (:data:`GDT_COLUMNS`)."""
+    return _gdt_row(entry)
+
+
+def groups(entries: Iterable[_T], blank: Callable[[_T], bool]) -> Iterator[list[_T]]:
     """``entries`` one by one, except that a run of two or more blank ones comes as one."""
     for is_blank, run in groupby(entries, key=blank):
         items = list(run)
@@ -209,10 +235,10 @@ def render_gdt(table: GdtTable) -> RenderableType:
     A run of empty (all-zero) slots is one row: ``1-8191  0x0008-0xfff8  8191 empty``.
     """
     out = _table(_title("GDT", table))
-    for col in ("#", "sel", "kind", "base", "limit", "type", "dpl", "P", "flags"):
+    for col in GDT_COLUMNS:
         _col(out, col)
     notes: list[RenderableType] = []
-    for group in _groups(table.entries, lambda e: e.kind == "empty"):
+    for group in groups(table.entries, lambda e: e.kind == "empty"):
         first, last = group[0], group[-1]
         if len(group) > 1:
             span = f"{first.index}-{last.index}", f"{first.offset:#06x}-{last.offset:#06x}"
@@ -238,7 +264,6 @@ def render_idt(
     cols = ["vec", "name", "sel", "offset", "type", "dpl", "P"] + (["ist"] if ia32e else [])
     for col in cols:
         _col(out, col)
-    width = 16 if ia32e else 8
     if wanted is not None:
         entries = [e for e in table.entries if e.vector in wanted]
     elif only_present:
@@ -246,25 +271,13 @@ def render_idt(
     else:
         entries = list(table.entries)
     collapse = wanted is None and not only_present
-    for group in _groups(entries, lambda e: collapse and e.kind != "gate" and not any(e.raw)):
+    for group in groups(entries, lambda e: collapse and e.kind != "gate" and not any(e.raw)):
         first, last = group[0], group[-1]
         if len(group) > 1:
             span = f"{first.vector:#04x}-{last.vector:#04x}"
             out.add_row(span, "", "", "", f"{len(group)} empty gates", "", "-", style="dim")
             continue
-        v = first.decoded.values
-        row = [
-            f"{first.vector:#04x}",
-            vector_name(first.vector),
-            f"{v['selector']:#06x}",
-            f"{v['offset']:#0{width + 2}x}",
-            f"{v['type']:#x} {first.decoded.name_of('type')}",
-            str(v["dpl"]),
-            "P" if v["present"] else ("beyond limit" if first.kind == "beyond-limit" else "-"),
-        ]
-        if ia32e:
-            row.append(str(v.get("ist", 0)))
-        out.add_row(*row, style="dim" if first.kind != "gate" else None)
+        out.add_row(*idt_cells(first, ia32e), style="dim" if first.kind != "gate" else None)
     if not entries:
         return Group(out, Text("(no gates to show)"))
     return out

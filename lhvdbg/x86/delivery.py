@@ -471,7 +471,8 @@ def _idt_checks(run: _Run, view: CpuView, event: Event) -> Decoded | None:
         if g["dpl"] < view.cpl:
             run.fail(
                 "gate-dpl",
-                f"int {v:#04x} at CPL {view.cpl} through a gate of DPL {g['dpl']}",
+                f"IDT[{v:#04x}] has DPL {g['dpl']} < CPL {view.cpl}: int {v:#04x} from ring "
+                f"{view.cpl} is refused",
                 Raised(GP, idt_error_code(v, False)),
                 (f"{tag}.dpl",),
                 **{f"{tag}.dpl": g["dpl"], "cpl": view.cpl},

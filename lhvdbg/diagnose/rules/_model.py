@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lhvdbg.diagnose.chain import Chain
+from lhvdbg.diagnose.chain import Chain, describe_gate
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.explain import Explanation, Failure, explain
 from lhvdbg.diagnose.rules._common import log_ref, where
@@ -54,13 +54,16 @@ def delivery_words(d: Delivery) -> str:
     return f"delivering {vector_name(e.vector)}"
 
 
-def _evidence(x: Explanation, failure: Failure) -> list[str]:
+def _evidence(x: Explanation, failure: Failure, ev: Evidence) -> list[str]:
     lines: list[str] = []
     step = failure.step
     where_text = f"{log_ref(step)}: {step.summary()}"
     if failure.role == "delivery" and failure.delivery is not None:
         d = failure.delivery
         lines.append(f"{where_text}")
+        gate = describe_gate(ev.tables, d.event.vector)
+        if gate is not None and d.mode != "real":
+            lines.append(gate)
         passed = [c for c in d.checks if c.ok]
         if passed:
             lines.append("passed: " + "; ".join(c.text for c in passed[-3:]))
@@ -111,7 +114,7 @@ def cause_for(
     return Cause(
         cause_id,
         text,
-        tuple(_evidence(x, failure)),
+        tuple(_evidence(x, failure, ev)),
         fix(failure, ev),
         "high" if first else "medium",
         reference,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lhvdbg.diagnose.chain import Chain
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.explain import Failure
 from lhvdbg.diagnose.rules._common import (
     escalation,
     gate_at,
@@ -18,11 +19,35 @@ from lhvdbg.diagnose.rules._common import (
     log_ref,
     where,
 )
+from lhvdbg.diagnose.rules._model import cause_for, kernel_selectors, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, rule
 from lhvdbg.x86.segments import is_valid_idt_gate_type
 from lhvdbg.x86.vectors import exception_info, vector_name
 
 _NOT_PRESENT = 11  # #NP: the check that raises it is the gate's P bit
+_REFERENCE = (
+    "Pebbles installs its timer gate at TIMER_IDT_ENTRY 0x20 before enabling interrupts; "
+    "LHV-good fills all 256 gates"
+)
+
+
+def _fix(failure: Failure, ev: Evidence) -> str:
+    d = failure.delivery
+    vector = d.event.vector if d is not None else 0
+    cs, _ = kernel_selectors(ev)
+    kind = "64-bit" if d is not None and d.mode == "ia32e" else "32-bit"
+    text = (
+        f"Install a present {kind} interrupt gate for vector {vector:#04x} (type 0xE, P=1, "
+        "selector = the kernel's code segment"
+        + (f" {cs:#04x}" if cs is not None else "")
+        + ", offset = its handler) before the vector can fire"
+    )
+    irq = failure.step.irq if d is not None and d.event.kind == "hardware" else None
+    if irq is not None:
+        text += f" — it is {irq_text(*irq)}: install it before unmasking that line or sti"
+    if d is not None and d.event.kind == "exception":
+        text += "; fill gates for all exceptions 0-31, so a fault reports instead of escalating"
+    return text + "."
 
 
 def _missing_exception_gate(chain: Chain, ev: Evidence) -> Cause | None:
@@ -65,14 +90,24 @@ def _missing_exception_gate(chain: Chain, ev: Evidence) -> Cause | None:
     "gate-not-present",
     order=90,
     sdm="Vol. 3A §6.10, §6.11, §6.12.1",
-    fires_on=("idt-limit", "gate-type", "gate-present"),
+    fires_on=("gate-present",),
     cites="the decoded code, the gate, what was being delivered",
     tested_on="firmware `timer-gate-missing` (amd64, i386), `iret-bad-ss` (the missing #GP "
     "gate, medium)",
 )
 def gate_not_present(chain: Chain, ev: Evidence) -> Cause | None:
-    """#NP (or #GP) with an IDT-format error code: the gate for vector v is missing, not
-    present, of an invalid type, or beyond the IDT limit (blog_os "hardware interrupts")."""
+    """A delivered vector's gate is not present (P=0): #NP with the IDT error code
+    (blog_os "hardware interrupts"). With the state captured the delivery model decides;
+    from the log alone, an #NP/#GP naming an unusable gate."""
+    if model_applies(chain, ev):
+        return cause_for(
+            chain,
+            ev,
+            "gate-not-present",
+            ("gate-present",),
+            fix=_fix,
+            reference=_REFERENCE,
+        )
     for i, step in enumerate(chain.steps):
         err = step.error
         if step.vector not in (11, 13) or err is None or err.table != "IDT":

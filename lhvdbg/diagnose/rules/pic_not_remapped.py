@@ -9,6 +9,7 @@ from __future__ import annotations
 from lhvdbg.diagnose.chain import Chain, pic_line
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.rules._common import interrupted_flags, irq_text, log_ref, where
+from lhvdbg.diagnose.rules._model import failure_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
 from lhvdbg.x86.vectors import vector_name
 
@@ -42,6 +43,10 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
     step = next((s for s in chain.steps if s.source == "hardware" and s.vector < 32), None)
     if step is None:
         return None
+    if model_applies(chain, ev):
+        found = failure_for(chain, ev, ("hardware-on-exception-vector",), None)
+        if found is not None and not any(f.startswith("pic.") for f in found[0].check.fix_fields):
+            return None  # another device (LAPIC, I/O APIC) delivered it
     vector = step.vector
     pic = ev.snapshot.pic if ev.snapshot is not None else None
     evidence: list[str] = []

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from lhvdbg.diagnose.chain import Chain
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.explain import Failure
 from lhvdbg.diagnose.rules._common import gate_at, idt_field, where
+from lhvdbg.diagnose.rules._model import cause_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, rule
+
+
+def _fix(failure: Failure, ev: Evidence) -> str:
+    vector = failure.delivery.event.vector if failure.delivery is not None else 0
+    return (
+        f"Give IDT[{vector:#04x}] DPL 3 (interrupt gate type byte 0xEE) if user code may "
+        "call it; keep DPL 0 for the others."
+    )
 
 
 @rule(
@@ -22,6 +32,15 @@ from lhvdbg.diagnose.rules._registry import Cause, rule
 )
 def ring3_int_gate_dpl(chain: Chain, ev: Evidence) -> Cause | None:
     """``int N`` from ring 3 through a gate whose DPL is below the CPL: #GP(N*8+2)."""
+    if model_applies(chain, ev):
+        return cause_for(
+            chain,
+            ev,
+            "ring3-int-gate-dpl",
+            ("gate-dpl",),
+            fix=_fix,
+            reference="Pebbles installs its system-call gates with DPL 3",
+        )
     for i, step in enumerate(chain.steps):
         nxt = chain.steps[i + 1] if i + 1 < len(chain.steps) else None
         if step.source != "software" or step.event.cpl == 0 or nxt is None:

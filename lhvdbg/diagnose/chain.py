@@ -5,9 +5,12 @@
 back while each event was raised *while delivering* the one before it (``check_exception
 old`` names it, or the fault has the same CS:IP because delivery never reached the
 handler), and keeps the event before that as context (the last one delivered normally).
-Each step is decoded: vector name, source (which PIC line for a hardware IRQ), error code
-in its format (selector format with the descriptor or gate it names; #PF bits with CR2)
-and the symbol at RIP.
+Every raise is a step, in the log's order: delivered (a ``v=`` line) or folded into the
+next (a ``check_exception`` with no ``v=`` line: the #DF or the triple fault it became;
+``ChainStep.delivered`` False, no error code, as QEMU logs none). Each step is decoded:
+vector name, source (which PIC line for a hardware IRQ), error code in its format
+(selector format with the descriptor or gate it names; #PF bits with CR2) and the symbol
+at RIP.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from lhvdbg.diagnose.events import ChainEvent, CpuReset, InterruptEvent, TripleFault
 from lhvdbg.x86.cpustate import PicState
@@ -28,6 +32,7 @@ __all__ = [
     "Chain",
     "ChainStep",
     "ErrorCodeInfo",
+    "FoldedInto",
     "build_chain",
     "describe_gate",
     "describe_gdt_entry",
@@ -35,6 +40,7 @@ __all__ = [
     "symbolize",
 ]
 
+FoldedInto = Literal["#DF", "triple fault"]
 _SYMBOL_REACH = 0x10000  # beyond this distance from the nearest symbol, print the address
 _EFER_LMA = 1 << 10  # IA-32e mode active (Intel SDM Vol. 3A §2.2.1)
 
@@ -71,6 +77,8 @@ class ChainStep:
     ``cause_of_next``: the next step was raised while delivering this one (so this one's
     handler never ran). ``irq`` is the PIC line for a hardware interrupt when the PIC
     state says which. ``symbol`` is ``name+0xoff`` at RIP (None when unknown).
+    ``folded_into``: for a raise that was never delivered, what it became (``#DF``, or
+    ``triple fault`` while a #DF was being delivered); None for a delivered step.
     """
 
     event: InterruptEvent
@@ -80,6 +88,12 @@ class ChainStep:
     symbol: str | None
     irq: tuple[str, int] | None = None  # ("master"|"slave", line)
     cause_of_next: bool = False
+    folded_into: FoldedInto | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the log shows the delivery (a ``v=`` line), not only the raise."""
+        return self.event.delivered
 
     @property
     def vector(self) -> int:
@@ -96,6 +110,17 @@ class ChainStep:
         where = self.symbol or f"{self.event.rip:#x}"
         head = f"{self.name} ({self.title})"
         event = self.event
+        if not event.delivered:
+            during = (
+                f" while delivering {vector_name(event.check_old)}"
+                if event.check_old not in (None, -1)
+                else ""
+            )
+            into = f"folded into the {self.folded_into}" if self.folded_into else "folded"
+            return (
+                f"{head} raised{during}, never delivered: {into} (QEMU logs no error code "
+                f"for it), at {where}"
+            )
         if event.check_new is not None and event.check_old not in (None, -1):
             head += (
                 f" — {vector_name(event.check_new)} raised while delivering "
@@ -142,8 +167,13 @@ class Chain:
 
     @property
     def exceptions(self) -> tuple[ChainStep, ...]:
-        """The steps that are CPU exceptions, in order."""
+        """The steps that are CPU exceptions, in order (folded raises included)."""
         return tuple(s for s in self.steps if s.source == "exception")
+
+    @property
+    def delivered(self) -> tuple[ChainStep, ...]:
+        """The steps the log shows delivered (``v=`` lines), in order."""
+        return tuple(s for s in self.steps if s.delivered)
 
 
 def symbolize(address: int, symbols: Mapping[str, int]) -> str | None:
@@ -372,12 +402,12 @@ def build_chain(
     symbols = symbols or {}
     interrupts = [e for e in events if isinstance(e, InterruptEvent)]
     triple = next((e for e in events if isinstance(e, TripleFault)), None)
-    # The stop: the first vector 8 that is not a software int.
+    # The stop: the first vector 8 delivered that is not a software int.
     stop = next(
         (
             i
             for i, e in enumerate(interrupts)
-            if e.vector == DOUBLE_FAULT and e.source != "software"
+            if e.vector == DOUBLE_FAULT and e.source != "software" and e.delivered
         ),
         None,
     )
@@ -400,14 +430,17 @@ def build_chain(
         last = _step(interrupts[anchor], tables, symbols, pic, qemu_tcg)
         return Chain((), context=last, earlier=anchor)
     selected = interrupts[start : end + 1]
+    chain_triple = triple if triple is not None and _triple_ends(events, selected, triple) else None
     steps = []
     for i, event in enumerate(selected):
         step = _step(event, tables, symbols, pic, qemu_tcg)
-        if i + 1 < len(selected) and raised_during_delivery(event, selected[i + 1]):
+        following = selected[i + 1] if i + 1 < len(selected) else None
+        if not event.delivered:
+            step = replace(step, folded_into=_folded_into(following, chain_triple))
+        elif following is not None and raised_during_delivery(event, following):
             step = replace(step, cause_of_next=True)
         steps.append(step)
     before = _step(interrupts[start - 1], tables, symbols, pic, qemu_tcg) if start > 0 else None
-    chain_triple = triple if triple is not None and _triple_ends(events, selected, triple) else None
     return Chain(
         tuple(steps),
         context=before,
@@ -416,6 +449,16 @@ def build_chain(
         reset=_reset_after(events, chain_triple),
         earlier=max(0, start - 1),
     )
+
+
+def _folded_into(following: InterruptEvent | None, triple: TripleFault | None) -> FoldedInto | None:
+    """What a raise that was never delivered became: the #DF delivered next, or the
+    triple fault that ends the chain."""
+    if following is not None and following.vector == DOUBLE_FAULT and following.delivered:
+        return "#DF"
+    if following is None and triple is not None:
+        return "triple fault"
+    return None
 
 
 def _abnormal(events: Sequence[InterruptEvent]) -> bool:

@@ -27,6 +27,12 @@ class InterruptEvent:
     (from ``check_exception old: X new Y``; None when no such line preceded it, -1 for
     ``0xffffffff``). ``check_new`` is that line's Y when it differs from ``vector``: the
     exception raised while delivering ``check_old``, which the CPU turned into a #DF.
+
+    ``delivered`` is False for a raise the log shows only as ``check_exception old: X new
+    Y`` with no ``v=`` line of its own: the CPU folded Y into the #DF that follows (SDM
+    Vol. 3A Table 6-5) or, while delivering a #DF, into a triple fault. Such an event has
+    no error code in the log (``error_code`` None), and its CS:IP, SS:SP and CPL are those
+    of the event whose delivery raised it (the CPU had not moved on).
     """
 
     vector: int
@@ -44,6 +50,7 @@ class InterruptEvent:
     line: int = 0  # 1-based line number in the log
     registers: CpuState | None = None  # the CPU just before delivery (the log's dump)
     check_new: int | None = None  # the exception raised, when QEMU turned it into #DF
+    delivered: bool = True  # False: raised, then folded into a #DF or a triple fault
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ when the CPU pushes no error code, ``i=1`` marks a software ``int N``, ``CR2=`` 
 from qemu-system-i386. A hardware interrupt is the ``v=`` line right after its
 ``Servicing hardware INT=`` line; the BIOS's real-mode IRQs leave ``Servicing`` lines with
 no ``v=`` after them.
+
+A ``check_exception`` whose exception never gets a ``v=`` line of its own — the next
+record is ``v=08`` (QEMU turned it into a #DF) or ``Triple fault`` — is a raise folded
+before delivery: it becomes an event with ``delivered=False`` placed before that record
+(QEMU prints no error code for it).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from lhvdbg.diagnose.events import ChainEvent, CpuReset, EventSource, InterruptE
 from lhvdbg.errors import ParseError
 from lhvdbg.x86.cpustate import CpuState
 from lhvdbg.x86.hmp import parse_info_registers
-from lhvdbg.x86.vectors import exception_info
+from lhvdbg.x86.vectors import DOUBLE_FAULT, exception_info
 
 __all__ = ["parse_int_log", "scan_int_log"]
 
@@ -94,8 +99,33 @@ def _event(pending: _Pending) -> InterruptEvent:
     )
 
 
+def _folded(check: tuple[int, int, int], events: list[ChainEvent]) -> InterruptEvent:
+    """The raise of a ``check_exception`` line (old, new, line) that was never delivered,
+    at the CS:IP and SS:SP of the event being delivered when it was raised."""
+    old, new, line = check
+    last = events[-1] if events else None
+    where = last if isinstance(last, InterruptEvent) else InterruptEvent(0, "exception", None, 0)
+    return InterruptEvent(
+        vector=new,
+        source="exception",
+        error_code=None,
+        rip=where.rip,
+        cs=where.cs,
+        pc=where.pc,
+        sp=where.sp,
+        ss=where.ss,
+        cpl=where.cpl,
+        check_old=old,
+        line=line,
+        delivered=False,
+    )
+
+
 def scan_int_log(text: str) -> list[ChainEvent]:
     """Every event in the log in order, the BIOS's and earlier runs' included.
+
+    A raise folded into a #DF or a triple fault is an event with ``delivered=False``
+    right before the ``v=08`` record or the triple fault.
 
     Unknown lines are ignored. A malformed ``v=`` record raises ParseError, unless it is
     the last line (a log read while QEMU is still writing it).
@@ -104,7 +134,7 @@ def scan_int_log(text: str) -> list[ChainEvent]:
     events: list[ChainEvent] = []
     pending: _Pending | None = None
     servicing: int | None = None  # vector of a Servicing line seen on the previous line
-    check: tuple[int, int] | None = None  # (old, new) of an unconsumed check_exception
+    check: tuple[int, int, int] | None = None  # (old, new, line) of a check_exception
 
     def flush() -> None:
         nonlocal pending
@@ -132,7 +162,12 @@ def scan_int_log(text: str) -> list[ChainEvent]:
                 source = "hardware"
             else:
                 source = "exception"
-            old, new = check if check is not None and source == "exception" else (None, None)
+            old: int | None = None
+            new: int | None = None
+            if check is not None and source == "exception":
+                old, new = check[0], check[1]
+                if vector == DOUBLE_FAULT and new != DOUBLE_FAULT:
+                    events.append(_folded(check, events))
             check = None
             pending = _Pending(match, number, source, old, new, [])
             continue
@@ -141,10 +176,12 @@ def scan_int_log(text: str) -> list[ChainEvent]:
             servicing, check = int(m["v"], 16), None
         elif (m := _CHECK.match(line)) is not None:
             flush()
-            check = (_old(m["old"]), int(m["new"], 16))
+            check = (_old(m["old"]), int(m["new"], 16), number)
         elif _TRIPLE.match(line):
             flush()
-            old, new = check if check is not None else (None, None)
+            old, new = (check[0], check[1]) if check is not None else (None, None)
+            if check is not None:
+                events.append(_folded(check, events))
             events.append(TripleFault(line=number, old=old, new=new))
             check = None
         elif _RESET.match(line):

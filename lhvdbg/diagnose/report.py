@@ -100,21 +100,33 @@ class Report:
         }
 
 
+FOLDED_ERROR_CODE_NOTE = (
+    "raised, then folded before delivery: QEMU's log has no v= line for it, so no error code"
+)
+
+
 def _step_json(step: ChainStep) -> dict[str, Any]:
+    """One row of the chain: a raise, delivered or folded into the next (``folded_into``:
+    ``#DF`` or ``triple fault``); ``error_code`` is null when none was pushed or logged."""
     event = step.event
     out: dict[str, Any] = {
         "vector": event.vector,
+        "name": step.name,
         "source": event.source,
         "error_code": event.error_code,
+        "delivered": event.delivered,
+        "folded_into": step.folded_into,
         "rip": event.rip,
-        "name": step.name,
         "title": step.title,
         "cs": event.cs,
         "sp": event.sp,
         "cpl": event.cpl,
         "symbol": step.symbol,
         "raised_next": step.cause_of_next,
+        "log_line": event.line or None,
     }
+    if not event.delivered:
+        out["error_code_note"] = FOLDED_ERROR_CODE_NOTE
     if event.cr2 is not None:
         out["cr2"] = event.cr2
     if step.error is not None:
@@ -129,7 +141,9 @@ def _step_json(step: ChainStep) -> dict[str, Any]:
 
 
 def chain_to_json(chain: Chain) -> list[dict[str, Any]]:
-    """The chain's steps as ``{vector, source, error_code, rip, ...}`` objects."""
+    """The chain's rows as ``{vector, name, source, error_code, delivered, ...}`` objects:
+    every raise in the log's order, folded ones included (the triple fault itself is the
+    report's ``triple_fault``)."""
     return [_step_json(s) for s in chain.steps]
 
 
@@ -297,7 +311,7 @@ def make_report(ev: Evidence) -> Report:
     notes: list[str] = []
     findings: list[Finding] = []
     if snapshot is not None and tables is not None:
-        in_use = {s.vector for s in chain.steps}
+        in_use = {s.vector for s in chain.delivered}
         findings = check_system(tables, snapshot.cpu, pic=pic, vectors_in_use=in_use)
         tdiff: TssDiff | None = None
         if ev.reference is not None:

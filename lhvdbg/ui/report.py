@@ -18,6 +18,7 @@ from lhvdbg.diagnose.report import Report
 from lhvdbg.diagnose.rules import Cause
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff
 from lhvdbg.ui.tables import FitTable, bullet
+from lhvdbg.x86.vectors import vector_name
 
 __all__ = ["render_report", "render_tss_diff"]
 
@@ -45,6 +46,8 @@ def _value(value: object) -> str:
 
 
 def _event_text(step: ChainStep) -> str:
+    if not step.delivered:
+        return f"{step.name} {step.title} (folded)"
     if step.source == "exception":
         return f"{step.name} {step.title}"
     if step.source == "software":
@@ -70,9 +73,16 @@ def _timeline(chain: Chain) -> Table:
         error = "-"
         if step.error is not None:
             error = f"{step.error.raw:#x}: {step.error.text}"
+        elif not step.delivered:
+            error = "not in the log"
         elif step.source == "exception":
             error = "none"
         note = []
+        if not step.delivered:
+            old = step.event.check_old
+            if old is not None and old != -1:
+                note.append(f"raised while delivering {vector_name(old)}")
+            note.append(f"folded into the {step.folded_into or 'next'}")
         if label == "ctx":
             note.append("last normal event")
         if chain.stop is step:
@@ -82,7 +92,8 @@ def _timeline(chain: Chain) -> Table:
         at = step.symbol or f"{step.event.rip:#x}"
         if step.symbol:
             at += f" ({step.event.rip:#x})"
-        table.add_row(label, _event_text(step), error, at, ", ".join(note))
+        style = None if step.delivered else "dim italic"
+        table.add_row(label, _event_text(step), error, at, ", ".join(note), style=style)
     if chain.triple_fault is not None:
         table.add_row(str(len(chain.steps) + 1), "triple fault", "-", "-", "CPU reset/stop")
     return table

@@ -42,18 +42,30 @@ def test_pic_unremapped_chain_is_the_one_irq_after_the_software_int() -> None:
 
 def test_iret_chain_starts_at_the_gp_inside_the_handler() -> None:
     chain = chain_of("lhv-iret-bad-ss.amd64.log")
-    assert [s.vector for s in chain.steps] == [13, 8]
+    assert [(s.vector, s.delivered) for s in chain.steps] == [(13, True), (11, False), (8, True)]
     assert chain.context is not None and chain.context.vector == 0x20
-    assert chain.steps[0].cause_of_next and not chain.steps[1].cause_of_next
-    df = chain.steps[1].event
+    assert [s.cause_of_next for s in chain.steps] == [True, False, False]
+    assert chain.steps[1].folded_into == "#DF" and chain.stop_index == 2
+    df = chain.steps[2].event
     assert (df.check_old, df.check_new) == (13, 11)
-    assert "#NP raised while delivering #GP" in chain.steps[1].summary()
+    assert "#NP raised while delivering #GP" in chain.steps[2].summary()
+    assert chain.steps[1].summary() == (
+        "#NP (Segment Not Present) raised while delivering #GP, never delivered: folded into "
+        "the #DF (QEMU logs no error code for it), at 0x101114"
+    )
 
 
 def test_probe_chain_ends_in_the_triple_fault_and_reset() -> None:
     chain = chain_of("probe-null-idt.reboot.log")
-    assert [s.vector for s in chain.steps] == [8, 13, 8]
+    assert [(s.vector, s.delivered) for s in chain.steps] == [
+        (8, True),
+        (13, True),
+        (13, False),
+        (8, True),
+        (13, False),
+    ]
     assert chain.stop_index == 0  # the first vector 8 (the IRQ) is the stop
+    assert [s.folded_into for s in chain.steps] == [None, None, "#DF", None, "triple fault"]
     assert chain.triple_fault is not None and chain.reset
 
 

@@ -127,9 +127,10 @@ def test_pic_unremapped_frame_is_read_from_the_capture() -> None:
 
 def test_timer_gate_missing_decodes_np_and_the_qemu_long_mode_quirk() -> None:
     report = report_of("timer-gate-missing", "amd64")
-    irq, np, df = report.chain.steps
+    irq, np, np_folded, df = report.chain.steps
     assert (irq.vector, irq.source) == (0x20, "hardware") and irq.cause_of_next
     assert (np.vector, np.event.error_code) == (11, 0x202)
+    assert (np_folded.vector, np_folded.delivered, np_folded.folded_into) == (11, False, "#DF")
     assert np.error is not None and np.error.table == "IDT" and np.error.index == 0x20
     assert np.error.quirk is not None and "vector*16+2" in np.error.quirk
     assert (df.vector, df.event.error_code, df.event.check_old) == (8, 0, 11)
@@ -171,8 +172,9 @@ def test_iret_bad_selector_names_the_frame_slot(
 
 def test_ist_without_tss_reads_ist1_from_the_ivt() -> None:
     report = report_of("ist-without-tss", "amd64")
-    vectors = [s.vector for s in report.chain.steps]
-    assert vectors[0] == 0x20 and vectors[-1] == 8
+    rows = [(s.vector, s.delivered) for s in report.chain.steps]
+    # IRQ0 (IST1 gate) → #SS → #SS folded into the #DF → #SS folded into the triple fault
+    assert rows == [(0x20, True), (12, True), (12, False), (8, True), (12, False)]
     assert report.chain.triple_fault is not None
     cause = report.diagnosis[0]
     assert cause.summary == "IDT[0x20] uses IST1 but TR was never loaded"
@@ -187,8 +189,10 @@ def test_ist_without_tss_reads_ist1_from_the_ivt() -> None:
 @pytest.mark.parametrize("arch", ["amd64", "i386"])
 def test_stack_overflow_cr2_at_rsp_then_df_then_triple(arch: str) -> None:
     report = report_of("stack-overflow", arch)
-    pf, df = report.chain.steps
+    pf, pf_folded, df, pf_last = report.chain.steps
     assert pf.vector == 14 and pf.event.cr2 == pf.event.sp
+    assert (pf_folded.vector, pf_folded.delivered, pf_folded.folded_into) == (14, False, "#DF")
+    assert (pf_last.vector, pf_last.delivered, pf_last.folded_into) == (14, False, "triple fault")
     assert pf.error is not None and pf.error.fields["p"] == 0 and pf.error.fields["wr"] == 1
     assert df.vector == 8 and df.event.check_old == 14
     cause = report.diagnosis[0]
@@ -243,15 +247,20 @@ def test_json_has_the_contract_fields() -> None:
     data = report_of("timer-gate-missing", "amd64").to_json()
     assert data["outcome"] == "double-fault"
     assert data["arch"] == "amd64" and data["accel"] == "tcg"
-    assert [(c["vector"], c["source"], c["error_code"]) for c in data["chain"]] == [
-        (0x20, "hardware", None),
-        (11, "exception", 0x202),
-        (8, "exception", 0),
+    assert [
+        (c["vector"], c["name"], c["source"], c["error_code"], c["delivered"])
+        for c in data["chain"]
+    ] == [
+        (0x20, "0x20", "hardware", None, True),
+        (11, "#NP", "exception", 0x202, True),
+        (11, "#NP", "exception", None, False),
+        (8, "#DF", "exception", 0, True),
     ]
     assert all(isinstance(c["rip"], int) for c in data["chain"])
     first = data["diagnosis"][0]
     assert set(first) >= {"id", "summary", "evidence", "fix"}
     assert first["id"] == "gate-not-present"
+    assert (first["check"], first["fix_fields"]) == ("gate-present", ["idt[0x20].present"])
     json.dumps(data)  # serialisable as is
 
 

@@ -79,3 +79,28 @@ def test_report_json_round_trips() -> None:
     assert again["triple_fault"] is True
     assert again["chain"][0]["cr2"] == again["chain"][0]["sp"]
     assert again["diagnosis"][0]["id"] == "stack-overflow"
+    assert again["diagnosis"][0]["check"] == "stack-push"
+    assert again["diagnosis"][0]["fix_fields"] == ["stack"]
+    # #PF, #PF folded into the #DF, #DF, #PF folded into the triple fault
+    assert [(r["vector"], r["delivered"]) for r in again["chain"]] == [
+        (14, True),
+        (14, False),
+        (8, True),
+        (14, False),
+    ]
+    assert [r["error_code"] for r in again["chain"]] == [2, None, 0, None]
+
+
+def test_folded_raises_are_marked_rows_of_the_timeline() -> None:
+    text = plain(render_report(make_report(recorded("timer-gate-missing", "amd64"))))
+    chain = text[text.index("chain\n") : text.index("diagnosis (most likely first)")]
+    rows = [line for line in chain.splitlines() if line[:1].isdigit()]
+    assert [line.split()[:2] for line in rows] == [
+        ["1", "IRQ0"],
+        ["2", "#NP"],
+        ["3", "#NP"],
+        ["4", "#DF"],
+    ]
+    assert "not in the log" in rows[2] and "not in the log" not in rows[1]
+    folded = chain[chain.index("\n3 ") : chain.index("\n4 ")]
+    assert "(folded)" in folded and "into the #DF" in folded

@@ -30,6 +30,33 @@ RULES_DIR = ROOT / "lhvdbg" / "diagnose" / "rules"
 DOCS = ROOT / "docs" / "diagnosis.md"
 TABLE_BEGIN = "<!-- rules table: generated from the registry (test_rules.py --update-golden) -->"
 TABLE_END = "<!-- end of the rules table -->"
+# The cause ids of the shared vocabulary (issue 9, DELIVERY-MODEL).
+CAUSE_VOCABULARY = frozenset(
+    {
+        "pic-not-remapped",
+        "lapic-vector-in-exception-range",
+        "ioapic-vector-in-exception-range",
+        "spurious-irq",
+        "pic-not-masked-with-apic",
+        "idt-limit-too-short",
+        "gate-type-invalid",
+        "ring3-int-gate-dpl",
+        "gate-not-present",
+        "gate-selector-invalid",
+        "gate-offset-invalid",
+        "task-gate-invalid",
+        "ist-without-tss",
+        "tss-limit-too-short",
+        "ist-pointer-invalid",
+        "ist-stack-unmapped",
+        "tss-rsp0-invalid",
+        "tss-ss0-invalid",
+        "stack-overflow",
+        "iret-bad-selector",
+        "iret-bad-rip",
+        "unexplained-chain",
+    }
+)
 # The check ids of the delivery model (docs/diagnosis.md, issue 9's shared vocabulary).
 CHECK_IDS = frozenset(
     {
@@ -103,9 +130,11 @@ def exc(
 
 
 def test_cause_ids_are_stable_and_each_rule_is_listed() -> None:
-    """The ids are public (``--json``, the fault matrix): renaming or reordering one, or a
-    rule file the registry did not pick up, fails here."""
-    assert CAUSE_IDS == (
+    """The ids are public (``--json``, the fault matrix): every registered id is one of the
+    shared vocabulary, none of the first ten is lost or renamed, the fallback comes last,
+    and every rule file is registered (one module per cause, named after it)."""
+    assert set(CAUSE_IDS) <= CAUSE_VOCABULARY
+    assert set(CAUSE_IDS) >= {
         "pic-not-remapped",
         "spurious-irq",
         "pic-not-masked-with-apic",
@@ -116,8 +145,10 @@ def test_cause_ids_are_stable_and_each_rule_is_listed() -> None:
         "stack-overflow",
         "gate-not-present",
         "unexplained-chain",
-    )
+    }
+    assert CAUSE_IDS[-1] == "unexplained-chain" and len(set(CAUSE_IDS)) == len(CAUSE_IDS)
     assert [s.id for s in RULES] == list(CAUSE_IDS[:-1])  # the fallback is not in RULES
+    assert [s.order for s in RULES] == sorted(s.order for s in RULES)
     modules = sorted(
         p.stem.replace("_", "-") for p in RULES_DIR.glob("*.py") if not p.name.startswith("_")
     )

@@ -78,16 +78,17 @@ def gate_at(tables: SystemTables | None, vector: int) -> IdtEntry | None:
 
 
 def next_step(chain: Chain, step: ChainStep) -> ChainStep | None:
-    """The step after ``step`` in the chain."""
+    """The next delivered step after ``step`` (raises folded into it are passed over)."""
     index = chain.steps.index(step)
-    return chain.steps[index + 1] if index + 1 < len(chain.steps) else None
+    return next((s for s in chain.steps[index + 1 :] if s.delivered), None)
 
 
 def escalation(chain: Chain, step: ChainStep) -> list[str]:
-    """Evidence lines for what followed ``step`` (#DF, triple fault)."""
+    """Evidence lines for what was delivered after ``step`` (#DF, triple fault); a folded
+    raise is named by the #DF that replaced it."""
     lines = []
     after = chain.steps[chain.steps.index(step) + 1 :]
-    for nxt in after:
+    for nxt in (s for s in after if s.delivered):
         lines.append(f"then {nxt.summary()}")
     if chain.triple_fault is not None:
         lines.append(

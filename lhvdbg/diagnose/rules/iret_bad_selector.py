@@ -85,6 +85,8 @@ def iret_bad_selector(chain: Chain, ev: Evidence) -> Cause | None:
     for step in chain.steps:
         if step.source != "exception" or step.vector not in (10, 11, 12, 13):
             continue
+        if not step.delivered:
+            continue  # folded: raised by a delivery, not by the iret
         instruction = ev.instruction_at(step.event.rip)
         by_name = instruction is None and step.symbol is not None and "iret" in step.symbol
         if instruction not in _IRET and not by_name:

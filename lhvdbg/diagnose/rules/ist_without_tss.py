@@ -75,6 +75,8 @@ def ist_without_tss(chain: Chain, ev: Evidence) -> Cause | None:
         return None
     steps = list(chain.steps)
     for step in steps:
+        if not step.delivered:
+            continue  # folded: never went through its gate
         gate = gate_at(tables, step.vector)
         if gate is None or not gate.present:
             continue

@@ -78,7 +78,7 @@ def stack_overflow(chain: Chain, ev: Evidence) -> Cause | None:
     the #DF has no IST stack): the kernel stack ran into an unmapped page (anos #140)."""
     for step in chain.steps:
         if step.vector != 14 or step.source != "exception" or step.event.cr2 is None:
-            continue
+            continue  # (a folded #PF has no CR2 in the log)
         sp, cr2 = step.event.sp, step.event.cr2
         if not sp - 0x2000 <= cr2 < sp + 0x100:
             continue

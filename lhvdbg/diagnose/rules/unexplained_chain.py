@@ -40,7 +40,7 @@ def unexplained_chain(chain: Chain, ev: Evidence) -> Cause | None:
         evidence.append(line)
         if step.error is not None and step.error.quirk:
             evidence.append(f"   {step.error.quirk}")
-        instruction = ev.instruction_at(step.event.rip)
+        instruction = ev.instruction_at(step.event.rip) if step.delivered else None
         if instruction:
             evidence.append(f"   instruction at {step.event.rip:#x}: {instruction}")
     if chain.triple_fault is not None:

@@ -1,0 +1,122 @@
+"""The chain as QEMU's log has it: every raise a row, delivered or folded into the next.
+
+Exact rows, as ``--json`` prints them, from the plain recorded logs of
+``tests/fixtures/intlog`` (QEMU 7.2, TCG, ``-d int,cpu_reset``). A raise QEMU logs only
+as ``check_exception old: X new Y`` with no ``v=`` line of its own was folded into the
+#DF (or, during #DF delivery, into the triple fault): ``delivered`` false and a null error
+code, since the log gives none for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lhvdbg.diagnose.chain import build_chain
+from lhvdbg.diagnose.intlog import parse_int_log
+from lhvdbg.diagnose.report import FOLDED_ERROR_CODE_NOTE, chain_to_json
+
+INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"
+KEYS = ("vector", "name", "source", "error_code", "delivered", "folded_into", "log_line")
+
+
+def rows(name: str) -> list[tuple[Any, ...]]:
+    chain = build_chain(parse_int_log((INTLOG / name).read_text()))
+    return [tuple(row[k] for k in KEYS) for row in chain_to_json(chain)]
+
+
+def test_timer_gate_missing_amd64_irq_np_np_folded_df() -> None:
+    # 62: v=20 after 'Servicing hardware INT=0x20'; 84: v=0b e=0202 (QEMU's vector*16+2);
+    # 105: 'check_exception old: 0xb new 0xb' with no v= of its own; 106: v=08.
+    assert rows("lhv-timer-gate-missing.amd64.log") == [
+        (0x20, "0x20", "hardware", None, True, None, 62),
+        (0x0B, "#NP", "exception", 0x202, True, None, 84),
+        (0x0B, "#NP", "exception", None, False, "#DF", 105),
+        (0x08, "#DF", "exception", 0, True, None, 106),
+    ]
+
+
+def test_timer_gate_missing_i386_has_the_same_rows_with_a_cpu_style_code() -> None:
+    assert rows("lhv-timer-gate-missing.i386.log") == [
+        (0x20, "0x20", "hardware", None, True, None, 59),
+        (0x0B, "#NP", "exception", 0x102, True, None, 79),
+        (0x0B, "#NP", "exception", None, False, "#DF", 98),
+        (0x08, "#DF", "exception", 0, True, None, 99),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arch", "lines"), [("amd64", (61, 82, 83, 104)), ("i386", (59, 78, 79, 98))]
+)
+def test_stack_overflow_triple_faults_last_raise_is_a_row(
+    arch: str, lines: tuple[int, ...]
+) -> None:
+    chain = build_chain(parse_int_log((INTLOG / f"lhv-stack-overflow.{arch}.log").read_text()))
+    assert chain.triple_fault is not None and chain.triple_fault.line == lines[-1] + 1
+    assert rows(f"lhv-stack-overflow.{arch}.log") == [
+        (0x0E, "#PF", "exception", 0x2, True, None, lines[0]),
+        (0x0E, "#PF", "exception", None, False, "#DF", lines[1]),
+        (0x08, "#DF", "exception", 0, True, None, lines[2]),
+        (0x0E, "#PF", "exception", None, False, "triple fault", lines[3]),
+    ]
+    # The #DF's delivery raised the last #PF; a folded raise itself raised nothing.
+    assert [s.cause_of_next for s in chain.steps] == [True, False, True, False]
+    assert chain.stop_index == 2
+
+
+def test_iret_bad_ss_np_that_made_the_gp_a_df_is_a_row() -> None:
+    assert rows("lhv-iret-bad-ss.amd64.log") == [
+        (0x0D, "#GP", "exception", 0x8, True, None, 84),
+        (0x0B, "#NP", "exception", None, False, "#DF", 105),
+        (0x08, "#DF", "exception", 0, True, None, 106),
+    ]
+
+
+def test_ist_without_tss_ss_folded_twice() -> None:
+    assert [r[:6] for r in rows("lhv-ist-without-tss.amd64.log")] == [
+        (0x20, "0x20", "hardware", None, True, None),
+        (0x0C, "#SS", "exception", 0x0, True, None),
+        (0x0C, "#SS", "exception", None, False, "#DF"),
+        (0x08, "#DF", "exception", 0, True, None),
+        (0x0C, "#SS", "exception", None, False, "triple fault"),
+    ]
+
+
+def test_a_hardware_irq_on_vector_8_is_one_delivered_row() -> None:
+    assert rows("lhv-pic-unremapped.amd64.log") == [
+        (0x08, "0x08", "hardware", None, True, None, 61),
+    ]
+
+
+def test_folded_rows_say_why_their_error_code_is_null() -> None:
+    chain = build_chain(parse_int_log((INTLOG / "lhv-stack-overflow.amd64.log").read_text()))
+    out = chain_to_json(chain)
+    assert [r.get("error_code_note") for r in out] == [
+        None,
+        FOLDED_ERROR_CODE_NOTE,
+        None,
+        FOLDED_ERROR_CODE_NOTE,
+    ]
+    # A folded raise happened while the CPU delivered the row before: same CS:IP and SS:SP.
+    assert (out[1]["rip"], out[1]["sp"]) == (out[0]["rip"], out[0]["sp"])
+    assert (out[3]["rip"], out[3]["sp"]) == (out[2]["rip"], out[2]["sp"])
+
+
+def test_a_check_exception_delivered_as_itself_is_not_folded() -> None:
+    """``check_exception old: 0x1 new 0xd`` then ``v=0d``: a benign first exception (#DB)
+    and a #GP delivered normally (SDM Table 6-5: no #DF) — one delivered row, no fold."""
+    text = "\n".join(
+        [
+            "check_exception old: 0xffffffff new 0x1",
+            "     0: v=01 e=0000 i=0 cpl=0 IP=0008:0000000000100abc pc=0000000000100abc "
+            "SP=0010:0000000000107f00 env->regs[R_EAX]=0000000000000000",
+            "check_exception old: 0x1 new 0xd",
+            "     1: v=0d e=0018 i=0 cpl=0 IP=0008:0000000000100abc pc=0000000000100abc "
+            "SP=0010:0000000000107f00 env->regs[R_EAX]=0000000000000000",
+            "",
+        ]
+    )
+    events = parse_int_log(text)
+    assert [(e.vector, e.delivered) for e in events] == [(1, True), (13, True)]  # type: ignore[union-attr]

@@ -4,8 +4,11 @@ A snapshot is what every offline command works on, and what the live target's
 ``capture()`` returns. Its JSON form is documented in ``docs/snapshot-format.md``:
 :func:`snapshot_to_dict`/:func:`snapshot_from_dict` convert, :func:`save_snapshot`/
 :func:`load_snapshot` (and :func:`dumps_snapshot`/:func:`loads_snapshot`) do the file I/O.
-Loading validates every field and raises a one-line :class:`SnapshotError` naming the file
-and the field path (``snap.json: cpu.segments.tr.base: not a hex string``).
+Loading validates every field, its type and its range on the snapshot's architecture
+(register widths, 16-bit selectors and table limits, 8-bit PIC registers, memory regions
+inside the address space), and raises a one-line :class:`SnapshotError` naming the file
+and the field path (``snap.json: cpu.gdtr.limit: 0x10000 does not fit in 16 bits (a
+descriptor-table limit)``).
 """
 
 from __future__ import annotations
@@ -110,6 +113,23 @@ _SEGMENT_HEX = ("selector", "base", "limit", "flags")
 _PIC_HEX = ("irr", "imr", "isr", "irq_base")
 _LAPIC_HEX = ("svr", "lvt_timer", "timer_initial", "timer_current", "timer_divide", "isr", "irr")
 _LAPIC_OPTIONAL_HEX = ("tmr", "tpr", "ppr")
+
+# Field widths in bits (Intel SDM Vol. 3A): the address/register width of the architecture
+# (§2.5, §3.4), selectors (§3.4.2), GDTR/IDTR limits (§2.4.1, §2.4.3), the descriptor
+# cache's 32-bit limit and attribute word (§3.4.5), 8259A registers (one byte each), local
+# APIC registers (§11.4: 32 bits; ISR/IRR/TMR 256 bits; TPR/PPR 8 bits), MSRs (64).
+ADDRESS_BITS = {"amd64": 64, "i386": 32}
+_SEGMENT_BITS = {"selector": 16, "limit": 32, "flags": 32}  # base: the address width
+_TABLE_LIMIT_BITS = 16
+_PIC_BITS = 8
+_LAPIC_BITS = {"isr": 256, "irr": 256, "tmr": 256, "tpr": 8, "ppr": 8}  # others 32
+_WHY = {
+    8: "an 8-bit register",
+    16: "a 16-bit field",
+    32: "a 32-bit register",
+    64: "a 64-bit register",
+    256: "a 256-bit register",
+}
 _PROVENANCE_OPTIONAL = ("qemu_version", "accel", "kernel_path", "kernel_sha256", "stop_reason")
 
 
@@ -194,8 +214,9 @@ def snapshot_to_dict(s: Snapshot) -> dict[str, Any]:
 class _Reader:
     """Typed access to a decoded JSON tree, raising SnapshotError with the field path."""
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, address_bits: int = 64) -> None:
         self.origin = origin
+        self.address_bits = address_bits  # set from ``arch`` before the rest is read
 
     def fail(self, path: str, problem: str) -> SnapshotError:
         where = f"{self.origin}: {path}" if path else self.origin
@@ -217,22 +238,48 @@ class _Reader:
             raise self.fail(path, "missing")
         return parent[key]
 
-    def hexint(self, parent: Mapping[str, Any], key: str, path: str) -> int:
-        return self.hex_value(self.get(parent, key, path), path)
+    def hexint(
+        self, parent: Mapping[str, Any], key: str, path: str, bits: int | None = None
+    ) -> int:
+        return self.hex_value(self.get(parent, key, path), path, bits)
 
-    def hex_value(self, value: Any, path: str) -> int:
+    def hex_value(self, value: Any, path: str, bits: int | None = None) -> int:
+        """A ``0x...`` string of at most ``bits`` bits (default: the address width)."""
         if not isinstance(value, str) or not _HEX_RE.fullmatch(value):
             raise self.fail(path, f"not a hex string: {json.dumps(value)[:40]}")
-        return int(value, 16)
+        number = int(value, 16)
+        self.fits(number, path, self.address_bits if bits is None else bits)
+        return number
 
-    def integer(self, parent: Mapping[str, Any], key: str, path: str) -> int:
+    def fits(self, number: int, path: str, bits: int) -> None:
+        """SnapshotError unless ``0 <= number < 2**bits``."""
+        if 0 <= number < 1 << bits:
+            return
+        shown = (
+            f"{number:#x}" if number.bit_length() <= 72 else f"a {number.bit_length()}-bit value"
+        )
+        why = (
+            _WHY.get(bits, f"{bits} bits")
+            if bits != self.address_bits
+            else (f"the {bits}-bit address and register width of this architecture")
+        )
+        raise self.fail(path, f"{shown} does not fit in {bits} bits ({why})")
+
+    def integer(
+        self, parent: Mapping[str, Any], key: str, path: str, most: int | None = None
+    ) -> int:
+        """An integer, ``0..most`` when ``most`` is given."""
         value = self.get(parent, key, path)
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.fail(path, "not an integer")
+        if most is not None and not 0 <= value <= most:
+            raise self.fail(path, f"{value} is not in 0..{most}")
         return value
 
-    def opt_integer(self, parent: Mapping[str, Any], key: str, path: str) -> int | None:
-        return None if parent.get(key) is None else self.integer(parent, key, path)
+    def opt_integer(
+        self, parent: Mapping[str, Any], key: str, path: str, most: int | None = None
+    ) -> int | None:
+        return None if parent.get(key) is None else self.integer(parent, key, path, most)
 
     def string(self, parent: Mapping[str, Any], key: str, path: str) -> str:
         value = self.get(parent, key, path)
@@ -251,20 +298,33 @@ class _Reader:
             raise self.fail(path, f"{json.dumps(value)[:40]} is not one of {', '.join(allowed)}")
         return cast(str, value)
 
-    def hex_map(self, parent: Mapping[str, Any], key: str, path: str) -> dict[str, int]:
+    def hex_map(
+        self, parent: Mapping[str, Any], key: str, path: str, bits: int | None = None
+    ) -> dict[str, int]:
         if parent.get(key) is None:
             return {}
         values = self.obj(parent, key, path)
-        return {name: self.hex_value(v, f"{path}.{name}") for name, v in values.items()}
+        return {name: self.hex_value(v, f"{path}.{name}", bits) for name, v in values.items()}
 
 
 def _segment(r: _Reader, d: Mapping[str, Any], path: str) -> SegmentRegister:
-    selector, base, limit, flags = (r.hexint(d, n, f"{path}.{n}") for n in _SEGMENT_HEX)
+    selector, base, limit, flags = (
+        r.hexint(d, n, f"{path}.{n}", _SEGMENT_BITS.get(n)) for n in _SEGMENT_HEX
+    )
     return SegmentRegister(selector=selector, base=base, limit=limit, flags=flags)
 
 
 def _table(r: _Reader, d: Mapping[str, Any], path: str) -> TableRegister:
-    return TableRegister(r.hexint(d, "base", f"{path}.base"), r.hexint(d, "limit", f"{path}.limit"))
+    return TableRegister(
+        r.hexint(d, "base", f"{path}.base"),
+        r.hexint(d, "limit", f"{path}.limit", _TABLE_LIMIT_BITS),
+    )
+
+
+def _gpr_bits(r: _Reader, name: str) -> int:
+    """A general register's width: the architecture's, or 64 for an amd64 register name
+    (``rax``, ``r8``) a 64-bit QEMU reports for a 32-bit guest."""
+    return 64 if name.startswith("r") else r.address_bits
 
 
 def _cpu(r: _Reader, d: Mapping[str, Any]) -> CpuState:
@@ -279,9 +339,14 @@ def _cpu(r: _Reader, d: Mapping[str, Any]) -> CpuState:
     cpl = r.integer(d, "cpl", "cpu.cpl")
     if not 0 <= cpl <= 3:
         raise r.fail("cpu.cpl", f"{cpl} is not 0..3")
-    r.obj(d, "gprs", "cpu.gprs")  # required, even if empty
-    gprs = r.hex_map(d, "gprs", "cpu.gprs")
-    regs = {name: r.hexint(d, name, f"cpu.{name}") for name in _CPU_HEX}
+    gprs_d = r.obj(d, "gprs", "cpu.gprs")  # required, even if empty
+    gprs = {
+        name: r.hex_value(value, f"cpu.gprs.{name}", _gpr_bits(r, name))
+        for name, value in gprs_d.items()
+    }
+    regs = {
+        name: r.hexint(d, name, f"cpu.{name}", 64 if name == "efer" else None) for name in _CPU_HEX
+    }
     return CpuState(
         mode=cast(CpuMode, r.choice(d, "mode", "cpu.mode", MODES)),
         gprs=gprs,
@@ -306,27 +371,32 @@ def _memory(r: _Reader, d: Mapping[str, Any]) -> tuple[MemoryRegion, ...]:
         data = r.string(item, "data", f"{path}.data")
         if not _DATA_RE.fullmatch(data):
             raise r.fail(f"{path}.data", "not an even number of hex digits")
-        out.append(
-            MemoryRegion(
-                address=r.hexint(item, "address", f"{path}.address"),
-                data=bytes.fromhex(data),
-                label=r.string(item, "label", f"{path}.label"),
-            )
+        region = MemoryRegion(
+            address=r.hexint(item, "address", f"{path}.address"),
+            data=bytes.fromhex(data),
+            label=r.string(item, "label", f"{path}.label"),
         )
+        if region.end > 1 << r.address_bits:
+            raise r.fail(
+                path,
+                f"{region.address:#x} + {len(region.data):#x} bytes runs past the end of the "
+                f"{r.address_bits}-bit address space",
+            )
+        out.append(region)
     return tuple(out)
 
 
 def _pic_chip(r: _Reader, d: Mapping[str, Any], path: str) -> PicChip:
-    irr, imr, isr, irq_base = (r.hexint(d, n, f"{path}.{n}") for n in _PIC_HEX)
-    hprio = r.opt_integer(d, "hprio", f"{path}.hprio")
+    irr, imr, isr, irq_base = (r.hexint(d, n, f"{path}.{n}", _PIC_BITS) for n in _PIC_HEX)
+    hprio = r.opt_integer(d, "hprio", f"{path}.hprio", 7)  # the rotating priority 0..7
     return PicChip(
         irr=irr,
         imr=imr,
         isr=isr,
         irq_base=irq_base,
         hprio=0 if hprio is None else hprio,
-        init_state=r.opt_integer(d, "init_state", f"{path}.init_state"),
-        extra=r.hex_map(d, "extra", f"{path}.extra"),
+        init_state=r.opt_integer(d, "init_state", f"{path}.init_state", 3),  # ICW2..ICW4
+        extra=r.hex_map(d, "extra", f"{path}.extra", _PIC_BITS),
     )
 
 
@@ -344,12 +414,16 @@ def _lapic(r: _Reader, d: Mapping[str, Any]) -> LapicState | None:
     lapic = r.opt_obj(d, "lapic", "lapic")
     if lapic is None:
         return None
-    required = {n: r.hexint(lapic, n, f"lapic.{n}") for n in _LAPIC_HEX}
-    optional = {n: r.hexint(lapic, n, f"lapic.{n}") for n in _LAPIC_OPTIONAL_HEX if n in lapic}
+    required = {n: r.hexint(lapic, n, f"lapic.{n}", _LAPIC_BITS.get(n, 32)) for n in _LAPIC_HEX}
+    optional = {
+        n: r.hexint(lapic, n, f"lapic.{n}", _LAPIC_BITS.get(n, 32))
+        for n in _LAPIC_OPTIONAL_HEX
+        if n in lapic
+    }
     return LapicState(
-        apic_id=r.integer(lapic, "apic_id", "lapic.apic_id"),
-        lvt=r.hex_map(lapic, "lvt", "lapic.lvt"),
-        extra=r.hex_map(lapic, "extra", "lapic.extra"),
+        apic_id=r.integer(lapic, "apic_id", "lapic.apic_id", 0xFFFF_FFFF),  # x2APIC: 32 bits
+        lvt=r.hex_map(lapic, "lvt", "lapic.lvt", 32),
+        extra=r.hex_map(lapic, "extra", "lapic.extra", 64),
         **required,
         **optional,
     )
@@ -387,8 +461,10 @@ def snapshot_from_dict(d: Any, origin: str) -> Snapshot:
     hmp = d.get("hmp") or {}
     if not isinstance(hmp, dict) or not all(isinstance(v, str) for v in hmp.values()):
         raise r.fail("hmp", "not an object of strings")
+    arch = cast(Arch, r.choice(d, "arch", "arch", ARCHES))
+    r.address_bits = ADDRESS_BITS[arch]
     return Snapshot(
-        arch=cast(Arch, r.choice(d, "arch", "arch", ARCHES)),
+        arch=arch,
         cpu=_cpu(r, r.obj(d, "cpu", "cpu")),
         memory=_memory(r, d),
         provenance=_provenance(r, d),

@@ -119,6 +119,104 @@ def test_bad_files_give_one_line(name: str, message: str) -> None:
     assert str(BAD / name) in str(info.value)
 
 
+def _edited(name: str, edit: object) -> dict[str, object]:
+    data: dict[str, object] = json.loads((SNAPSHOTS / name).read_text())
+    assert callable(edit)
+    edit(data)
+    return data
+
+
+def _set(path: str, value: object) -> object:
+    """An edit setting the dotted ``path`` of a snapshot's JSON to ``value``."""
+
+    def edit(data: dict[str, object]) -> None:
+        *parents, last = path.split(".")
+        node: object = data
+        for key in parents:
+            assert isinstance(node, list | dict)
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            assert isinstance(node, dict), path
+            node[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("fixture", "path", "value", "message"),
+    [
+        # the values of the attacker's report: all loaded and rendered with exit 0 before
+        (
+            "long-tcg.json",
+            "cpu.ip",
+            hex(2**800 - 1),
+            r"cpu\.ip: a 800-bit value does not fit in 64 bits \(the 64-bit address",
+        ),
+        (
+            "long-tcg.json",
+            "cpu.gdtr.limit",
+            "0xffffffffffffffff",
+            r"cpu\.gdtr\.limit: 0xffffffffffffffff does not fit in 16 bits",
+        ),
+        (
+            "long-tcg.json",
+            "cpu.idtr.limit",
+            "0xffffffff",
+            r"cpu\.idtr\.limit: 0xffffffff does not fit in 16 bits",
+        ),
+        (
+            "long-tcg.json",
+            "memory.0.address",
+            "0xfffffffffffffff0",
+            r"memory\[0\]: 0xfffffffffffffff0 \+ 0x[0-9a-f]+ bytes runs past the end of the "
+            r"64-bit address space",
+        ),
+        # the architecture decides the width: 32 bits on i386
+        ("lhv-good-i386.json", "cpu.ip", "0x100000000", r"cpu\.ip: 0x100000000 does not fit in 32"),
+        ("lhv-good-i386.json", "cpu.gprs.eax", "0x100000000", r"cpu\.gprs\.eax: .* 32 bits"),
+        ("long-tcg.json", "cpu.segments.tr.selector", "0x10000", r"tr\.selector: .* 16 bits"),
+        ("long-tcg.json", "cpu.segments.cs.limit", "0x100000000", r"cs\.limit: .* 32 bits"),
+        ("long-tcg.json", "cpu.efer", "0x10000000000000000", r"cpu\.efer: .* 64 bits"),
+        ("long-tcg.json", "cpu.cpl", 4, r"cpu\.cpl: 4 is not 0\.\.3"),
+        ("long-tcg.json", "pic.master.imr", "0x100", r"pic\.master\.imr: 0x100 .* 8 bits"),
+        ("long-tcg.json", "pic.slave.hprio", 8, r"pic\.slave\.hprio: 8 is not in 0\.\.7"),
+        ("long-tcg.json", "lapic.tpr", "0x100", r"lapic\.tpr: 0x100 does not fit in 8 bits"),
+        ("long-tcg.json", "lapic.isr", hex(2**256), r"lapic\.isr: .* 256 bits"),
+        ("long-tcg.json", "lapic.apic_id", -1, r"lapic\.apic_id: -1 is not in 0\.\."),
+    ],
+)
+def test_out_of_range_fields_are_named(
+    fixture: str, path: str, value: object, message: str
+) -> None:
+    data = _edited(fixture, _set(path, value))
+    if path == "cpu.ip" and fixture == "lhv-good-i386.json":  # and a symbol past 4 GiB
+        data["symbols"] = {"kernel_main": "0x100000000"}
+        with pytest.raises(SnapshotError, match=r"symbols\.kernel_main: .* 32 bits"):
+            snapshot_from_dict(_edited(fixture, _set("symbols", data["symbols"])), fixture)
+    with pytest.raises(SnapshotError, match=message) as info:
+        snapshot_from_dict(data, fixture)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+def test_widest_values_of_each_field_still_load() -> None:
+    edits = [
+        _set("cpu.ip", "0xffffffffffffffff"),
+        _set("cpu.gdtr.limit", "0xffff"),
+        _set("cpu.segments.tr.selector", "0xffff"),
+        _set("pic.master.imr", "0xff"),
+        _set("lapic.isr", hex(2**256 - 1)),
+    ]
+    data = json.loads((SNAPSHOTS / "long-tcg.json").read_text())
+    for edit in edits:
+        assert callable(edit)
+        edit(data)
+    snap = snapshot_from_dict(data, "widest.json")
+    assert snap.cpu.ip == 2**64 - 1 and snap.cpu.gdtr.limit == 0xFFFF
+    assert snap.lapic is not None and snap.lapic.isr == 2**256 - 1
+
+
 def test_missing_file() -> None:
     with pytest.raises(SnapshotError, match=r"snapshot not found: .*nope\.json"):
         load_snapshot("/nonexistent/nope.json")
@@ -145,24 +243,30 @@ u8 = st.integers(0, 0xFF)
 names = st.text("abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=8)
 opt_text = st.none() | st.text(max_size=20)
 
-segments = st.builds(SegmentRegister, u16, u64, u32, st.integers(0, 0xFFFFFF))
-cpus = st.builds(
-    CpuState,
-    mode=st.sampled_from(["real", "protected", "long", "compat", "vm86"]),
-    ip=u64,
-    flags=u32,
-    gprs=st.dictionaries(names, u64, max_size=4),
-    segments=st.fixed_dictionaries({name: segments for name in SEGMENT_NAMES}),
-    gdtr=st.builds(TableRegister, u64, u16),
-    idtr=st.builds(TableRegister, u64, u16),
-    cr0=u32,
-    cr2=u64,
-    cr3=u64,
-    cr4=u32,
-    efer=u64,
-    cpl=st.integers(0, 3),
-    halted=st.none() | st.booleans(),
-)
+
+def _cpus(bits: int) -> st.SearchStrategy[CpuState]:
+    """CPU states whose every field fits its width on an architecture of ``bits`` bits."""
+    word = st.integers(0, 2**bits - 1)
+    segments = st.builds(SegmentRegister, u16, word, u32, st.integers(0, 0xFFFFFF))
+    return st.builds(
+        CpuState,
+        mode=st.sampled_from(["real", "protected", "long", "compat", "vm86"]),
+        ip=word,
+        flags=u32,
+        gprs=st.dictionaries(names.filter(lambda n: not n.startswith("r")), word, max_size=4),
+        segments=st.fixed_dictionaries({name: segments for name in SEGMENT_NAMES}),
+        gdtr=st.builds(TableRegister, word, u16),
+        idtr=st.builds(TableRegister, word, u16),
+        cr0=u32,
+        cr2=word,
+        cr3=word,
+        cr4=u32,
+        efer=u64,
+        cpl=st.integers(0, 3),
+        halted=st.none() | st.booleans(),
+    )
+
+
 chips = st.builds(
     PicChip,
     irr=u8,
@@ -189,30 +293,45 @@ lapics = st.builds(
     lvt=st.dictionaries(names, u32, max_size=5),
     extra=st.dictionaries(names, u32, max_size=3),
 )
-snapshots = st.builds(
-    Snapshot,
-    arch=st.sampled_from(["amd64", "i386"]),
-    cpu=cpus,
-    memory=st.lists(st.builds(MemoryRegion, u64, st.binary(max_size=64), names), max_size=3).map(
-        tuple
-    ),
-    provenance=st.builds(
-        Provenance,
-        source=st.sampled_from(["qemu", "reference", "fixture"]),
-        captured_at=st.text(max_size=25),
-        qemu_version=opt_text,
-        accel=st.none() | st.sampled_from(["tcg", "kvm"]),
-        kernel_path=opt_text,
-        kernel_sha256=opt_text,
-        stop_reason=opt_text,
-        note=st.text(max_size=40),
-        scope=st.lists(names, max_size=3).map(tuple),
-    ),
-    pic=st.none() | st.builds(PicState, chips, chips),
-    lapic=st.none() | lapics,
-    symbols=st.dictionaries(names, u64, max_size=4),
-    hmp=st.dictionaries(st.sampled_from(["info registers", "info pic"]), st.text(max_size=40)),
-)
+BITS = {"amd64": 64, "i386": 32}
+
+
+def _regions(bits: int) -> st.SearchStrategy[MemoryRegion]:
+    """Memory regions inside a ``bits``-bit address space (ending at most at its top)."""
+    return st.binary(max_size=64).flatmap(
+        lambda data: st.builds(
+            MemoryRegion, st.integers(0, 2**bits - len(data)), st.just(data), names
+        )
+    )
+
+
+def _snapshots(arch: str) -> st.SearchStrategy[Snapshot]:
+    bits = BITS[arch]
+    return st.builds(
+        Snapshot,
+        arch=st.just(arch),
+        cpu=_cpus(bits),
+        memory=st.lists(_regions(bits), max_size=3).map(tuple),
+        provenance=st.builds(
+            Provenance,
+            source=st.sampled_from(["qemu", "reference", "fixture"]),
+            captured_at=st.text(max_size=25),
+            qemu_version=opt_text,
+            accel=st.none() | st.sampled_from(["tcg", "kvm"]),
+            kernel_path=opt_text,
+            kernel_sha256=opt_text,
+            stop_reason=opt_text,
+            note=st.text(max_size=40),
+            scope=st.lists(names, max_size=3).map(tuple),
+        ),
+        pic=st.none() | st.builds(PicState, chips, chips),
+        lapic=st.none() | lapics,
+        symbols=st.dictionaries(names, st.integers(0, 2**bits - 1), max_size=4),
+        hmp=st.dictionaries(st.sampled_from(["info registers", "info pic"]), st.text(max_size=40)),
+    )
+
+
+snapshots = st.sampled_from(sorted(BITS)).flatmap(_snapshots)
 
 
 @settings(max_examples=100, deadline=None)

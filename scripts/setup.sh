@@ -76,7 +76,10 @@ if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import lhvdbg' 2>/dev/null
     rm -f "$STAMP"
     PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
     "${PIP[@]}" install --upgrade -c "$CONSTRAINTS" pip || die "pip install pip failed"
-    "${PIP[@]}" install -c "$CONSTRAINTS" -e '.[dev]' || die "pip install failed"
+    # setuptools announces every editable build with an "Editable installation." notice
+    # (InformationOnly, not a deprecation) that pip shows even with -q: silence only that.
+    PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
+        "${PIP[@]}" install -c "$CONSTRAINTS" -e '.[dev]' || die "pip install failed"
     echo "$want" > "$STAMP"
 fi
 

@@ -107,7 +107,7 @@ def _tss_value(decoded: Decoded | None, name: str) -> str:
 
 def _tss_names(decoded: Sequence[Decoded | None], differences: Sequence[Difference]) -> list[str]:
     """TR and descriptor fields that differ, then the TSS fields of either side (reserved
-    ones only when set or different)."""
+    ones only when set or different), then differing fields neither side decodes."""
     marked = {d.field for d in differences}
     outside = [d.field for d in differences if not d.field.startswith("tss.")]
     names: list[str] = []
@@ -118,7 +118,7 @@ def _tss_names(decoded: Sequence[Decoded | None], differences: Sequence[Differen
             if f.reserved and not body.values.get(f.name) and f"tss.{f.name}" not in marked:
                 continue
             names.append(f"tss.{f.name}")
-    return [*dict.fromkeys([*outside, *names])]
+    return [*dict.fromkeys([*outside, *names, *(d.field for d in differences)])]
 
 
 def _tr_line(label: str, tables: SystemTables) -> str:

@@ -307,7 +307,8 @@ def test_ring3_int_through_a_dpl0_gate() -> None:
     report = make_report(evidence(base, [soft, gp]))
     cause = report.diagnosis[0]
     assert cause.id == "ring3-int-gate-dpl"
-    assert "IDT[0x80] has DPL 0 < CPL 3" in cause.evidence
+    assert cause.summary.startswith("IDT[0x80] has DPL 0 < CPL 3")
+    assert (cause.check, cause.fix_fields) == ("gate-dpl", ("idt[0x80].dpl",))
     assert "0xEE" in cause.fix
 
 

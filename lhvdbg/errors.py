@@ -22,7 +22,9 @@ Tree::
         ├── QemuError           QEMU failed to start or died (command line, stderr, log)
         ├── QmpError            a QMP command failed (command, reply)
         ├── GdbError            gdb failed or a MI command returned ^error (command, reply)
-        └── TargetTimeout       the guest did not stop in time (what was waited for)
+        ├── StateError          an operation the session's run state does not allow
+        └── TargetTimeout       the guest or a backend (QEMU, QMP, gdb) did not answer in
+                                time (what was waited for) — the one timeout type
 """
 
 from __future__ import annotations
@@ -97,12 +99,61 @@ class QemuError(MachineError):
 
 
 class QmpError(MachineError):
-    """A QMP command failed; context holds the command and the reply."""
+    """A QMP command failed; context holds the command and the reply.
+
+    When QEMU answered with an error, ``error_class`` is QMP's class (``GenericError``,
+    ``CommandNotFound``, ``DeviceNotFound``...) and ``desc`` its description, as QEMU sent
+    them; both are None for failures that are not QMP error replies.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_class: str | None = None,
+        desc: str | None = None,
+        **context: object,
+    ) -> None:
+        super().__init__(message, **context)
+        self.error_class = error_class
+        self.desc = desc
 
 
 class GdbError(MachineError):
     """gdb died or a MI command failed; context holds the command sent and the reply."""
 
 
+class StateError(MachineError):
+    """An operation asked of a session in a run state that does not allow it.
+
+    ``state`` is the session's run state, ``required`` the states the operation needs
+    (``lhvdbg.machine.runstate.Runstate`` members; anything with a ``value`` or ``str``).
+    """
+
+    def __init__(
+        self,
+        state: object,
+        required: Sequence[object],
+        *,
+        what: str = "",
+        why: str = "",
+        **context: object,
+    ) -> None:
+        self.state = state
+        self.required = tuple(required)
+        needs = " or ".join(_state_name(r) for r in self.required)
+        head = f"{what}: " if what else ""
+        tail = f": {why}" if why else ""
+        super().__init__(
+            f"{head}the session is {_state_name(state)}{tail} (needs {needs})", **context
+        )
+
+
+def _state_name(state: object) -> str:
+    value = getattr(state, "value", state)
+    return str(value)
+
+
 class TargetTimeout(MachineError):
-    """The guest did not reach what was waited for within the time allowed."""
+    """The guest or a backend (QEMU, QMP, gdb) did not answer within the time allowed:
+    the one timeout error of lhvdbg; ``context`` names what was waited for."""

@@ -1,4 +1,4 @@
-"""gdb/MI client: token-matched commands over pygdbmi, never its 0.2 s default read.
+"""gdb/MI client: token-matched commands over raw pipes, never a fixed-length read.
 
 Each command is sent as ``<token><command>`` and the client reads with small timeouts
 until the result record (``^done``/``^running``/``^connected``/``^error``/``^exit``)
@@ -7,9 +7,9 @@ stream output seen meanwhile are kept: ``*stopped`` records are queued for
 :meth:`GdbMi.wait_stopped`. Several commands can be pipelined (:meth:`GdbMi.batch`): all
 are written at once and the replies matched by token, so N reads cost one round trip.
 
-pygdbmi does the MI parsing (``gdbmiparser``) and the buffered non-blocking reads
-(``IoManager``); the process is started here so it gets its own process group and dies
-with its parent (``PR_SET_PDEATHSIG``).
+Output is read straight from the pipe (non-blocking ``os.read``, whole lines) and parsed
+by :mod:`lhvdbg.machine.mirecord`; the process is started here so it gets its own
+process group and dies with its parent (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -21,51 +21,18 @@ import select
 import subprocess
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lhvdbg.errors import GdbError
+from lhvdbg.errors import GdbError, TargetTimeout
+from lhvdbg.machine.mirecord import MiRecord, parse_line, parse_lines
 from lhvdbg.machine.process import exit_status, is_running, kill_process_group, popen_owned, which
 
 log = logging.getLogger(__name__)
 
 RESULT_MESSAGES = frozenset({"done", "running", "connected", "error", "exit"})
-
-
-@dataclass(frozen=True)
-class MiRecord:
-    """One parsed MI record (pygdbmi's dict, typed).
-
-    ``type`` is pygdbmi's: ``result`` (``^``), ``notify`` (``*`` exec-async and ``=``
-    notify-async), ``console``/``log``/``target`` (streams), ``output`` (anything else).
-    """
-
-    type: str
-    message: str | None
-    payload: Any
-    token: int | None
-
-    @classmethod
-    def from_pygdbmi(cls, raw: dict[str, Any]) -> MiRecord:
-        """Wrap one dict from ``gdbmiparser.parse_response``."""
-        return cls(
-            type=str(raw.get("type")),
-            message=raw.get("message"),
-            payload=raw.get("payload"),
-            token=raw.get("token"),
-        )
-
-    @property
-    def is_result(self) -> bool:
-        """A ``^`` result record."""
-        return self.type == "result"
-
-    @property
-    def is_stopped(self) -> bool:
-        """A ``*stopped`` exec-async record."""
-        return self.type == "notify" and self.message == "stopped"
 
 
 @dataclass(frozen=True)
@@ -93,14 +60,7 @@ class PendingBatch:
 
 def parse_mi_lines(text: str) -> list[MiRecord]:
     """Parse raw MI output (several lines) into records; ``(gdb)`` prompts are dropped."""
-    from pygdbmi import gdbmiparser
-
-    out = []
-    for line in text.splitlines():
-        if not line.strip() or gdbmiparser.response_is_finished(line):
-            continue
-        out.append(MiRecord.from_pygdbmi(gdbmiparser.parse_response(line)))
-    return out
+    return parse_lines(text)
 
 
 class MiMatcher:
@@ -178,11 +138,10 @@ class GdbMi:
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
         )
-        from pygdbmi.IoManager import IoManager  # imported while gdb starts
-
         assert self.process.stdin is not None and self.process.stdout is not None
-        self._io = IoManager(self.process.stdin, self.process.stdout, None)
         self._fd = self.process.stdout.fileno()
+        os.set_blocking(self._fd, False)
+        self._buffer = b""
         self._matcher = MiMatcher()
         self._next_token = 1
         self.timeout = timeout
@@ -209,7 +168,8 @@ class GdbMi:
     def _send(self, lines: Sequence[str]) -> None:
         data = "".join(line + "\n" for line in lines).encode()
         for line in lines:
-            log.debug("--> %s", line)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("--> %s", line)
             self.transcript.append("--> " + line)
         try:
             assert self.process.stdin is not None
@@ -221,21 +181,32 @@ class GdbMi:
             ) from exc
 
     def _pump(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for output and parse it; False when nothing came."""
+        """Wait up to ``timeout`` for output and parse its whole lines; False when
+        nothing came (or gdb's output ended)."""
         ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
         if not ready:
             return False
-        raws = self._io.get_gdb_response(timeout_sec=0, raise_error_on_timeout=False)
-        if not raws:
-            # readable but nothing parsed: EOF (gdb exited) or a partial line
-            if not is_running(self.process):
-                return False
-            time.sleep(0.001)
+        try:
+            chunk = os.read(self._fd, 1 << 20)
+        except BlockingIOError:
             return True
-        records = [MiRecord.from_pygdbmi(r) for r in raws]
-        for rec in records:
-            log.debug("<-- %s %s %s %s", rec.token or "", rec.type, rec.message, rec.payload)
-            self.transcript.append(f"<-- {rec.token or ''}{rec.type} {rec.message} {rec.payload}")
+        except OSError:
+            return False
+        if not chunk:
+            time.sleep(0.001)  # EOF: gdb is exiting (the caller checks that it did)
+            return False
+        data = self._buffer + chunk
+        end = data.rfind(b"\n") + 1
+        self._buffer = data[end:]
+        records = []
+        for line in data[:end].decode("utf-8", "replace").splitlines():
+            rec = parse_line(line)
+            if rec is None:
+                continue
+            records.append(rec)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("<-- %s", line)
+            self.transcript.append("<-- " + line)
         self._matcher.feed(records)
         return True
 
@@ -303,9 +274,10 @@ class GdbMi:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = next(c for t, c in zip(tokens, commands, strict=True) if t not in found)
-                raise GdbError(
+                raise TargetTimeout(
                     f"gdb did not answer {missing.split()[0]} in time",
                     command=missing,
+                    backend="gdb",
                     transcript="\n".join(self.transcript),
                 )
             if not self._pump(min(remaining, 0.05)) and not self.alive:
@@ -354,6 +326,29 @@ class GdbMi:
         """Send ``-exec-interrupt`` (the ``*stopped`` follows asynchronously)."""
         self.command("-exec-interrupt")
 
+    def interrupt_and_wait(
+        self, target_alive: Callable[[], bool], timeout: float = 5.0
+    ) -> MiRecord | None:
+        """Interrupt the running target and return its ``*stopped``; None when the
+        target went away (``target_alive()`` false) first; TargetTimeout after
+        ``timeout`` seconds without a stop."""
+        try:
+            self.interrupt()
+        except GdbError:
+            if not target_alive():
+                return None
+            raise
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            record = self.wait_stopped(0.05)
+            if record is not None:
+                return record
+            if not target_alive():
+                return None
+        raise TargetTimeout(
+            "gdb did not stop the guest after -exec-interrupt", command="-exec-interrupt"
+        )
+
     def close(self, *, polite: bool = True) -> None:
         """Quit gdb (``-gdb-exit``, up to 0.5 s), then SIGTERM/SIGKILL its process group.
         ``polite=False`` skips the quit (gdb takes ~8 ms to exit; it holds nothing to save
@@ -375,3 +370,15 @@ class GdbMi:
                 with contextlib.suppress(OSError):
                     stream.close()
         self._stderr_file.close()
+
+
+def raise_first_error(results: Sequence[MiResult]) -> None:
+    """GdbError (command, gdb's message) for the first failed result, if any."""
+    for res in results:
+        if res.message == "error":
+            msg = str(res.payload.get("msg", "unknown error"))
+            raise GdbError(
+                f"gdb: {res.command.split()[0]}: {(msg.splitlines() or [''])[0]}",
+                command=res.command,
+                reply=msg,
+            )

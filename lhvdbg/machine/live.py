@@ -20,7 +20,7 @@ from lhvdbg.state.snapshot import MemoryRegion, Provenance, Snapshot
 from lhvdbg.x86.cpustate import Arch, CpuState, LapicState, PicState
 
 if TYPE_CHECKING:
-    from lhvdbg.machine.session import Session
+    from lhvdbg.machine.ports import ReadPort
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,9 +51,10 @@ def _aligned_page(address: int) -> int:
 
 
 class LiveTarget:
-    """A ``Target`` backed by a live :class:`~lhvdbg.machine.session.Session`."""
+    """A ``Target`` backed by a live session (anything with the :class:`ReadPort`
+    methods; :class:`~lhvdbg.machine.session.Session` in lhvdbg)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: ReadPort) -> None:
         self.session = session
 
     @property
@@ -112,10 +113,9 @@ class LiveTarget:
         from lhvdbg.x86.hmp import parse_info_lapic, parse_info_pic, parse_info_registers
 
         s = self.session
-        s._check_usable("capture")
         t0 = time.perf_counter()
         hmp_cmds = ("info registers", "info pic", "info lapic")
-        texts = s.qmp.hmp_many(list(hmp_cmds))
+        texts = s.hmp_many(list(hmp_cmds))  # guarded: a closed/exited session raises
         hmp = dict(zip(hmp_cmds, texts, strict=True))
         cpu = parse_info_registers(texts[0])
         pic = _try(parse_info_pic, texts[1])

@@ -123,3 +123,40 @@ def read_readable(gdb: GdbMi, regions: Sequence[tuple[int, int]]) -> list[list[R
             if res.message != "error":
                 runs[i] += memory_runs(res.payload, a, n)
     return [merge_runs(r) for r in runs]
+
+
+def read_exact(
+    gdb: GdbMi, regions: Sequence[tuple[int, int]], *, check: bool
+) -> list[bytes | None]:
+    """Each ``(address, size)`` region whole, in one pipelined round trip: GdbError for
+    a failed or short read with ``check``, else None in its place."""
+    if not regions:
+        return []
+    results = gdb.batch([read_command(a, n) for a, n in regions], check=check)
+    out: list[bytes | None] = []
+    for (addr, size), res in zip(regions, results, strict=True):
+        if res.message == "error":
+            out.append(None)
+        elif check:
+            out.append(whole_contents(res.payload, addr, size))
+        else:
+            runs = memory_runs(res.payload, addr, size)
+            out.append(runs[0][1] if len(runs) == 1 and len(runs[0][1]) == size else None)
+    return out
+
+
+def read_c_string(gdb: GdbMi, address: int, max_length: int) -> str:
+    """The NUL-terminated string at ``address`` (latin-1, at most ``max_length``), read
+    in chunks that never cross a page."""
+    out = bytearray()
+    addr = address
+    while len(out) < max_length:
+        size = min(64, max_length - len(out), PAGE - (addr & (PAGE - 1)))
+        chunk = read_exact(gdb, [(addr, size)], check=True)[0] or b""
+        end = chunk.find(b"\0")
+        if end >= 0:
+            out += chunk[:end]
+            break
+        out += chunk
+        addr += size
+    return out.decode("latin-1")

@@ -127,3 +127,26 @@ def kill_process_group(process: subprocess.Popen[bytes], *, grace: float = 1.0) 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
+
+
+def sigterm_as_exit() -> Any:
+    """Make SIGTERM raise SystemExit(143) (so ``with`` blocks clean up) when this is the
+    main thread and nobody else handles SIGTERM; the handler replaced, or None."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def restore_sigterm(old: Any) -> None:
+    """Put back the SIGTERM handler :func:`sigterm_as_exit` replaced (None: nothing)."""
+    if old is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, old)

@@ -75,7 +75,9 @@ class QmpClient:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise QmpError(f"QMP: no reply to {what} within {timeout:g} s", command=what) from None
+            raise TargetTimeout(
+                f"QMP: no reply to {what} within {timeout:g} s", command=what, backend="qmp"
+            ) from None
 
     def _connect(self, timeout: float, alive: Callable[[], bool] | None) -> None:
         from qemu.qmp import EventListener
@@ -138,14 +140,10 @@ class QmpClient:
         log.debug("--> %s %s", command, arguments or "")
         try:
             return self._run(self._client.execute(command, arguments), timeout, command)
-        except QmpError:
+        except (QmpError, TargetTimeout):
             raise
         except Exception as exc:
-            raise QmpError(
-                f"QMP {command} failed: {type(exc).__name__}: {exc}",
-                command=command,
-                reply=str(exc),
-            ) from exc
+            raise qmp_failure(command, exc) from exc
 
     def hmp(self, command_line: str, *, timeout: float = 5.0) -> str:
         """``human-monitor-command``: the text of e.g. ``info registers``."""
@@ -170,13 +168,10 @@ class QmpClient:
 
         try:
             return [str(t) for t in self._run(all_of(), timeout, ", ".join(command_lines))]
-        except QmpError:
+        except (QmpError, TargetTimeout):
             raise
         except Exception as exc:
-            raise QmpError(
-                f"QMP human-monitor-command failed: {type(exc).__name__}: {exc}",
-                command=", ".join(command_lines),
-            ) from exc
+            raise qmp_failure(", ".join(command_lines), exc) from exc
 
     def status(self) -> dict[str, Any]:
         """``query-status``: ``{"running": bool, "status": "paused"|"running"|...}``."""
@@ -228,6 +223,25 @@ class QmpClient:
         self._thread.join(timeout=2)
         if not self._thread.is_alive():
             self._loop.close()
+
+
+def qmp_failure(command: str, exc: BaseException) -> QmpError:
+    """A QmpError for a failed command; a QMP error reply (qemu.qmp's ``ExecuteError``)
+    keeps its structure: ``error_class`` and ``desc`` as QEMU sent them."""
+    error = getattr(exc, "error", None)
+    error_class = getattr(error, "class_", None)
+    desc = getattr(error, "desc", None)
+    if isinstance(error_class, str):
+        return QmpError(
+            f"QMP {command} failed: {error_class}: {desc}",
+            error_class=error_class,
+            desc=str(desc),
+            command=command,
+            reply=str(exc),
+        )
+    return QmpError(
+        f"QMP {command} failed: {type(exc).__name__}: {exc}", command=command, reply=str(exc)
+    )
 
 
 async def _cancel_other_tasks() -> None:

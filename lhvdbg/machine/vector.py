@@ -31,10 +31,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lhvdbg.errors import GdbError, MachineError
+from lhvdbg.machine.stops import StopEvent
 from lhvdbg.x86.cpustate import LapicState, PicState
 
 if TYPE_CHECKING:
-    from lhvdbg.machine.session import Session, StopEvent
+    from lhvdbg.machine.ports import RunPort
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def timer_vector_of(pic: PicState | None, lapic: LapicState | None) -> int | Non
 class VectorRun:
     """One ``run_to_vector``/``run_to_timer`` call (its internal breakpoints included)."""
 
-    def __init__(self, session: Session, *, fixed_vector: int | None) -> None:
+    def __init__(self, session: RunPort, *, fixed_vector: int | None) -> None:
         self.s = session
         self.fixed_vector = fixed_vector
         self.kvm = session.accel == "kvm"
@@ -234,8 +235,6 @@ class VectorRun:
         )
 
     def _timeout(self, started: float, timeout: float, hits: int) -> StopEvent:
-        from lhvdbg.machine.session import StopEvent
-
         pc = self.s.pc() if self.s.alive else None
         return StopEvent(
             "timeout",

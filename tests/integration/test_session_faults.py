@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from lhvdbg.errors import GdbError, QemuError
+from lhvdbg.errors import GdbError, QemuError, StateError
+from lhvdbg.machine.runstate import Runstate
 from lhvdbg.machine.session import LaunchConfig, Session
 from tests.integration.test_session_tiny import build_tiny
 
@@ -87,11 +88,22 @@ def test_qemu_killed(forever: Path) -> None:
     with Session(LaunchConfig(kernel=forever)) as s:
         pids = session_pids(s)
         os.kill(pids[0], signal.SIGKILL)
-        with pytest.raises(QemuError, match="QEMU was killed by SIGKILL") as err:
+        deadline = time.monotonic() + 5  # until QEMU's last thread is gone (waitable)
+        while s.alive and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(StateError, match="QEMU was killed by SIGKILL") as err:
             s.read_memory(0x100000, 4)
         assert "\n" not in str(err.value)
+        assert err.value.state is Runstate.EXITED and s.runstate is Runstate.EXITED
+        assert Runstate.STOPPED in err.value.required
         assert not s.alive
+        # run control answers for a killed QEMU with the error that explains it
+        with pytest.raises(QemuError, match="QEMU was killed by SIGKILL"):
+            s.cont(timeout=1)
     assert all_gone(pids) and not s.paths.directory.exists()
+    assert s.runstate is Runstate.CLOSED
+    with pytest.raises(StateError, match="read memory: the session is closed"):
+        s.read_memory(0x100000, 4)
 
 
 def test_qemu_killed_while_running(forever: Path) -> None:
@@ -99,11 +111,11 @@ def test_qemu_killed_while_running(forever: Path) -> None:
         pids = session_pids(s)
         timer = threading.Timer(0.3, os.kill, (pids[0], signal.SIGKILL))
         timer.start()
-        started = time.monotonic()
-        with pytest.raises(QemuError, match="killed by SIGKILL"):
+        # cont(timeout=10) would return a timeout stop had it not noticed the kill
+        with pytest.raises(QemuError, match="continue: QEMU was killed by SIGKILL"):
             s.cont(timeout=10)
-        assert time.monotonic() - started < 3
         timer.join()
+        assert s.runstate is Runstate.EXITED
     assert all_gone(pids)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -146,7 +147,7 @@ def test_session_directory_is_private() -> None:
         assert paths.gdb_socket.parent == paths.directory
         assert len(str(paths.qmp_socket)) < 108  # sun_path limit
     finally:
-        paths.directory.rmdir()
+        shutil.rmtree(paths.directory)
 
 
 def test_stop_event_exit_values() -> None:

@@ -5,11 +5,19 @@ scenario (the failing assertion with expected and actual values), ``-j N`` runs 
 time in worker processes, ``--junit FILE`` writes JUnit XML; the exit status is 0 only if
 every scenario passed. A malformed file stops everything with one line naming the file,
 line and field (exit 2). ``list`` shows what the files declare.
+
+Scenario files are untrusted data: they may not touch the host (run host commands, open
+sockets, write outside their folder or ``--output DIR``) unless ``--allow-host`` is given,
+and the result then says what they were allowed (:mod:`lhvdbg.scenario.policy`).
+
+This module is also the scenario runner's way to the registry: :class:`RegistryCommands`
+runs a command on a scenario's session and hands back its result as data.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
@@ -17,17 +25,79 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
-from lhvdbg.commands.registry import Context, command
+from lhvdbg.commands.registry import Context, Registry, _ParserExit, command
 from lhvdbg.errors import UsageError
 
 if TYPE_CHECKING:
+    from lhvdbg.machine.session import Session
     from lhvdbg.scenario.model import Scenario
-    from lhvdbg.scenario.runner import ScenarioResult
+    from lhvdbg.scenario.runner import CommandResult, ScenarioResult
 
 EXIT_FAILED = 1
+
+
+class RegistryCommands:
+    """The runner's :class:`~lhvdbg.scenario.runner.CommandHost` over a registry: each call
+    parses the command's arguments, runs it in a Context on the scenario's session, and
+    returns what it printed and the result it gave as data (``Context.result``)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def call(
+        self,
+        command: str | Sequence[str],
+        *,
+        session: Session,
+        state: dict[str, Any],
+        out: TextIO,
+    ) -> CommandResult:
+        from lhvdbg.scenario.runner import CommandResult
+        from lhvdbg.ui.shell import split_line
+
+        shown = command if isinstance(command, str) else " ".join(command)
+        try:
+            words = split_line(command) if isinstance(command, str) else list(command)
+        except ValueError as exc:
+            raise UsageError(f"run: cannot parse {shown!r}: {exc}") from exc
+        if not words:
+            raise UsageError("run: empty command line")
+        cmd = self.registry.get(words[0])
+        if "scenario" not in cmd.where:
+            raise UsageError(f"{cmd.name} is not offered in scenarios")
+        buffer = io.StringIO()
+        ctx = Context(
+            stdout=buffer,
+            color=False,
+            width=120,
+            target=session.target,
+            session=session,
+            state=state,
+        )
+        try:
+            args = cmd.parser(prog=cmd.name).parse_args(words[1:])
+            status = cmd.run(args, ctx)
+        except _ParserExit:
+            raise UsageError(f"{shown!r}: --help is not a scenario step") from None
+        finally:
+            out.write(buffer.getvalue())
+        output = buffer.getvalue()
+        if status != 0:
+            lines = output.strip().splitlines()
+            last = lines[-1] if lines else "no output"
+            raise UsageError(f"{shown!r} exited with status {status}: {last}")
+        return CommandResult(output=output, data=ctx.result)
+
+
+def registry_commands() -> RegistryCommands:
+    """A command host over every registered command (for the Python API)."""
+    from lhvdbg.commands.registry import load_all
+
+    return RegistryCommands(load_all())
 
 
 def default_paths() -> list[Path]:
@@ -55,6 +125,18 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--accel", choices=("tcg", "kvm", "auto"), help="override every scenario's accelerator"
     )
     run.add_argument("--json", action="store_true", help="results as JSON")
+    run.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="folder for the files scenarios capture (relative capture names go here)",
+    )
+    run.add_argument(
+        "--allow-host",
+        action="store_true",
+        help="trust the files: let them run host commands, open sockets, write anywhere",
+    )
     run.add_argument("--worker-result", metavar="FILE", help=argparse.SUPPRESS)
     listing = sub.add_parser("list", help="list scenarios and what they run")
     listing.add_argument("paths", nargs="*", metavar="PATH", help="files or directories")
@@ -92,9 +174,11 @@ def run_scenario_command(args: argparse.Namespace, ctx: Context) -> int:
         return _list(args, ctx)
     if args.jobs < 1:
         raise UsageError(f"-j must be at least 1, got {args.jobs}")
+    if args.output is not None and not args.output.is_dir():
+        raise UsageError(f"--output {args.output}: not a directory")
     scenarios = load_all_scenarios(args.paths, args.select, args.accel)
     if args.worker_result:
-        return _worker(scenarios, Path(args.worker_result))
+        return _worker(scenarios, Path(args.worker_result), args)
     start = time.monotonic()
     if args.jobs == 1 or len(scenarios) == 1:
         results = _run_here(scenarios, args, ctx)
@@ -115,23 +199,28 @@ def run_scenario_command(args: argparse.Namespace, ctx: Context) -> int:
 def _run_here(
     scenarios: list[Scenario], args: argparse.Namespace, ctx: Context
 ) -> list[ScenarioResult]:
-    from lhvdbg.commands.registry import REGISTRY
-    from lhvdbg.scenario.runner import run_scenario
-
     results = []
     for scenario in scenarios:
-        result = run_scenario(scenario, registry=REGISTRY)
+        result = _run_one(scenario, args)
         results.append(result)
         _show(result, args, ctx)
     return results
 
 
-def _worker(scenarios: list[Scenario], out: Path) -> int:
-    """Internal (``-j``): run the scenarios given, write their results as JSON to ``out``."""
-    from lhvdbg.commands.registry import REGISTRY
+def _run_one(scenario: Scenario, args: argparse.Namespace) -> ScenarioResult:
     from lhvdbg.scenario.runner import run_scenario
 
-    results = [run_scenario(s, registry=REGISTRY).to_dict() for s in scenarios]
+    return run_scenario(
+        scenario,
+        commands=registry_commands(),
+        allow_host=args.allow_host,
+        output=args.output,
+    )
+
+
+def _worker(scenarios: list[Scenario], out: Path, args: argparse.Namespace) -> int:
+    """Internal (``-j``): run the scenarios given, write their results as JSON to ``out``."""
+    results = [_run_one(s, args).to_dict() for s in scenarios]
     out.write_text(json.dumps(results))
     return 0
 
@@ -156,6 +245,10 @@ def _run_parallel(
                     argv += ["--worker-result", str(out), str(scenario.path)]
                     if args.accel:
                         argv += ["--accel", args.accel]
+                    if args.allow_host:
+                        argv += ["--allow-host"]
+                    if args.output is not None:
+                        argv += ["--output", str(args.output)]
                     err = (Path(tmp) / f"{index}.err").open("wb")
                     with err:
                         process = popen_owned(
@@ -170,7 +263,7 @@ def _run_parallel(
                     done[index] = result
                     _show(result, args, ctx)
                 time.sleep(0.02)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, SIGTERM: no worker outlives us
             _stop_workers([p for p, _, _ in running.values()])
             raise
     return [done[i] for i in sorted(done)]
@@ -221,7 +314,13 @@ def _show(result: ScenarioResult, args: argparse.Namespace, ctx: Context) -> Non
     from lhvdbg.ui.scenarios import result_line
 
     line = result_line(
-        result.status, result.label, result.elapsed, result.accel, result.file, result.failures
+        result.status,
+        result.label,
+        result.elapsed,
+        result.accel,
+        result.file,
+        result.failures,
+        result.host_access if result.allow_host else None,
     )
     ctx.print(line, soft_wrap=True)
 

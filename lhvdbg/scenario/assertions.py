@@ -6,13 +6,15 @@ and ``equals = "0x20"`` all match an ``irq_base`` of 32. Booleans only equal boo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lhvdbg.scenario.model import Expectation
 from lhvdbg.scenario.paths import Missing, resolve
+from lhvdbg.scenario.values import as_number, show_value
+
+__all__ = ["Outcome", "as_number", "check", "show_value"]
 
 
 @dataclass(frozen=True)
@@ -68,20 +70,6 @@ def _test(op: str, actual: object, expected: object) -> bool:
     raise ValueError(f"unknown operator {op}")
 
 
-def as_number(value: object) -> int | float | None:
-    """A number, or a string spelling one (``"0x20"``); None otherwise (booleans too)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 0)
-        except ValueError:
-            return None
-    return None
-
-
 def _equal(actual: object, expected: object) -> bool:
     if isinstance(actual, bool) or isinstance(expected, bool):
         return isinstance(actual, bool) and isinstance(expected, bool) and actual == expected
@@ -119,20 +107,3 @@ def _has_fields(item: object, fields: Mapping[object, object]) -> bool:
 
 def _text(value: object) -> str:
     return value if isinstance(value, str) else show_value(value)
-
-
-def show_value(value: object, limit: int = 120) -> str:
-    """A value as a report shows it: integers >= 10 in hex, strings quoted and cut short."""
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, int):
-        text = f"{value:#x}" if value >= 10 else str(value)
-    elif value is None:
-        text = "null"
-    elif isinstance(value, str):
-        text = json.dumps(
-            value if len(value) <= limit else "…" + value[-(limit - 1) :], ensure_ascii=False
-        )
-    else:
-        text = json.dumps(value, default=str)
-    return text if len(text) <= limit + 2 else text[: limit - 1] + "…"

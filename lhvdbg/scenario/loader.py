@@ -14,13 +14,14 @@ from pathlib import Path
 
 from lhvdbg.errors import ScenarioError
 from lhvdbg.files import SCENARIO, read_text
-from lhvdbg.scenario.assertions import as_number
 from lhvdbg.scenario.model import OPERATORS, STEP_ACTIONS, Expectation, Origin, Scenario, Step
 from lhvdbg.scenario.paths import parse_path
 from lhvdbg.scenario.toml_lines import PathPart, format_path, key_lines, line_of
+from lhvdbg.scenario.values import as_number
 
 ARCHES = ("amd64", "i386")
 ACCELS = ("tcg", "kvm", "auto")
+QEMU_SYSTEMS = ("x86_64", "i386")  # qemu-system-NAME: never a path
 TOP_KEYS = (
     "name",
     "description",
@@ -210,6 +211,11 @@ def _build(r: _Reader, data: dict[str, object], path: Path | None) -> Scenario:
         if isinstance(value, list):
             for i, item in enumerate(value):
                 r.string(item, ("options", key, i))
+    if "qemu_system" in options and options["qemu_system"] not in QEMU_SYSTEMS:
+        raise r.fail(
+            ("options", "qemu_system"),
+            f"unknown QEMU {_show(options['qemu_system'])} (one of {', '.join(QEMU_SYSTEMS)})",
+        )
     default_name = path.stem if path is not None else "scenario"
     steps_value = data.get("step", [])
     if not isinstance(steps_value, list):

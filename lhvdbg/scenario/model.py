@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from lhvdbg.scenario.values import show_value
+
 Accel = Literal["tcg", "kvm", "auto"]
 
 # Each step does exactly one of these (the key that names the step's action).
@@ -73,8 +75,6 @@ class Expectation:
 
     def describe(self) -> str:
         """``tr.selector equals 0x18`` — how the assertion reads in a report."""
-        from lhvdbg.scenario.assertions import show_value
-
         return f"{self.path} {self.op} {show_value(self.value)}"
 
 

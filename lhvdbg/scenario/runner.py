@@ -8,66 +8,117 @@ Python scenario can do everything a file can, and more::
 
     from lhvdbg.scenario.runner import ScenarioRun
 
-    with ScenarioRun.launch(arch="amd64", variant="pic-unremapped") as s:
+    from lhvdbg.commands.scenario import registry_commands
+
+    with ScenarioRun.launch(arch="amd64", variant="pic-unremapped",
+                            commands=registry_commands()) as s:
         s.until_df()
         assert s.expect("pic.master.irq_base", equals=0x08).passed
 
-A failed assertion is a result, not an exception. Errors (QEMU died, unknown command,
-time limit) are :class:`~lhvdbg.errors.LhvdbgError` and end the scenario as an error.
+Registry commands (``run`` steps, ``diagnose``, ``diff``) reach this module through a
+:class:`CommandHost` the command layer supplies (``lhvdbg.commands.scenario``); their
+results come back as data (:class:`CommandResult`), never by parsing what they printed.
+This package imports neither ``lhvdbg.commands`` nor ``lhvdbg.ui``.
+
+A failed assertion is a result, not an exception. Errors (QEMU died, unknown command)
+are :class:`~lhvdbg.errors.LhvdbgError` and end the scenario as an error. Every step obeys
+its time limit and the scenario's: ``stepi N`` checks the clock between instructions, and
+a step over its limit fails with the time it took.
 """
 
 from __future__ import annotations
 
 import io
-import shlex
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from lhvdbg.errors import LhvdbgError, ScenarioError, TargetTimeout, UsageError
 from lhvdbg.scenario.assertions import Outcome, check
 from lhvdbg.scenario.facts import snapshot_facts
 from lhvdbg.scenario.model import OPERATORS, Expectation, Origin, Scenario, Step
+from lhvdbg.scenario.policy import (
+    ALLOW_HOST,
+    HostUse,
+    Writable,
+    host_uses,
+    run_line_host_use,
+    run_line_runs_guest,
+    writable_for,
+)
 from lhvdbg.scenario.stops import current_snapshot, note_stop, stop_facts
 from lhvdbg.x86.vectors import DOUBLE_FAULT
 
 if TYPE_CHECKING:
-    from lhvdbg.commands.registry import Context, Registry
     from lhvdbg.machine.session import LaunchConfig, Session, StopEvent
     from lhvdbg.state.snapshot import Snapshot
+    from lhvdbg.state.target import Target
 
 DEFAULT_STEP_TIMEOUT = 10.0
 
 
+@dataclass(frozen=True)
+class CommandResult:
+    """What a registry command gave back: its printed output and its result as data (the
+    value it renders as ``--json``; None when it gave none)."""
+
+    output: str
+    data: object = None
+
+
+class CommandHost(Protocol):
+    """The command layer as a scenario uses it (``lhvdbg.commands.scenario`` supplies one
+    over the registry): run one command, given as a line or as words, on ``session`` with
+    the shared stop bookkeeping ``state``; its output also goes to ``out``. A command that
+    fails or exits non-zero raises a one-line LhvdbgError."""
+
+    def call(
+        self,
+        command: str | Sequence[str],
+        *,
+        session: Session,
+        state: dict[str, Any],
+        out: TextIO,
+    ) -> CommandResult: ...
+
+
+class StepTimeLimit(TargetTimeout):
+    """A step went over its time limit (the message says how long it took)."""
+
+
 @dataclass
-class ScenarioRun:
-    """One live scenario: a session, a command context, and what the steps gathered."""
+class StopBook:
+    """The stop bookkeeping a scenario shares with the commands it runs (the shell keeps
+    the same in its Context): the session's target and ``state`` (see ``stops``)."""
 
     session: Session
-    registry: Registry | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def target(self) -> Target:
+        """The session's current target (a new one after a reset)."""
+        return self.session.target
+
+
+@dataclass
+class ScenarioRun:
+    """One live scenario: a session, the command host, and what the steps gathered."""
+
+    session: Session
+    commands: CommandHost | None = None
     deadline: float | None = None  # time.monotonic() value after which steps fail
     log: io.StringIO = field(default_factory=io.StringIO)
     outcomes: list[Outcome] = field(default_factory=list)
     results: dict[str, object] = field(default_factory=dict)
     report: dict[str, Any] | None = None
     diff_result: dict[str, Any] | None = None
-    ctx: Context = field(init=False)
+    book: StopBook = field(init=False)
 
     def __post_init__(self) -> None:
-        from lhvdbg.commands.registry import Context, load_all
-
-        if self.registry is None:
-            self.registry = load_all()
-        self.ctx = Context(
-            stdout=self.log,
-            color=False,
-            width=120,
-            target=self.session.target,
-            session=self.session,
-        )
+        self.book = StopBook(self.session)
 
     # --- construction ----------------------------------------------------------------
 
@@ -80,15 +131,17 @@ class ScenarioRun:
         variant: str | None = None,
         kernel: Path | str | None = None,
         accel: str = "tcg",
-        registry: Registry | None = None,
+        commands: CommandHost | None = None,
         **options: Any,
     ) -> Iterator[ScenarioRun]:
-        """Start a machine for ``variant`` (or ``kernel``) and yield a run on it."""
+        """Start a machine for ``variant`` (or ``kernel``) and yield a run on it;
+        ``commands`` (``lhvdbg.commands.scenario.registry_commands()``) enables ``run``,
+        ``diagnose`` and ``diff``."""
         config = launch_config(arch, variant, kernel, accel, options)
         from lhvdbg.machine.session import Session
 
         with Session(config) as session:
-            yield cls(session, registry=registry)
+            yield cls(session, commands=commands)
 
     # --- time ------------------------------------------------------------------------
 
@@ -102,13 +155,13 @@ class ScenarioRun:
         return min(wanted, left)
 
     def _stopped(self, event: StopEvent) -> StopEvent:
-        note_stop(self.ctx, event)
+        note_stop(self.book, event)
         return event
 
     @property
     def last_stop(self) -> StopEvent | None:
         """The event of the last stop (None before the first)."""
-        stop: StopEvent | None = self.ctx.state.get("stop")
+        stop: StopEvent | None = self.book.state.get("stop")
         return stop
 
     # --- run control -----------------------------------------------------------------
@@ -125,9 +178,25 @@ class ScenarioRun:
         """Continue until the next stop or the timeout (a ``timeout`` stop, not an error)."""
         return self._stopped(self.session.cont(timeout=self._timeout(timeout)))
 
-    def stepi(self, count: int = 1) -> StopEvent:
-        """Execute ``count`` instructions."""
-        return self._stopped(self.session.stepi(count))
+    def stepi(self, count: int = 1, timeout: float | None = None) -> StopEvent:
+        """Execute ``count`` instructions, one at a time, checking the step's time limit
+        (``timeout``, default 10 s, and what is left of the scenario's) between them:
+        StepTimeLimit, saying how many ran in how long, when it is over."""
+        limit = self._timeout(timeout)
+        start = time.monotonic()
+        event: StopEvent | None = None
+        for done in range(1, count + 1):
+            event = self._stopped(self.session.stepi(1))
+            if event.reason != "step" or done == count:
+                break
+            elapsed = time.monotonic() - start
+            if elapsed > limit:
+                raise StepTimeLimit(
+                    f"stepi {count}: {done} instructions took {elapsed:.1f} s, over the "
+                    f"{limit:g} s limit"
+                )
+        assert event is not None
+        return event
 
     def until_df(self, timeout: float | None = None) -> StopEvent:
         """Run until the CPU enters the vector-8 handler (or a triple fault, exit, timeout),
@@ -170,15 +239,14 @@ class ScenarioRun:
     def reset(self) -> None:
         """Restart the machine (breakpoints are not kept)."""
         self.session.reset()
-        self.ctx.target = self.session.target
         self.report = None
-        self.ctx.state.clear()
+        self.book.state.clear()
 
     # --- state -----------------------------------------------------------------------
 
     def capture(self, save: Path | str | None = None) -> Snapshot:
         """A snapshot of the current state (kept for ``facts()``), saved when asked."""
-        snapshot = current_snapshot(self.ctx)
+        snapshot = current_snapshot(self.book)
         if save is not None:
             from lhvdbg.state.snapshot import save_snapshot
 
@@ -188,59 +256,46 @@ class ScenarioRun:
     def diagnose(self) -> dict[str, Any]:
         """Diagnose the current stop with the registry's ``diagnose`` command; its report
         (``outcome``, ``diagnosis[i].id`` ...) joins the facts."""
-        self.report = self._json("diagnose --json")
+        self.report = self._data(["diagnose", "--json"])
         return self.report
 
     def diff(self, reference: str) -> dict[str, Any]:
         """Compare TR, the TSS descriptor and the TSS with a reference (``diff-tss``): the
         facts get ``diff.differences[i]`` and ``diff.fields["tr.selector"].matters``."""
-        result = self._json(f"diff-tss --reference {shlex.quote(reference)} --json")
+        result = self._data(["diff-tss", "--reference", reference, "--json"])
         fields = {d["field"]: d for d in result.get("differences", []) if isinstance(d, dict)}
         self.diff_result = {**result, "fields": fields}
         return self.diff_result
 
-    def _json(self, line: str) -> dict[str, Any]:
-        """Run a registry command with ``--json`` and return its parsed output."""
-        import json
-
-        output = self.run(line)
-        try:
-            data = json.loads(output)
-        except ValueError as exc:
-            raise UsageError(f"{line!r} did not print JSON: {_last_line(output)}") from exc
+    def _data(self, words: list[str]) -> dict[str, Any]:
+        """Run a registry command and return the object it gave as its result."""
+        data = self.call(words).data
         if not isinstance(data, dict):
-            raise UsageError(f"{line!r} printed {type(data).__name__}, not a JSON object")
+            kind = "nothing" if data is None else type(data).__name__
+            raise UsageError(f"{words[0]} gave {kind} as its result, not an object")
         return data
+
+    def call(self, command: str | Sequence[str]) -> CommandResult:
+        """Run a registry command (a line as typed in the shell, or its words) on this
+        run's session; its output also goes to the log."""
+        if self.commands is None:
+            raise UsageError(
+                "no command host: give commands=lhvdbg.commands.scenario.registry_commands()"
+            )
+        return self.commands.call(
+            command, session=self.session, state=self.book.state, out=self.log
+        )
 
     def run(self, line: str, *, save_as: str | None = None) -> str:
         """Run a registry command (as in the shell); return its output. With ``save_as``
-        its ``--json`` output is parsed and kept under ``results.<save_as>``."""
-        import json
-
-        from lhvdbg.ui.shell import split_line
-
-        try:
-            words = split_line(line)
-        except ValueError as exc:
-            raise UsageError(f"run: cannot parse {line!r}: {exc}") from exc
-        if not words:
-            raise UsageError("run: empty command line")
-        assert self.registry is not None
-        cmd = self.registry.get(words[0])
-        if "scenario" not in cmd.where:
-            raise UsageError(f"{cmd.name} is not offered in scenarios")
-        args = cmd.parser(prog=cmd.name).parse_args(words[1:])
-        start = self.log.tell()
-        status = cmd.run(args, self.ctx)
-        output = self.log.getvalue()[start:]
-        if status != 0:
-            raise UsageError(f"{line!r} exited with status {status}: {_last_line(output)}")
+        its result (the data it renders with ``--json``) is kept under
+        ``results.<save_as>``."""
+        result = self.call(line)
         if save_as is not None:
-            try:
-                self.results[save_as] = json.loads(output)
-            except ValueError as exc:
-                raise UsageError(f"{line!r}: save_as needs JSON output (add --json)") from exc
-        return output
+            if result.data is None:
+                raise UsageError(f"{line!r}: save_as needs a result as data (add --json)")
+            self.results[save_as] = result.data
+        return result.output
 
     def facts(self) -> dict[str, object]:
         """The dict assertions resolve against (see :mod:`lhvdbg.scenario.facts`)."""
@@ -289,9 +344,26 @@ class ScenarioRun:
 
     # --- steps -----------------------------------------------------------------------
 
-    def do(self, step: Step) -> str | None:
-        """Perform one step of a scenario file; a failure message, or None."""
+    def do(
+        self, step: Step, *, allow_host: bool = False, writable: Writable | None = None
+    ) -> str | None:
+        """Perform one step of a scenario file; a failure message, or None. Unless
+        ``allow_host``, a step that would touch the host is refused (ScenarioError) and a
+        capture must land inside ``writable`` (see :mod:`lhvdbg.scenario.policy`)."""
+        try:
+            return self._do(step, allow_host, writable)
+        except StepTimeLimit as exc:
+            return str(exc)
+
+    def _do(self, step: Step, allow_host: bool, writable: Writable | None) -> str | None:
         action, arg, timeout = step.action, step.arg, step.timeout
+        if action == "run":
+            refused = run_line_runs_guest(str(arg))
+            if refused is None and not allow_host:
+                refused = run_line_host_use(str(arg))
+                refused = refused and f"{refused} (refused; {ALLOW_HOST} allows it)"
+            if refused is not None:
+                raise ScenarioError(f"{step.origin}: {refused}", file=step.origin.file)
         if action in ("break", "hbreak"):
             self.break_at(arg if isinstance(arg, int) else str(arg), hardware=action == "hbreak")
         elif action == "delete":
@@ -299,7 +371,7 @@ class ScenarioRun:
         elif action == "continue":
             self.cont(timeout)
         elif action == "stepi":
-            self.stepi(int(arg))  # type: ignore[call-overload]
+            self.stepi(int(arg), timeout)  # type: ignore[call-overload]
         elif action == "until_df":
             event = self.until_df(timeout)
             if event.reason == "timeout":
@@ -312,7 +384,9 @@ class ScenarioRun:
             if event.reason != "vector":
                 return f"{arg} timer ticks not seen: stopped by {event.reason} {event.detail}"
         elif action == "capture":
-            self.capture(None if arg is True else _resolve_file(str(arg), step.origin))
+            self.capture(
+                None if arg is True else _capture_path(str(arg), step, writable, allow_host)
+            )
         elif action == "diagnose":
             self.diagnose()
         elif action == "diff":
@@ -340,20 +414,16 @@ class ScenarioRun:
         return f"serial text {text!r} not seen: {why}; last line {tail}"
 
 
+def _capture_path(name: str, step: Step, writable: Writable | None, allow_host: bool) -> Path:
+    """Where a ``capture = name`` step writes (refused outside ``writable`` unless
+    ``allow_host``; as given when there is no ``writable``: the Python API)."""
+    if writable is None:
+        return Path(name)
+    return writable.path_for(name) if allow_host else writable.check(name, step.origin)
+
+
 class _SerialSeen(Exception):
     """Raised from ``cont``'s poll callback to end a ``wait_serial`` (caught there)."""
-
-
-def _last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else "no output"
-
-
-def _resolve_file(name: str, origin: Origin) -> Path:
-    path = Path(name)
-    if path.is_absolute() or origin.file.startswith("<"):
-        return path
-    return Path(origin.file).parent / path
 
 
 def launch_config(
@@ -395,6 +465,8 @@ class ScenarioResult:
     step: int | None = None  # 1-based step of the failure (None: final assertions)
     log: str = ""  # command output and the serial tail, for --junit and -v
     serial: str = ""
+    allow_host: bool = False  # run with --allow-host
+    host_access: list[str] = field(default_factory=list)  # what it did to the host, then
 
     @property
     def passed(self) -> bool:
@@ -414,11 +486,17 @@ class ScenarioResult:
 def run_scenario(
     scenario: Scenario,
     *,
-    registry: Registry | None = None,
+    commands: CommandHost | None = None,
     session_factory: Callable[[LaunchConfig], Session] | None = None,
+    allow_host: bool = False,
+    output: Path | None = None,
 ) -> ScenarioResult:
     """Launch the scenario's machine, run its steps, check its assertions; never raises
-    for a scenario's own problems (they become ``fail``/``error`` results)."""
+    for a scenario's own problems (they become ``fail``/``error`` results).
+
+    Unless ``allow_host``, a scenario that would touch the host (a host command, a socket,
+    a write outside its folder and ``output``) is an error before anything starts; with
+    it, the result lists what it was allowed (``host_access``)."""
     start = time.monotonic()
     result = ScenarioResult(
         name=scenario.name,
@@ -426,7 +504,14 @@ def run_scenario(
         file=str(scenario.path) if scenario.path else "<python>",
         status="pass",
         elapsed=0.0,
+        allow_host=allow_host,
     )
+    writable = writable_for(scenario, output)
+    uses = host_uses(scenario, writable)
+    if uses and not allow_host:
+        _refuse(result, uses)
+        return result
+    result.host_access = [str(use) for use in uses]
     if session_factory is None:
         from lhvdbg.machine.session import Session
 
@@ -438,8 +523,8 @@ def run_scenario(
         )
         with session_factory(config) as session:
             result.accel = session.accel
-            run = ScenarioRun(session, registry=registry, deadline=start + scenario.timeout)
-            _run_steps(run, scenario, result)
+            run = ScenarioRun(session, commands=commands, deadline=start + scenario.timeout)
+            _run_steps(run, scenario, result, allow_host, writable, start)
             result.serial = session.serial_text()
     except LhvdbgError as exc:
         result.status = "error"
@@ -450,11 +535,34 @@ def run_scenario(
     return result
 
 
-def _run_steps(run: ScenarioRun, scenario: Scenario, result: ScenarioResult) -> None:
+def _refuse(result: ScenarioResult, uses: list[HostUse]) -> None:
+    result.status = "error"
+    result.where = str(uses[0].origin)
+    result.failures = [
+        f"{use}: refused ({ALLOW_HOST} allows it for a trusted file)" for use in uses
+    ]
+
+
+def _run_steps(
+    run: ScenarioRun,
+    scenario: Scenario,
+    result: ScenarioResult,
+    allow_host: bool,
+    writable: Writable,
+    start: float,
+) -> None:
     for number, step in enumerate(scenario.steps, start=1):
         where = str(step.origin)
+        elapsed = time.monotonic() - start
+        if elapsed >= scenario.timeout:
+            result.status, result.step, result.where = "fail", number, where
+            result.failures.append(
+                f"step {number} ({step.describe()}) not run: the scenario's "
+                f"{scenario.timeout:g} s time limit was reached after {elapsed:.1f} s"
+            )
+            return
         try:
-            failure, status = run.do(step), "fail"
+            failure, status = run.do(step, allow_host=allow_host, writable=writable), "fail"
         except LhvdbgError as exc:
             failure, status = str(exc), "error"
         if failure is not None:

@@ -7,14 +7,25 @@ it), ``previous`` (the CPU state at the stop before; the views highlight what ch
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
-from lhvdbg.errors import LhvdbgError
+from lhvdbg.errors import LhvdbgError, UsageError
 
 if TYPE_CHECKING:
-    from lhvdbg.commands.registry import Context
     from lhvdbg.machine.session import StopEvent
     from lhvdbg.state.snapshot import Snapshot
+    from lhvdbg.state.target import Target
+
+
+class StopHolder(Protocol):
+    """Where the stop bookkeeping lives: the commands' Context (shell) or a scenario's
+    StopBook. Only ``target`` and ``state`` are used."""
+
+    @property
+    def target(self) -> Target | None: ...
+
+    @property
+    def state(self) -> dict[str, Any]: ...
 
 
 def stop_facts(event: StopEvent | None) -> dict[str, object] | None:
@@ -33,7 +44,7 @@ def stop_facts(event: StopEvent | None) -> dict[str, object] | None:
     }
 
 
-def note_stop(ctx: Context, event: StopEvent | None) -> None:
+def note_stop(ctx: StopHolder, event: StopEvent | None) -> None:
     """Record a new stop in ``ctx.state`` (shared by the shell and scenarios).
 
     ``state["stop"]`` is the event; ``state["previous"]`` becomes the CPU state of the
@@ -55,10 +66,13 @@ def note_stop(ctx: Context, event: StopEvent | None) -> None:
     state["current"] = current
 
 
-def current_snapshot(ctx: Context) -> Snapshot:
+def current_snapshot(ctx: StopHolder) -> Snapshot:
     """A capture of the current stop: taken once per stop, kept in ``ctx.state``."""
     snapshot: Snapshot | None = ctx.state.get("snapshot")
     if snapshot is None:
-        snapshot = ctx.require_target().capture()
+        target = ctx.target
+        if target is None:
+            raise UsageError("no target: give launch options or --snapshot FILE")
+        snapshot = target.capture()
         ctx.state["snapshot"] = snapshot
     return snapshot

@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from rich import box
-from rich.console import RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
+
+from lhvdbg.ui.tables import FitTable, bullet
 
 _STATUS = {"pass": ("PASS", "green"), "fail": ("FAIL", "bold red"), "error": ("ERROR", "bold red")}
 
@@ -23,17 +25,25 @@ def result_line(
     accel: str | None,
     file: str,
     failures: Sequence[str],
+    host_access: Sequence[str] | None = None,
 ) -> RenderableType:
-    """``PASS  name  1.2 s tcg``; a failure adds the file and one indented line per failure."""
+    """``PASS  name  1.2 s tcg``; a failure adds the file and one indented line per failure.
+    ``host_access`` (a run with --allow-host) adds ``host access allowed`` and one indented
+    line per thing the file did to the host."""
     word, style = _STATUS[status]
     text = Text()
     text.append(f"{word:<5}", style=style)
     text.append(f" {label}  ")
     text.append(f"{elapsed:.1f} s{' ' + accel if accel else ''}", style="dim")
+    if host_access is not None:
+        uses = len(host_access)
+        text.append(f"  host access allowed ({uses} use{'' if uses == 1 else 's'})", "yellow")
     if status != "pass":
         text.append(f"  {file}", style="dim")
         for failure in failures:
             text.append(f"\n      {failure}")
+    for use in host_access or ():
+        text.append(f"\n      allowed: {use}", style="yellow")
     return text
 
 
@@ -48,20 +58,64 @@ def summary_line(
     return text
 
 
+_LIST_COLUMNS = (
+    ("scenario", "label"),
+    ("arch", "arch"),
+    ("kernel", "kernel"),
+    ("accel", "accel"),
+    ("steps", "steps"),
+    ("checks", "assertions"),
+)
+_NAME_MIN = 24  # below this the name column would wrap into a ribbon: use two lines
+_GAP = 3  # rich's column padding in these tables (1 each side) plus the SIMPLE_HEAD gap
+
+
+class _ScenarioListing:
+    """One row per scenario when the width allows the name column ``_NAME_MIN`` wide;
+    else each scenario on two lines (its facts, then its name indented), so the name is
+    never squeezed out."""
+
+    def __init__(self, rows: Sequence[Mapping[str, object]]) -> None:
+        self.rows = rows
+
+    def _fixed_width(self) -> int:
+        widths = [
+            max([len(title), *(len(str(r[key])) for r in self.rows)])
+            for title, key in _LIST_COLUMNS
+        ]
+        return sum(widths) + _GAP * len(widths)
+
+    def _table(self) -> Table:
+        table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for title, _ in _LIST_COLUMNS:
+            table.add_column(title, no_wrap=True)
+        table.add_column("name", ratio=1, overflow="fold")
+        for row in self.rows:
+            table.add_row(*(str(row[key]) for _, key in _LIST_COLUMNS), str(row["name"]))
+        return table
+
+    def _two_lines(self) -> RenderableType:
+        parts: list[RenderableType] = []
+        for row in self.rows:
+            head = Text(str(row["label"]), style="bold")
+            steps, checks = row["steps"], row["assertions"]
+            head.append(
+                f"  {row['arch']} {row['kernel']}, {row['accel']}, "
+                f"{steps} step{'' if steps == 1 else 's'}, "
+                f"{checks} check{'' if checks == 1 else 's'}",
+                style="dim",
+            )
+            parts.append(head)
+            parts.append(bullet(str(row["name"]), "", indent=4))
+        return Group(*parts)
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self._fixed_width() + _NAME_MIN <= options.max_width:
+            yield self._table()
+        else:
+            yield self._two_lines()
+
+
 def scenario_table(rows: Sequence[Mapping[str, object]]) -> RenderableType:
-    """The ``scenario list`` table."""
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for name in ("scenario", "arch", "kernel", "accel", "steps", "checks"):
-        table.add_column(name, no_wrap=True)
-    table.add_column("name", ratio=1, overflow="fold")
-    for row in rows:
-        table.add_row(
-            str(row["label"]),
-            str(row["arch"]),
-            str(row["kernel"]),
-            str(row["accel"]),
-            str(row["steps"]),
-            str(row["assertions"]),
-            str(row["name"]),
-        )
-    return table
+    """The ``scenario list`` listing: a table, or two lines per scenario when narrow."""
+    return _ScenarioListing(rows)

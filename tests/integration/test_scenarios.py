@@ -4,7 +4,6 @@ and JUnit output, and the Python API for what a file cannot say."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lhvdbg.commands.registry import load_all
+from lhvdbg.commands.scenario import registry_commands
 from lhvdbg.machine.session import kvm_usable
 from lhvdbg.scenario.loader import collect_files, load_scenario
 from lhvdbg.scenario.runner import ScenarioRun, run_scenario
@@ -81,28 +80,29 @@ def test_failing_scenarios_are_reported(firmware_built: Path, tmp_path: Path) ->
 
 
 def test_run_scenario_in_process_gives_structured_results(firmware_built: Path) -> None:
-    registry = load_all()
-    result = run_scenario(load_scenario(FIXTURES / "failing-assertion.toml"), registry=registry)
+    commands = registry_commands()
+    result = run_scenario(load_scenario(FIXTURES / "failing-assertion.toml"), commands=commands)
     assert result.status == "fail" and result.accel == "tcg"
     assert result.step is None  # the final assertions failed, not a step
     assert result.where == f"{FIXTURES / 'failing-assertion.toml'}:10"
     assert len(result.failures) == 2
     assert "LHV firmware amd64 variant=pic-unremapped" in result.serial
-    ok = run_scenario(load_scenario(SHIPPED / "i386-1-pic-unremapped.toml"), registry=registry)
+    ok = run_scenario(load_scenario(SHIPPED / "i386-1-pic-unremapped.toml"), commands=commands)
     assert ok.passed, ok.failures
 
 
 def test_python_api_for_what_a_file_cannot_say(firmware_built: Path) -> None:
     """Watch the firmware's tick counter grow one timer interrupt at a time (a loop with a
     value carried between steps), then check the timer vector never changed."""
-    with ScenarioRun.launch(arch="amd64", variant="good") as s:
+    with ScenarioRun.launch(arch="amd64", variant="good", commands=registry_commands()) as s:
         assert s.wait_serial("sti", timeout=10)
         address = s.session.target.symbols()["pit_ticks"]
         seen = []
         for _ in range(4):
             event = s.ticks(1, timeout=5)
             assert event.reason == "vector" and event.vector == 0x20
-            out = json.loads(s.run(f"x/1gx {address:#x} --json"))
+            out = s.call(f"x/1gx {address:#x} --json").data  # the result as data
+            assert isinstance(out, dict)
             seen.append(out["values"][0])
         assert seen == sorted(seen) and len(set(seen)) == 4, seen
         assert s.expect("pic.master.irq_base", equals=0x20).passed

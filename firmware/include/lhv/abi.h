@@ -28,15 +28,15 @@ enum lhv_selector {
 #endif
 };
 
-/* Interrupt vectors the firmware uses. */
+/* Interrupt vectors the firmware uses (no two with one value, so value -> name is one name;
+ * the 8259 master base is LHV_VEC_PIT, IRQ0's vector). */
 enum lhv_vector {
 	LHV_VEC_DOUBLE_FAULT = VEC_DOUBLE_FAULT,
-	LHV_VEC_PIC_MASTER_BASE = PIC_MASTER_BASE,
-	LHV_VEC_PIC_SLAVE_BASE = PIC_SLAVE_BASE,
 	LHV_VEC_PIT = VEC_PIT,
 	LHV_VEC_KEYBOARD = VEC_KEYBOARD,
 	LHV_VEC_LAPIC_TIMER = VEC_LAPIC_TIMER,
 	LHV_VEC_IRQ7 = VEC_IRQ7,
+	LHV_VEC_PIC_SLAVE_BASE = PIC_SLAVE_BASE,
 	LHV_VEC_SOFT_TEST = VEC_SOFT_TEST,
 	LHV_VEC_LAPIC_SPURIOUS = VEC_LAPIC_SPURIOUS,
 };

@@ -511,13 +511,14 @@ def _task_gate(run: _Run, view: CpuView, event: Event, gate: Decoded) -> None:
         return
     t = desc.values["type"]
     if not is_system(desc) or t not in (TYPE_TSS_AVAILABLE, TYPE_TSS16_AVAILABLE):
+        busy = t in (0x3, 0xB) and is_system(desc)
         run.fail(
             "task-gate-tss",
             f"GDT[{_sel(selector)}] is not an available TSS (type {t:#x}"
-            + (", busy" if t in (0x3, 0xB) else "")
+            + (", busy" if busy else "")
             + ")",
             Raised(GP, code, ext=ext),
-            (f"gdt[{selector & 0xFFF8:#04x}]",),
+            (tag, f"gdt[{selector & 0xFFF8:#04x}]") if busy else (tag,),
             **{f"gdt[{selector & 0xFFF8:#04x}].type": t},
         )
     if not desc.values["present"]:
@@ -777,7 +778,9 @@ def _push(
             "stack-push",
             f"pushing the frame onto the {stack} stack writes {linear:#x}: {why}",
             Raised(PF, pf_code, cr2=linear, ext=ext),
-            (f"page[{page:#x}]",) if stack != "current" else ("stack", f"page[{page:#x}]"),
+            (f"tss.{stack.split(':')[-1]}", f"page[{page:#x}]")
+            if stack != "current"
+            else ("stack", f"page[{page:#x}]"),
             **{"cr2": linear, "sp": sp},
         )
     run.ok("stack-push", f"{size} bytes pushed below {sp:#x} on the {stack} stack")

@@ -14,9 +14,13 @@ from lhvdbg.diagnose.rules._registry import Cause, rule
 
 
 def _ist_slot(failure: Failure) -> bool:
-    return failure.check.fix_fields != ("tr",) and any(
-        f.startswith("tss.ist") for f in failure.check.fix_fields
-    )
+    """A non-canonical ISTn, or ISTn = 0 (never set: the frame's stores wrap below 0)."""
+    d = failure.delivery
+    if d is None or not (d.stack or "").startswith("ist") or failure.check.fix_fields == ("tr",):
+        return False
+    if failure.check.id == "stack-push":
+        return d.new_sp == 0
+    return True
 
 
 def _fix(failure: Failure, ev: Evidence) -> str:
@@ -32,12 +36,13 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     "ist-pointer-invalid",
     order=46,
     sdm="Vol. 3A §6.14.5, §6.14.2, §7.7; Vol. 2A INT n",
-    fires_on=("stack-pointer",),
+    fires_on=("stack-pointer", "stack-push"),
     cites="the gate's IST index, the TSS slot's value",
     tested_on="fault matrix `ist-ptr` cases",
 )
 def ist_pointer_invalid(chain: Chain, ev: Evidence) -> Cause | None:
-    """A gate switches to ISTn, and TSS.ISTn is not canonical: #SS."""
+    """A gate switches to ISTn, and TSS.ISTn is not canonical (#SS) or 0, never set (the
+    frame's stores wrap to the top of the address space and fault)."""
     return cause_for(
         chain, ev, "ist-pointer-invalid", ("stack-pointer",), fix=_fix, accept=_ist_slot
     )

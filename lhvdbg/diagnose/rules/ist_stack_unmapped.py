@@ -15,9 +15,9 @@ from lhvdbg.diagnose.rules._registry import Cause, rule
 
 def _on_ist(failure: Failure) -> bool:
     d = failure.delivery
-    return (
-        d is not None and failure.role == "delivery" and bool(d.stack and d.stack.startswith("ist"))
-    )
+    if d is None or failure.role != "delivery" or not (d.stack or "").startswith("ist"):
+        return False
+    return d.new_sp != 0 and failure.check.fix_fields != ("tr",)
 
 
 def _fix(failure: Failure, ev: Evidence) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.explain import Failure
 from lhvdbg.diagnose.rules._common import escalation, where
+from lhvdbg.diagnose.rules._model import cause_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, rule
 from lhvdbg.x86.checks import is_canonical
 from lhvdbg.x86.tables import SystemTables
@@ -34,17 +36,55 @@ def _check_and_fields(
     return check, ("tss.ss0",) if check in ("ss0-invalid", "ss0-present") else ("tss.esp0",)
 
 
+_REFERENCE = "Pebbles sets SS0 = 0x18 (SEGSEL_KERNEL_DS) in its TSS and ESP0 per thread"
+
+
+def _on_rsp_stack(failure: Failure) -> bool:
+    """A failure reading or using the privilege-change stack (RSPn / SSn:ESPn) of a TSS
+    that was loaded (TR never loaded is ``ist-without-tss``'s)."""
+    d = failure.delivery
+    stack = d.stack if d is not None else None
+    return (
+        stack is not None
+        and stack.startswith(("rsp", "ss"))
+        and failure.check.fix_fields != ("tr",)
+    )
+
+
+def _fix(failure: Failure, ev: Evidence) -> str:
+    d = failure.delivery
+    stack = d.stack if d is not None and d.stack else "rsp0"
+    name = stack.split(":")[-1]
+    text = (
+        f"Before entering ring 3, set TSS.{name} to the top of a mapped, writable kernel "
+        "stack and keep it current per task"
+    )
+    if name.startswith("esp"):
+        text += "; TSS.ss0 = the kernel data selector"
+    return text + "."
+
+
 @rule(
     "tss-rsp0-invalid",
     order=50,
     sdm="Vol. 3A §6.12.1, §7.7",
-    fires_on=("tss-limit", "stack-pointer", "ss0-invalid", "ss0-present", "stack-push"),
+    fires_on=("stack-pointer", "stack-push"),
     cites="TSS.RSP0 (ESP0/SS0), TR, CR2",
     tested_on="constructed chain on a real capture",
 )
 def tss_rsp0_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """An interrupt from an outer ring could not switch to the CPL-0 stack: RSP0 (or
     ESP0/SS0) in the TSS is bad, or TR was never loaded (SDM §6.12.1, PaybackOS #6)."""
+    if model_applies(chain, ev):
+        return cause_for(
+            chain,
+            ev,
+            "tss-rsp0-invalid",
+            ("stack-pointer", "stack-push"),
+            fix=_fix,
+            accept=_on_rsp_stack,
+            reference=_REFERENCE,
+        )
     tables = ev.tables
     for i, step in enumerate(chain.steps):
         nxt = chain.steps[i + 1] if i + 1 < len(chain.steps) else None
@@ -90,7 +130,7 @@ def tss_rsp0_invalid(chain: Chain, ev: Evidence) -> Cause | None:
             "selector) to the top of a mapped kernel stack and keep it current per task; "
             "load TR with ltr.",
             "high",
-            "Pebbles sets SS0 = 0x18 (SEGSEL_KERNEL_DS) in its TSS and ESP0 per thread",
+            _REFERENCE,
             check=check,
             fix_fields=fields,
         )

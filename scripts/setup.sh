@@ -26,6 +26,7 @@ say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
 qemu10=no
+installed=no
 for arg in "$@"; do
     case "$arg" in
         --qemu10) qemu10=yes ;;
@@ -41,6 +42,7 @@ for pkg in "${DEB_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
     say "installing Debian packages: ${missing[*]}"
+    installed=yes
     if [ "$(id -u)" -eq 0 ]; then
         SUDO=()
     elif command -v sudo >/dev/null; then
@@ -73,6 +75,7 @@ want=$(cat pyproject.toml "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
 have=$(cat "$STAMP" 2>/dev/null || true)
 if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import lhvdbg' 2>/dev/null; then
     say "installing lhvdbg and its Python dependencies (pinned in $CONSTRAINTS) into $VENV"
+    installed=yes
     rm -f "$STAMP"
     PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
     "${PIP[@]}" install --upgrade -c "$CONSTRAINTS" pip || die "pip install pip failed"
@@ -81,6 +84,10 @@ if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import lhvdbg' 2>/dev/null
     PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation" \
         "${PIP[@]}" install -c "$CONSTRAINTS" -e '.[dev]' || die "pip install failed"
     echo "$want" > "$STAMP"
+fi
+
+if [ "$installed" = yes ]; then
+    say "ready after ${SECONDS} s"
 fi
 
 if [ "$qemu10" = yes ]; then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -20,6 +21,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", help="rewrite golden files from current output"
     )
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Name the QEMU the tests run on: ``$LHVDBG_QEMU``, else the one on ``PATH``."""
+    qemu = os.environ.get("LHVDBG_QEMU") or shutil.which("qemu-system-x86_64")
+    if not qemu:
+        return "qemu: none found"
+    try:
+        done = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"qemu: {qemu} does not run ({exc})"
+    first = done.stdout.splitlines()[0] if done.stdout else "no version"
+    return f"qemu: {qemu} ({first})"
 
 
 def processes() -> Iterator[tuple[int, str, bytes]]:

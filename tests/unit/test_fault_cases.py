@@ -397,3 +397,9 @@ def test_firmware_declares_selectors_vectors_ports_and_fault_kinds_in_dwarf(
     assert ports["LHV_PORT_DEBUG_EXIT"] == 0xF4
     kinds = set(dwarf_enum(elf, "lhv_fault_kind").values())
     assert {"LHV_FAULT_IDT_LIMIT", "LHV_FAULT_IRET_SS", "LHV_FAULT_USER_INT"} <= kinds
+
+
+def test_docs_list_every_case_with_its_command_line() -> None:
+    doc = (ROOT / "docs" / "fault-matrix.md").read_text()
+    missing = [c.name for c in CASES if f"| `{c.name}` | `{c.append}` |" not in doc]
+    assert not missing

@@ -11,8 +11,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
+
+from lhvdbg.ui.tables import FitTable
 
 __all__ = ["render_doctor"]
 
@@ -22,7 +23,7 @@ _STYLE = {"ok": "green", "missing": "bold red", "limited": "yellow"}
 def render_doctor(data: Mapping[str, Any]) -> RenderableType:
     """The checks as a table (status, check, what was found), then what to install."""
     checks: list[Mapping[str, Any]] = list(data["checks"])
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("status", no_wrap=True)
     table.add_column("check", no_wrap=True)
     table.add_column("found", ratio=1, overflow="fold")

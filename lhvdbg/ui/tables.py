@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from rich import box
 from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -33,14 +34,33 @@ class FitTable(Table):
     """A rich Table that keeps words whole when it must narrow its columns.
 
     rich narrows the widest wrapping column first, below its longest word if need be
-    (``kernel_main+0x17`` / ``1``); this one then gives that column back up to its longest
-    word, taken from the columns that still have room beyond theirs. A word is cut only
-    when no column has room left.
+    (``kernel_main+0x17`` / ``1``), and cuts ``no_wrap`` columns with an ellipsis when the
+    table cannot fit. This one, when a column would be cut, first puts two spaces between
+    columns instead of three; if that is not enough, lets every column wrap between words;
+    then it gives each column back up to its longest word, taken from the columns that
+    still have room beyond theirs. A word is cut only when no column has room left.
     """
 
+    _declared: tuple[tuple[bool, ...], tuple[int, int, int, int]] | None = None
+    _COMPACT = (0, 1, 0, 0)  # two spaces between columns instead of three
+
     def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        if self._declared is None:
+            self._declared = (tuple(bool(c.no_wrap) for c in self.columns), self.padding)
+        no_wraps, self.padding = self._declared  # what the caller asked for, every render
+        for column, no_wrap in zip(self.columns, no_wraps, strict=True):
+            column.no_wrap = no_wrap
+        ranges = [self._measure_column(console, options, c) for c in self.columns]
         widths = list(super()._calculate_column_widths(console, options))
-        minima = [self._measure_column(console, options, c).minimum for c in self.columns]
+        if self._cut(widths, ranges) or sum(r.minimum for r in ranges) > options.max_width:
+            self.padding = self._COMPACT
+            ranges = [self._measure_column(console, options, c) for c in self.columns]
+            widths = list(super()._calculate_column_widths(console, options))
+        if self._cut(widths, ranges):
+            for column in self.columns:
+                column.no_wrap = False
+            widths = list(super()._calculate_column_widths(console, options))
+        minima = [r.minimum for r in ranges]
         for i, minimum in enumerate(minima):
             while widths[i] < minimum:
                 slack = [w - m for w, m in zip(widths, minima, strict=True)]
@@ -51,6 +71,11 @@ class FitTable(Table):
                 widths[donor] -= step
                 widths[i] += step
         return widths
+
+    def _cut(self, widths: list[int], ranges: list[Measurement]) -> bool:
+        """Whether a ``no_wrap`` column is narrower than its text (rich would cut it)."""
+        cut = zip(self.columns, widths, ranges, strict=True)
+        return any(c.no_wrap and w < r.maximum for c, w, r in cut)
 
 
 def bullet(

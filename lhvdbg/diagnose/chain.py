@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from lhvdbg.diagnose.events import ChainEvent, CpuReset, InterruptEvent, TripleFault
-from lhvdbg.x86.cpustate import PicState
+from lhvdbg.x86.cpustate import LapicState, PicState
 from lhvdbg.x86.errorcodes import error_code_layout
+from lhvdbg.x86.interrupt_sources import InterruptSource, attribute
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.segments import selector_index
 from lhvdbg.x86.tables import SystemTables
@@ -36,7 +37,6 @@ __all__ = [
     "build_chain",
     "describe_gate",
     "describe_gdt_entry",
-    "pic_line",
     "symbolize",
 ]
 
@@ -76,7 +76,9 @@ class ChainStep:
 
     ``cause_of_next``: the next step was raised while delivering this one (so this one's
     handler never ran). ``irq`` is the PIC line for a hardware interrupt when the PIC
-    state says which. ``symbol`` is ``name+0xoff`` at RIP (None when unknown).
+    state says which; ``origin`` the device input behind a hardware interrupt, from the
+    one vector map (:func:`lhvdbg.x86.interrupt_sources.attribute`: an 8259 line, a LAPIC
+    LVT entry...). ``symbol`` is ``name+0xoff`` at RIP (None when unknown).
     ``folded_into``: for a raise that was never delivered, what it became (``#DF``, or
     ``triple fault`` while a #DF was being delivered); None for a delivered step.
     """
@@ -89,6 +91,7 @@ class ChainStep:
     irq: tuple[str, int] | None = None  # ("master"|"slave", line)
     cause_of_next: bool = False
     folded_into: FoldedInto | None = None
+    origin: InterruptSource | None = None
 
     @property
     def delivered(self) -> bool:
@@ -189,16 +192,6 @@ def symbolize(address: int, symbols: Mapping[str, int]) -> str | None:
     if offset > _SYMBOL_REACH:
         return None
     return name if offset == 0 else f"{name}+{offset:#x}"
-
-
-def pic_line(vector: int, pic: PicState | None) -> tuple[str, int] | None:
-    """Which 8259 input a vector belongs to, given the bases the PICs were programmed with."""
-    if pic is None:
-        return None
-    for name, chip in (("master", pic.master), ("slave", pic.slave)):
-        if chip.irq_base <= vector < chip.irq_base + 8:
-            return name, vector - chip.irq_base
-    return None
 
 
 def describe_gate(tables: SystemTables | None, vector: int) -> str | None:
@@ -325,13 +318,14 @@ def decode_error_code(
     return ErrorCodeInfo(raw, info.error_code.value, values, text)
 
 
-def _title(event: InterruptEvent, irq: tuple[str, int] | None) -> str:
+def _title(event: InterruptEvent, origin: InterruptSource | None) -> str:
     if event.source == "software":
         return f"software int {event.vector:#04x}"
     if event.source == "hardware":
-        if irq is not None:
-            line = irq[1] + (8 if irq[0] == "slave" else 0)
-            return f"hardware interrupt, IRQ{line} from the {irq[0]} PIC"
+        if origin is not None and origin.irq is not None:
+            return f"hardware interrupt, IRQ{origin.irq} from the {origin.chip} PIC"
+        if origin is not None:
+            return f"hardware interrupt, {origin.label} ({origin.source})"
         return "hardware interrupt"
     info = exception_info(event.vector)
     return info.name if info is not None else "exception"
@@ -348,9 +342,11 @@ def _step(
     tables: SystemTables | None,
     symbols: Mapping[str, int],
     pic: PicState | None,
+    lapic: LapicState | None,
     qemu_tcg: bool,
 ) -> ChainStep:
-    irq = pic_line(event.vector, pic) if event.source == "hardware" else None
+    origin = attribute(event.vector, pic, lapic) if event.source == "hardware" else None
+    irq = (origin.chip, origin.line) if origin and origin.chip and origin.line is not None else None
     error = None
     if event.error_code is not None:
         error = decode_error_code(
@@ -363,10 +359,11 @@ def _step(
     return ChainStep(
         event=event,
         name=vector_name(event.vector) if event.source == "exception" else f"{event.vector:#04x}",
-        title=_title(event, irq),
+        title=_title(event, origin),
         error=error,
         symbol=symbolize(event.rip, symbols),
         irq=irq,
+        origin=origin,
     )
 
 
@@ -390,12 +387,14 @@ def build_chain(
     tables: SystemTables | None = None,
     symbols: Mapping[str, int] | None = None,
     pic: PicState | None = None,
+    lapic: LapicState | None = None,
     qemu_tcg: bool = True,
 ) -> Chain:
     """Select and decode the chain from a kernel run's events.
 
     ``tables`` (GDT/IDT at the stop) name the descriptors error codes point at; ``pic``
-    (``info pic`` at the stop) tells IRQ lines; ``symbols`` name the code at each RIP.
+    (``info pic`` at the stop) and ``lapic`` (``info lapic``) tell which device raised a
+    hardware interrupt; ``symbols`` name the code at each RIP.
     ``qemu_tcg``: the events come from QEMU TCG's log (its error-code quirks apply);
     False for events reconstructed from a real CPU's stack frame (KVM).
     """
@@ -427,20 +426,22 @@ def build_chain(
         end += 1
     if stop is None and triple is None and not _abnormal(interrupts[start : end + 1]):
         # Nothing went wrong yet: the chain is empty, the last event is the context.
-        last = _step(interrupts[anchor], tables, symbols, pic, qemu_tcg)
+        last = _step(interrupts[anchor], tables, symbols, pic, lapic, qemu_tcg)
         return Chain((), context=last, earlier=anchor)
     selected = interrupts[start : end + 1]
     chain_triple = triple if triple is not None and _triple_ends(events, selected, triple) else None
     steps = []
     for i, event in enumerate(selected):
-        step = _step(event, tables, symbols, pic, qemu_tcg)
+        step = _step(event, tables, symbols, pic, lapic, qemu_tcg)
         following = selected[i + 1] if i + 1 < len(selected) else None
         if not event.delivered:
             step = replace(step, folded_into=_folded_into(following, chain_triple))
         elif following is not None and raised_during_delivery(event, following):
             step = replace(step, cause_of_next=True)
         steps.append(step)
-    before = _step(interrupts[start - 1], tables, symbols, pic, qemu_tcg) if start > 0 else None
+    before = (
+        _step(interrupts[start - 1], tables, symbols, pic, lapic, qemu_tcg) if start > 0 else None
+    )
     return Chain(
         tuple(steps),
         context=before,

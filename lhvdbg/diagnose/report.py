@@ -209,11 +209,11 @@ def _cross_check(chain: Chain, ev: Evidence) -> list[str]:
         )
     pic = ev.snapshot.pic if ev.snapshot is not None else None
     for step in chain.steps:
-        if step.source == "hardware" and pic is not None and step.irq is None:
+        if step.source == "hardware" and pic is not None and step.origin is None:
             notes.append(
-                f"the log shows a hardware interrupt on {step.vector:#04x}, which the PIC "
-                f"bases ({pic.master.irq_base:#04x}/{pic.slave.irq_base:#04x}) do not "
-                "produce: the LAPIC or a later reprogramming?"
+                f"the log shows a hardware interrupt on {step.vector:#04x}, which neither the "
+                f"PIC bases ({pic.master.irq_base:#04x}/{pic.slave.irq_base:#04x}, IRQ2 the "
+                "cascade) nor the local APIC's LVT produce: a later reprogramming?"
             )
         if step.error is not None and step.error.quirk:
             notes.append(step.error.quirk)
@@ -297,12 +297,18 @@ def make_report(ev: Evidence) -> Report:
     snapshot = ev.snapshot
     tables = ev.tables
     pic = snapshot.pic if snapshot is not None else None
+    lapic = snapshot.lapic if snapshot is not None else None
     symbols = dict(ev.symbols) or (dict(snapshot.symbols) if snapshot is not None else {})
     if ev.int_log:
-        chain = build_chain(ev.events, tables=tables, symbols=symbols, pic=pic)
+        chain = build_chain(ev.events, tables=tables, symbols=symbols, pic=pic, lapic=lapic)
     else:
         chain = build_chain(
-            _frame_events(ev), tables=tables, symbols=symbols, pic=pic, qemu_tcg=False
+            _frame_events(ev),
+            tables=tables,
+            symbols=symbols,
+            pic=pic,
+            lapic=lapic,
+            qemu_tcg=False,
         )
     outcome = outcome_of(chain, ev.stop, ev.int_log)
     causes = diagnose(chain, ev)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from lhvdbg.x86.cpustate import CpuState, PicState
+from lhvdbg.x86.interrupt_sources import interrupt_sources
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.segments import (
     TYPE_TASK_GATE,
@@ -82,15 +83,14 @@ def is_canonical(address: int, bits: int = 48) -> bool:
 
 
 def pic_vectors(pic: PicState | None) -> dict[int, str]:
-    """Vectors the PICs deliver for unmasked IRQ lines: vector → ``IRQn``."""
-    if pic is None:
-        return {}
-    out: dict[int, str] = {}
-    for offset, chip in ((0, pic.master), (8, pic.slave)):
-        for line in range(8):
-            if not chip.imr & (1 << line):
-                out[(chip.irq_base + line) & 0xFF] = f"IRQ{offset + line}"
-    return out
+    """Vectors the PICs deliver for unmasked IRQ lines: vector → ``IRQn`` (from the one
+    vector map, :mod:`lhvdbg.x86.interrupt_sources`; IRQ2, the cascade, is never
+    delivered)."""
+    return {
+        s.vector: f"IRQ{s.irq}"
+        for s in interrupt_sources(pic)
+        if s.irq is not None and not s.masked
+    }
 
 
 def _idt_name(vector: int) -> str:

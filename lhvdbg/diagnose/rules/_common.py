@@ -6,11 +6,11 @@ from __future__ import annotations
 from lhvdbg.diagnose.chain import Chain, ChainStep, describe_gate
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.x86.cpustate import PicChip
+from lhvdbg.x86.interrupt_sources import irq_device
 from lhvdbg.x86.segments import is_valid_idt_gate_type
 from lhvdbg.x86.tables import IdtEntry, SystemTables
 
 __all__ = [
-    "IRQ_DEVICES",
     "escalation",
     "gate_at",
     "gate_check",
@@ -23,20 +23,6 @@ __all__ = [
     "pic_chip",
     "where",
 ]
-
-IRQ_DEVICES = {
-    0: "PIT timer",
-    1: "keyboard",
-    2: "cascade",
-    3: "COM2",
-    4: "COM1",
-    6: "floppy",
-    7: "LPT1 or spurious",
-    8: "RTC",
-    12: "PS/2 mouse",
-    14: "primary ATA",
-    15: "secondary ATA or spurious",
-}
 
 
 def where(step: ChainStep) -> str:
@@ -52,7 +38,7 @@ def log_ref(step: ChainStep) -> str:
 def irq_text(chip: str, line: int) -> str:
     """``IRQ0 (PIT timer)`` for a PIC input (``slave`` lines count from 8)."""
     number = line + (8 if chip == "slave" else 0)
-    device = IRQ_DEVICES.get(number)
+    device = irq_device(number)
     return f"IRQ{number}" + (f" ({device})" if device else "")
 
 

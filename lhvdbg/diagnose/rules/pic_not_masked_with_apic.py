@@ -10,41 +10,31 @@ from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.rules._common import gate_unusable, irq_text, where
 from lhvdbg.diagnose.rules._registry import Cause, rule
 from lhvdbg.diagnose.tss_diff import vector_ranges
+from lhvdbg.x86.interrupt_sources import SPURIOUS_LINE, interrupt_sources
+from lhvdbg.x86.vectors import FIRST_USER_VECTOR
 
 LVT_MASKED = 1 << 16
 PIC_BIOS_BASES = (0x08, 0x70)
 
 
-def _apic_vectors(ev: Evidence) -> set[int]:
-    """Vectors the local APIC itself delivers: the unmasked fixed-mode LVT entries (timer
-    first) and the spurious vector (SDM Vol. 3A §11.5.1, §11.9)."""
-    lapic = ev.snapshot.lapic if ev.snapshot is not None else None
-    if lapic is None:
-        return set()
-    out = {lapic.svr & 0xFF}
-    for value in (lapic.lvt_timer, *lapic.lvt.values()):
-        if not value & LVT_MASKED and (value >> 8) & 7 == 0:  # fixed delivery mode
-            out.add(value & 0xFF)
-    return out
-
-
 def _pic_irq_vectors(ev: Evidence) -> list[int]:
     """The vectors >= 32 the 8259s deliver their IRQ lines on (not the cascade line, not
-    the spurious line 7), minus those the local APIC uses: where a kernel that takes PIC
-    interrupts must have handlers."""
-    pic = ev.snapshot.pic if ev.snapshot is not None else None
-    if pic is None:
+    the spurious line 7), minus those the local APIC itself uses (its unmasked fixed-mode
+    LVT entries and spurious vector): where a kernel that takes PIC interrupts must have
+    handlers."""
+    snapshot = ev.snapshot
+    if snapshot is None or snapshot.pic is None:
         return []
-    apic = _apic_vectors(ev)
-    out = []
-    for name, chip in (("master", pic.master), ("slave", pic.slave)):
-        for line in range(7):
-            vector = chip.irq_base + line
-            if name == "master" and line == 2:
-                continue
-            if vector >= 32 and vector not in apic:
-                out.append(vector)
-    return out
+    sources = interrupt_sources(snapshot.pic, snapshot.lapic)
+    apic = {s.vector for s in sources if s.source.startswith("lapic-") and not s.masked}
+    return [
+        s.vector
+        for s in sources
+        if s.chip is not None
+        and s.line != SPURIOUS_LINE
+        and s.vector >= FIRST_USER_VECTOR
+        and s.vector not in apic
+    ]
 
 
 @rule(

@@ -6,11 +6,12 @@ the Intel 8259A datasheet (ICW2 sets the vector base; the BIOS leaves 0x08/0x70)
 
 from __future__ import annotations
 
-from lhvdbg.diagnose.chain import Chain, pic_line
+from lhvdbg.diagnose.chain import Chain
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.rules._common import interrupted_flags, irq_text, log_ref, where
 from lhvdbg.diagnose.rules._model import failure_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
+from lhvdbg.x86.interrupt_sources import CASCADE_LINE, attribute
 from lhvdbg.x86.vectors import vector_name
 
 PIC_FIX = (
@@ -49,6 +50,7 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
             return None  # another device (LAPIC, I/O APIC) delivered it
     vector = step.vector
     pic = ev.snapshot.pic if ev.snapshot is not None else None
+    lapic = ev.snapshot.lapic if ev.snapshot is not None else None
     evidence: list[str] = []
     if ev.int_log and step.event.line:
         evidence.append(
@@ -62,7 +64,8 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
             f"handler: {ev.frame.describe(ev.word_size)}; a real #DF pushes an error code of 0"
         )
     confidence: Confidence = "high"
-    irq = pic_line(vector, pic)
+    source = attribute(vector, pic, lapic)
+    irq = (source.chip, source.line) if source and source.chip and source.line is not None else None
     if pic is None:
         logged = ev.int_log and bool(step.event.line)
         confidence = "high" if logged and vector < 16 else "medium"
@@ -75,10 +78,19 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
         irq_name = "an IRQ"
         base = None
     elif irq is None:
-        evidence.append(
-            f"info pic: bases {pic.master.irq_base:#04x}/{pic.slave.irq_base:#04x} do not "
-            f"cover vector {vector:#04x}; the IRQ did not come from the 8259s as now set up"
-        )
+        bases = f"{pic.master.irq_base:#04x}/{pic.slave.irq_base:#04x}"
+        if vector == (pic.master.irq_base + CASCADE_LINE) & 0xFF:
+            text = (
+                f"info pic: vector {vector:#04x} is the master's IRQ2, the slave's cascade, "
+                "which is never delivered"
+            )
+        else:
+            text = f"info pic: bases {bases} do not cover vector {vector:#04x}"
+        if source is not None:
+            text += f"; {source.label} ({source.source}) is programmed with it"
+        else:
+            text += "; the IRQ did not come from the 8259s as now set up"
+        evidence.append(text)
         confidence = "low"
         irq_name = "an IRQ"
         base = None

@@ -123,51 +123,61 @@ static bool parse_fault(const char *p, const char *end)
 	return false;
 }
 
-/* key=NUMBER into *out. */
-static bool parse_int(const char *p, const char *end, const char *key, int64_t *out)
+/* key=NUMBER (at most max) into *out. */
+static bool parse_int(const char *p, const char *end, const char *key, uint64_t max,
+		      int64_t *out)
 {
 	uint64_t v;
 
-	if (!take(&p, end, key) || !take_number(&p, end, &v) || p != end)
+	if (!take(&p, end, key) || !take_number(&p, end, &v) || p != end || v > max)
 		return false;
 	*out = (int64_t)v;
 	return true;
 }
 
+/* pic-base=M or pic-base=M:S. */
+static bool parse_pic_base(const char *p, const char *end)
+{
+	uint64_t master, slave = 0;
+	bool has_slave = false;
+
+	if (!take(&p, end, "pic-base=") || !take_number(&p, end, &master) || master > 0xf8)
+		return false;
+	if (p != end) {
+		if (!take(&p, end, ":") || !take_number(&p, end, &slave) || p != end || slave > 0xf8)
+			return false;
+		has_slave = true;
+	}
+	fault_plan.pic_master_base = (int32_t)master;
+	if (has_slave)
+		fault_plan.pic_slave_base = (int32_t)slave;
+	return true;
+}
+
 static bool parse_word(const char *p, const char *end)
 {
-	int64_t v, s;
+	int64_t v;
 
 	if (take(&p, end, "fault="))
 		return parse_fault(p, end);
-	if (parse_int(p, end, "exc=", &v)) {
-		fault_plan.exception_gates = v & 0xffffffff;
+	if (parse_int(p, end, "exc=", 0xffffffff, &v)) {
+		fault_plan.exception_gates = v;
 		return true;
 	}
-	if (parse_int(p, end, "df-ist=", &v) && v <= 7) {
+	if (parse_int(p, end, "df-ist=", 7, &v)) {
 		fault_plan.df_ist = (int32_t)v;
 		return true;
 	}
-	if (parse_int(p, end, "lapic-timer-vector=", &v) && v <= 0xff) {
+	if (parse_int(p, end, "lapic-timer-vector=", 0xff, &v)) {
 		fault_plan.lapic_timer_vector = (int32_t)v;
 		return true;
 	}
-	if (parse_int(p, end, "ioapic=", &v) && v <= 0xff) {
+	if (parse_int(p, end, "ioapic=", 0xff, &v)) {
 		fault_plan.ioapic_vector = (int32_t)v;
 		return true;
 	}
-	const char *q = p;
-	if (take(&q, end, "pic-base=") && take_number(&q, end, (uint64_t *)&v) && v <= 0xf8) {
-		fault_plan.pic_master_base = (int32_t)v;
-		if (q == end)
-			return true;
-		if (take(&q, end, ":") && take_number(&q, end, (uint64_t *)&s) && q == end &&
-		    s <= 0xf8) {
-			fault_plan.pic_slave_base = (int32_t)s;
-			return true;
-		}
-		return false;
-	}
+	if (parse_pic_base(p, end))
+		return true;
 	struct {
 		const char *word;
 		bool *flag;
@@ -177,7 +187,7 @@ static bool parse_word(const char *p, const char *end)
 		{"overflow", &fault_plan.overflow},
 	};
 	for (unsigned int i = 0; i < ARRAY_SIZE(flags); i++) {
-		q = p;
+		const char *q = p;
 		if (take(&q, end, flags[i].word) && q == end) {
 			*flags[i].flag = true;
 			return true;
@@ -407,6 +417,12 @@ static void gate_edit(const struct fault *f)
 	}
 }
 
+#ifdef __x86_64__
+#define IRET_SS_NOTE(kind) ""
+#else
+#define IRET_SS_NOTE(kind) ((kind) == LHV_FAULT_IRET_SS ? " (if it came from ring 3: only then iret pops SS)" : "")
+#endif
+
 void fault_apply_idt(void)
 {
 	if (fault_plan.exception_gates != FAULT_NO_VALUE) {
@@ -449,9 +465,22 @@ void fault_apply_idt(void)
 			[LHV_FAULT_IRET_CS] = "cs", [LHV_FAULT_IRET_SS] = "ss", [LHV_FAULT_IRET_RIP] = "rip"};
 		if (f->kind == LHV_FAULT_IRET_CS || f->kind == LHV_FAULT_IRET_SS ||
 		    f->kind == LHV_FAULT_IRET_RIP)
-			kprintf("inject: iret-%s: the first PIT interrupt returns with %s = 0x%llx\n",
-				names[f->kind], names[f->kind], (unsigned long long)f->value);
+			kprintf("inject: iret-%s: the first PIT interrupt returns with %s = 0x%llx%s\n",
+				names[f->kind], names[f->kind], (unsigned long long)f->value,
+				IRET_SS_NOTE(f->kind));
 	}
+}
+
+/* Does this frame hold SS:ESP? Always in 64-bit mode; in 32-bit mode only when the
+ * interrupt came from an outer ring (Intel SDM Vol. 3A §6.12.1). */
+static bool frame_has_ss(const struct int_frame *f)
+{
+#ifdef __x86_64__
+	(void)f;
+	return true;
+#else
+	return (f->cs & 3) != 0;
+#endif
 }
 
 void fault_corrupt_return_frame(struct int_frame *f)
@@ -465,7 +494,7 @@ void fault_corrupt_return_frame(struct int_frame *f)
 		const struct fault *x = &fault_plan.faults[i];
 		if (x->kind == LHV_FAULT_IRET_CS)
 			f->cs = (uintptr_t)x->value;
-		else if (x->kind == LHV_FAULT_IRET_SS)
+		else if (x->kind == LHV_FAULT_IRET_SS && frame_has_ss(f))
 			f->ss = (uintptr_t)x->value;
 		else if (x->kind == LHV_FAULT_IRET_RIP)
 			f->ip = (uintptr_t)x->value;

@@ -403,3 +403,41 @@ def test_docs_list_every_case_with_its_command_line() -> None:
     doc = (ROOT / "docs" / "fault-matrix.md").read_text()
     missing = [c.name for c in CASES if f"| `{c.name}` | `{c.append}` |" not in doc]
     assert not missing
+
+
+def _report_rows(case: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "vector": r.vector,
+            "error_code": r.error_code,
+            "delivered": r.delivered,
+            "source": r.source,
+        }
+        for r in fm.truth_chain(case, truth(case))
+    ]
+
+
+def test_bench_judges_a_right_report_right_and_tolerates_missing_fields() -> None:
+    case = BY_NAME["amd64-idt-limit-short"]
+    log = (MATRIX / f"{case.name}.log").read_text()
+    right = {
+        "outcome": "double-fault",
+        "chain": _report_rows(case),
+        "diagnosis": [{"id": case.cause, "check": case.check, "fix_fields": [case.fix_field]}],
+    }
+    result = fm.judge(case, log, right)
+    assert result.right and result.problems == {}
+    # The chain without `delivered`, a cause without check/fix_fields: wrong, not a crash.
+    old = {
+        "outcome": "double-fault",
+        "chain": [{k: v for k, v in r.items() if k != "delivered"} for r in right["chain"]],
+        "diagnosis": [{"id": case.cause}],
+    }
+    result = fm.judge(case, log, old)
+    assert result.parts == {"outcome": True, "chain": False, "cause": False, "fix": False}
+    # A folded row dropped (the bug issue 9 starts from) is a wrong chain.
+    dropped = dict(right, chain=[r for r in right["chain"] if r["delivered"]])
+    assert "chain" in fm.judge(case, log, dropped).problems
+    # lhvdbg failing is every part wrong, with its message kept.
+    failed = fm.judge(case, log, "exit 2: boom")
+    assert not any(failed.parts.values()) and failed.error == "exit 2: boom"

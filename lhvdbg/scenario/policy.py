@@ -236,7 +236,11 @@ def run_line_host_use(line: str) -> str | None:
     words = _words(line)
     if not words:
         return None
-    name, rest = words[0], " ".join(words[1:])  # the line the pass-through sends
+    args = words[1:]
+    if words[0] in ("gdb", "monitor"):
+        while args and args[0].startswith("--"):  # the pass-through's own (--json)
+            args = args[1:]
+    name, rest = words[0], " ".join(args)  # the line the pass-through sends
     if name == "gdb":
         return gdb_host_use(rest)
     if name == "monitor":
@@ -259,10 +263,11 @@ def run_line_runs_guest(line: str) -> str | None:
         )
     if name == "serial" and any(w in ("--follow", "-f") for w in words[1:]):
         return "'serial --follow' lets the guest run: use a wait_serial step"
-    if name == "gdb" and len(words) > 1 and _first_word(words[1]) in GDB_RUNS_GUEST:
-        return f"gdb {words[1]!r} lets the guest run: use a continue or stepi step"
-    if name == "monitor" and len(words) > 1 and _first_word(words[1]) in HMP_RUNS_GUEST:
-        return f"monitor {words[1]!r} lets the guest run: use a continue step"
+    sent = [w for w in words[1:] if not w.startswith("--")]
+    if name == "gdb" and sent and _first_word(sent[0]) in GDB_RUNS_GUEST:
+        return f"gdb {sent[0]!r} lets the guest run: use a continue or stepi step"
+    if name == "monitor" and sent and _first_word(sent[0]) in HMP_RUNS_GUEST:
+        return f"monitor {sent[0]!r} lets the guest run: use a continue step"
     return None
 
 

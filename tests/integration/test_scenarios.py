@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -122,3 +123,99 @@ def test_a_scenario_under_kvm(firmware_built: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("PASS  amd64-3-fixed-timer-ticks  ") and " kvm" in done.stdout
+
+
+CHARDEV_CHECK = (
+    '\n[[step]]\nrun = "monitor --json info chardev"\nsave_as = "chardevs"\n'
+    '[[step.expect]]\npath = "results.chardevs.output"\ncontains = "s0"'
+)
+
+
+def _host_cases(tmp: Path) -> dict[str, tuple[str, Path | None]]:
+    """Scenario step tables that each touch the host one way, and the file that proves it
+    happened (a marker, a capture outside the folder; None: the scenario's own assertion
+    proves it — QEMU removes a listening socket's file when it exits)."""
+    marker = tmp / "marker"
+    script = tmp / "make-marker.sh"
+    script.write_text(f"#!/bin/sh\ntouch {marker}\nexec cat >/dev/null\n")
+    script.chmod(0o755)
+    sourced = tmp / "cmds.gdb"
+    sourced.write_text(f"shell touch {marker}\n")
+    sock = tmp / "s.sock"
+    return {
+        "gdb-shell": (f'run = "gdb shell touch {marker}"', marker),
+        "gdb-bang": (f'run = "gdb !touch {marker}"', marker),
+        "gdb-pipe": (f'run = "gdb pipe print 1 | tee {marker}"', marker),
+        "gdb-bar": (f'run = "gdb | print 1 | tee {marker}"', marker),
+        "gdb-python": (f'run = """gdb python "open(\'{marker}\', \'w\').close()" """', marker),
+        "gdb-source": (f'run = "gdb source {sourced}"', marker),
+        "monitor-migrate-exec": (f'run = "monitor migrate exec:{script}"', marker),
+        "monitor-chardev-add": (
+            f'run = "monitor chardev-add socket,id=s0,path={sock},server=on,wait=off"'
+            + CHARDEV_CHECK,
+            None,
+        ),
+        "capture-outside": ('capture = "../outside.json"', tmp / "outside.json"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "gdb-shell",
+        "gdb-bang",
+        "gdb-pipe",
+        "gdb-bar",
+        "gdb-python",
+        "gdb-source",
+        "monitor-migrate-exec",
+        "monitor-chardev-add",
+        "capture-outside",
+    ],
+)
+def test_each_host_path_is_refused_and_allow_host_lets_it_through(
+    firmware_built: Path, tmp_path: Path, case: str
+) -> None:
+    step, evidence = _host_cases(tmp_path)[case]
+    path = tmp_path / "downloaded" / f"{case}.toml"
+    path.parent.mkdir()
+    path.write_text(f'arch = "amd64"\nvariant = "good"\ntimeout = 30\n[[step]]\n{step}\n')
+    scenario = load_scenario(path)
+    refused = run_scenario(scenario, commands=registry_commands())
+    assert refused.status == "error" and refused.accel is None  # nothing was started
+    assert refused.failures[0].endswith("refused (--allow-host allows it for a trusted file)")
+    assert evidence is None or not evidence.exists()
+    allowed = run_scenario(scenario, commands=registry_commands(), allow_host=True)
+    assert allowed.allow_host and len(allowed.host_access) == 1, allowed.host_access
+    assert allowed.passed, (allowed.failures, allowed.log)
+    if evidence is not None:
+        for _ in range(50):  # QEMU starts a migration's exec: command in the background
+            if evidence.exists():
+                break
+            time.sleep(0.1)
+        assert evidence.exists()
+
+
+def test_network_qemu_arguments_need_allow_host_and_the_result_says_so(
+    firmware_built: Path, tmp_path: Path
+) -> None:
+    """An extra QEMU -chardev with a (Unix) listening socket: refused, then allowed and
+    reported on the result line; the chardev exists in the allowed run."""
+    sock = tmp_path / "extra.sock"
+    path = tmp_path / "extra-args.toml"
+    path.write_text(
+        'arch = "amd64"\nvariant = "good"\ntimeout = 30\n[options]\n'
+        f'extra_args = ["-chardev", "socket,id=extra0,path={sock},server=on,wait=off"]\n'
+        '[[step]]\nrun = "monitor --json info chardev"\nsave_as = "chardevs"\n'
+        '[[step.expect]]\npath = "results.chardevs.output"\ncontains = "extra0"\n'
+    )
+    refused = _lhvdbg("scenario", "run", str(path))
+    assert refused.returncode == 1
+    assert "options.extra_args: QEMU argument '-chardev' is not one a scenario may add" in (
+        refused.stdout
+    )
+    allowed = _lhvdbg("scenario", "run", "--allow-host", str(path))
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    first, second = allowed.stdout.splitlines()[:2]
+    assert first.startswith("PASS  extra-args  ") and "host access allowed (1 use)" in first
+    assert second.strip().startswith("allowed: ") and "-chardev" in second

@@ -126,8 +126,9 @@ def check_local_qemu(root: Path) -> HostCheck:
     return _qemu(
         "qemu (project-local)",
         str(path) if path.is_file() else None,
-        "qemu-system-x86 from bookworm-backports, unpacked into .qemu10 (dpkg-deb -x)",
-        f"no {QEMU_LOCAL} in {root} (optional: a second QEMU version)",
+        "make qemu10 (qemu-system-x86 from bookworm-backports, unpacked into .qemu10)",
+        f"no {QEMU_LOCAL} in {root} (optional: a second QEMU version, "
+        f"for --qemu PATH or ${QEMU_ENV})",
     )
 
 

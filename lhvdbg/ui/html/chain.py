@@ -14,6 +14,7 @@ from typing import Any
 from lhvdbg.ui.html.markup import esc, html_row, html_table
 
 DOUBLE_FAULT = 8
+_BOX_CHARS = 24  # characters of monospace text that fit a timeline box
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,6 @@ def _event_text(step: Mapping[str, Any]) -> str:
     return f"{name} {title}".strip()
 
 
-def _source_text(step: Mapping[str, Any]) -> str:
-    source = str(step.get("source", ""))
-    title = str(step.get("title", ""))
-    if source == "hardware" and title:
-        return title
-    return source
-
-
 def _error_text(step: Mapping[str, Any]) -> str:
     code = step.get("error_code")
     decoded = step.get("error_code_decoded")
@@ -109,7 +102,7 @@ def _timeline_svg(rows: Sequence[ChainRow]) -> str:
     """The chain as boxes left to right, arrows between them."""
     if not rows:
         return ""
-    box_w, box_h, gap = 178, 92, 28
+    box_w, box_h, gap = 196, 92, 26
     width = len(rows) * (box_w + gap) - gap + 8
     colours = {
         "context": ("#eceff1", "#90a4ae", ""),
@@ -140,7 +133,7 @@ def _timeline_svg(rows: Sequence[ChainRow]) -> str:
                 "context": "normal",
                 "delivered": "delivered",
                 "folded": "folded",
-                "stop": "delivered · 1st #8",
+                "stop": "1st vector 8",
             }[row.kind]
             code = step.get("error_code")
             lines = [
@@ -158,7 +151,7 @@ def _timeline_svg(rows: Sequence[ChainRow]) -> str:
             f'stroke="{stroke}" stroke-width="{thick}"{dash}/>'
         )
         for n, line in enumerate(lines):
-            shown = line if len(line) <= 22 else line[:21] + "…"
+            shown = line if len(line) <= _BOX_CHARS else line[: _BOX_CHARS - 1] + "…"
             weight = ' font-weight="700"' if n == 0 else ""
             parts.append(
                 f'<text x="{x + 9}" y="{26 + n * 19}" font-size="{13 if n == 0 else 11.5}" '
@@ -192,7 +185,7 @@ def chain_section(data: Mapping[str, Any]) -> str:
                 esc(row.label),
                 esc(f"{vec:#04x}" if vec is not None else "-"),
                 esc(_event_text(step)),
-                esc(_source_text(step)),
+                esc(str(step.get("source", ""))),
                 _kind_badges(row),
                 esc(_error_text(step)),
                 esc(_at_text(step)),

@@ -1,7 +1,7 @@
 """Launch options shared by every command that starts or reads a machine.
 
 ``add_launch_arguments`` declares ``--kernel/--variant/--cdrom/--arch/--accel/--memory/
---append/--qemu-arg/--symbols/--qemu-system/--no-debug-exit``;
+--append/--qemu/--qemu-arg/--symbols/--qemu-system/--no-debug-exit``;
 ``launch_config_from_args`` turns them into a
 :class:`~lhvdbg.machine.session.LaunchConfig`. ``add_snapshot_argument`` adds
 ``--snapshot FILE`` (offline mode). ``open_target`` gives a command its ``Target``: the
@@ -37,6 +37,7 @@ def add_launch_arguments(
     ``--kernel PATH`` | ``--variant NAME`` | ``--cdrom PATH`` (mutually exclusive; with
     none, the firmware ``default_variant`` of ``--arch``), ``--arch amd64|i386``,
     ``--accel tcg|kvm|auto`` (default tcg), ``--memory MB``, ``--append TEXT``,
+    ``--qemu PATH`` (the QEMU binary; default ``$LHVDBG_QEMU``, else on ``PATH``),
     ``--qemu-arg ARG`` (repeatable), ``--symbols ELF``, ``--qemu-system x86_64|i386``,
     ``--no-debug-exit``. The defaults are the session's (DEFAULT_VARIANT, DEFAULT_ARCH).
     """
@@ -67,6 +68,12 @@ def add_launch_arguments(
     )
     group.add_argument("--memory", type=int, default=128, metavar="MB", help="guest RAM in MiB")
     group.add_argument("--append", default="", metavar="TEXT", help="kernel command line")
+    group.add_argument(
+        "--qemu",
+        metavar="PATH",
+        help="QEMU binary to run (default: $LHVDBG_QEMU, else qemu-system-x86_64 on PATH; "
+        "an unpacked <root>/usr/bin/qemu-system-x86_64 gets -L <root>/usr/share/qemu)",
+    )
     group.add_argument(
         "--qemu-arg",
         action="append",
@@ -125,6 +132,7 @@ def launch_config_from_args(args: argparse.Namespace) -> LaunchConfig:
         debug_exit=not getattr(args, "no_debug_exit", False),
         symbols=getattr(args, "symbols", None),
         qemu_system=getattr(args, "qemu_system", "x86_64"),
+        qemu=getattr(args, "qemu", None),
     )
 
 

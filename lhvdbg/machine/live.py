@@ -2,9 +2,9 @@
 
 ``cpu()`` comes from QMP ``info registers`` (hidden segment parts included), memory from
 gdb, PIC/LAPIC from QMP, symbols from the kernel ELF. ``capture()`` gathers a whole
-``Snapshot`` in three round trips: the three HMP texts together over QMP, then every
-table/stack/code read pipelined through gdb, then the pages the TSS stack pointers point
-into.
+``Snapshot`` in three round trips: ``info registers`` over QMP; then every
+table/stack/code read pipelined through gdb while QEMU answers ``info pic`` and ``info
+lapic``; then the pages the TSS stack pointers point into.
 """
 
 from __future__ import annotations
@@ -114,17 +114,17 @@ class LiveTarget:
 
         s = self.session
         t0 = time.perf_counter()
-        hmp_cmds = ("info registers", "info pic", "info lapic")
-        texts = s.hmp_many(list(hmp_cmds))  # guarded: a closed/exited session raises
-        hmp = dict(zip(hmp_cmds, texts, strict=True))
-        cpu = parse_info_registers(texts[0])
-        pic = _try(parse_info_pic, texts[1])
-        lapic = _try(parse_info_lapic, texts[2])
-
-        plan = self._first_regions(cpu)
+        registers = s.hmp("info registers")  # guarded: a closed/exited session raises
+        cpu = parse_info_registers(registers)
+        # QEMU answers the PIC/LAPIC texts while gdb reads the tables
+        pending = s.qmp.send_hmp(["info pic", "info lapic"])
         regions: list[MemoryRegion] = []
         missing: list[str] = []
-        self._read_plan(plan, regions, missing)
+        self._read_plan(self._first_regions(cpu), regions, missing)
+        pic_text, lapic_text = (str(t) for t in s.qmp.collect(pending))
+        hmp = {"info registers": registers, "info pic": pic_text, "info lapic": lapic_text}
+        pic = _try(parse_info_pic, pic_text)
+        lapic = _try(parse_info_lapic, lapic_text)
         tss = next((r for r in regions if r.label == "tss" and r.address == cpu.tr.base), None)
         self._read_plan(self._stack_pages(cpu, tss.data if tss else b""), regions, missing)
 

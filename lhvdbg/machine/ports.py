@@ -16,13 +16,15 @@ from lhvdbg.x86.cpustate import Arch
 
 if TYPE_CHECKING:
     from lhvdbg.machine.launch import LaunchConfig
+    from lhvdbg.machine.qmp import QmpClient
     from lhvdbg.machine.stops import StopEvent
     from lhvdbg.state.elf import KernelInfo
     from lhvdbg.state.target import Target
 
 
 class ReadPort(Protocol):
-    """What a live target reads through: guarded reads and the session's facts."""
+    """What a live target reads through: guarded reads, the session's facts, and its
+    QMP client for requests sent while gdb reads (after a guarded read)."""
 
     @property
     def arch(self) -> Arch: ...
@@ -48,9 +50,10 @@ class ReadPort(Protocol):
     @property
     def last_stop(self) -> StopEvent | None: ...
 
-    def hmp(self, command: str) -> str: ...
+    @property
+    def qmp(self) -> QmpClient: ...
 
-    def hmp_many(self, commands: list[str]) -> list[str]: ...
+    def hmp(self, command: str) -> str: ...
 
     def read_memory(self, address: int, size: int) -> bytes: ...
 

@@ -1,33 +1,41 @@
-"""A synchronous QMP facade over qemu.qmp's asyncio ``QMPClient``.
+"""A small synchronous QMP client over a Unix socket.
 
-The async client runs on a private event-loop thread; every public method is a blocking
-call with a timeout. Events (SHUTDOWN, RESET, STOP, GUEST_PANICKED, ...) are recorded,
-with the time they arrived, as they arrive. Several HMP commands can be issued together
-(:meth:`QmpClient.hmp_many`): QMP matches replies by id, so they cost one round trip.
+QMP (QEMU Machine Protocol, ``docs/interop/qmp-spec`` in QEMU) is one JSON object per
+line: a greeting with QEMU's version, ``qmp_capabilities`` to enter command mode, then
+commands tagged with an ``id`` whose replies carry the same ``id``, and events (SHUTDOWN,
+RESET, STOP, GUEST_PANICKED...) in between. Everything here runs on the caller's thread:
+a command is one ``send`` and the reads that bring its reply back, with no event loop or
+thread hand-off in between (under load those hand-offs cost more than QEMU's answer).
+Events are collected whenever the socket is read, and :meth:`QmpClient.events` reads
+what is pending first. Several HMP commands can be issued together
+(:meth:`QmpClient.hmp_many`): their replies are matched by id, one round trip.
+
+An error reply keeps QMP's structure: :class:`~lhvdbg.errors.QmpError` carries its
+``error_class`` (``GenericError``, ``CommandNotFound``...) and ``desc``. No reply in
+time is :class:`~lhvdbg.errors.TargetTimeout`, the one timeout error.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
+import json
 import logging
+import select
+import socket
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from lhvdbg.errors import QmpError, TargetTimeout
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 
 @dataclass(frozen=True)
 class QmpEvent:
-    """One QMP event: its name and data, when it arrived (``time.monotonic()``), and
+    """One QMP event: its name and data, when it was read (``time.monotonic()``), and
     QEMU's own timestamp (seconds since the epoch)."""
 
     name: str
@@ -36,8 +44,30 @@ class QmpEvent:
     qemu_time: float
 
 
+@dataclass(frozen=True)
+class PendingQmp:
+    """Commands written by :meth:`QmpClient.send` whose replies are not read yet."""
+
+    commands: tuple[str, ...]
+    ids: tuple[int, ...]
+
+
+def qmp_failure(command: str, reply: dict[str, Any]) -> QmpError:
+    """The QmpError for an ``{"error": {"class": ..., "desc": ...}}`` reply."""
+    error = reply.get("error") or {}
+    error_class = str(error.get("class", "GenericError"))
+    desc = str(error.get("desc", ""))
+    return QmpError(
+        f"QMP {command} failed: {error_class}: {desc}",
+        error_class=error_class,
+        desc=desc,
+        command=command,
+        reply=json.dumps(reply),
+    )
+
+
 class QmpClient:
-    """QMP over a Unix socket, with a blocking API."""
+    """QMP over a Unix socket, with a blocking API (thread-safe: one caller at a time)."""
 
     def __init__(
         self,
@@ -47,206 +77,210 @@ class QmpClient:
         alive: Callable[[], bool] | None = None,
     ) -> None:
         """Connect (retrying until the socket accepts, up to ``timeout`` seconds, while
-        ``alive()`` stays true); TargetTimeout or QmpError on failure."""
-        from qemu.qmp import QMPClient
-
+        ``alive()`` stays true) and enter command mode; TargetTimeout or QmpError."""
         self.socket_path = socket_path
         self._events: list[QmpEvent] = []
         self._consumed = 0
-        self._cond = threading.Condition()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._buffer = b""
+        self._next_id = 1
+        self._lock = threading.RLock()
         self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="lhvdbg-qmp", daemon=True
-        )
-        self._thread.start()
-        self._client: Any = QMPClient("lhvdbg")
+        self._greeting: dict[str, Any] = {}
+        self._sock = self._connect(timeout, alive)
         try:
-            self._connect(timeout, alive)
+            deadline = time.monotonic() + timeout
+            while not self._greeting:
+                self._read(deadline, "the QMP greeting")
+            self.execute("qmp_capabilities", timeout=timeout)
         except BaseException:
             self.close()
             raise
 
     # --- plumbing -----------------------------------------------------------------
 
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TargetTimeout(
-                f"QMP: no reply to {what} within {timeout:g} s", command=what, backend="qmp"
-            ) from None
-
-    def _connect(self, timeout: float, alive: Callable[[], bool] | None) -> None:
-        from qemu.qmp import EventListener
-
+    def _connect(self, timeout: float, alive: Callable[[], bool] | None) -> socket.socket:
         deadline = time.monotonic() + timeout
-        last: BaseException | None = None
+        last: OSError | None = None
         while True:
             if alive is not None and not alive():
                 raise QmpError("QEMU exited before its QMP socket accepted a connection")
-            if self.socket_path.exists():
-                try:
-                    self._run(self._client.connect(str(self.socket_path)), 2.0, "connect")
-                    break
-                except QmpError:
-                    raise
-                except Exception as exc:
-                    last = exc
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.socket_path))
+                return sock
+            except OSError as exc:  # not there yet, or not listening yet
+                sock.close()
+                last = exc
             if time.monotonic() >= deadline:
                 raise TargetTimeout(
                     f"QMP socket {self.socket_path} did not accept a connection within "
                     f"{timeout:g} s" + (f" ({last})" if last else ""),
                     socket=str(self.socket_path),
+                    backend="qmp",
                 )
             time.sleep(0.001)
-        listener = EventListener()
-        self._client.register_listener(listener)
-        asyncio.run_coroutine_threadsafe(self._pump_events(listener), self._loop)
 
-    async def _pump_events(self, listener: Any) -> None:
-        async for msg in listener:
-            stamp = msg.get("timestamp", {})
+    def _send(self, message: dict[str, Any]) -> None:
+        log.debug("--> %s", message)
+        try:
+            self._sock.sendall(json.dumps(message).encode() + b"\n")
+        except OSError as exc:
+            raise QmpError(
+                f"QMP connection lost: {exc}", command=str(message.get("execute"))
+            ) from exc
+
+    def _read(self, deadline: float | None, what: str) -> bool:
+        """Read what has arrived (waiting until ``deadline``; None: do not wait) and
+        file every whole message; False when nothing came in time."""
+        wait = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([self._sock], [], [], wait)
+        if not ready:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TargetTimeout(f"QMP: no reply to {what} in time", command=what, backend="qmp")
+            return False
+        try:
+            chunk = self._sock.recv(1 << 16)
+        except OSError as exc:
+            raise QmpError(f"QMP connection lost: {exc}", command=what) from exc
+        if not chunk:
+            raise QmpError("QMP connection closed by QEMU", command=what)
+        data = self._buffer + chunk
+        end = data.rfind(b"\n") + 1
+        self._buffer = data[end:]
+        for line in data[:end].splitlines():
+            if line.strip():
+                self._file(json.loads(line))
+        return True
+
+    def _file(self, message: dict[str, Any]) -> None:
+        if "event" in message:
+            stamp = message.get("timestamp", {})
             event = QmpEvent(
-                name=str(msg.get("event")),
-                data=dict(msg.get("data", {})),
+                name=str(message["event"]),
+                data=dict(message.get("data", {})),
                 received=time.monotonic(),
                 qemu_time=float(stamp.get("seconds", 0)) + stamp.get("microseconds", 0) / 1e6,
             )
             log.debug("<-- event %s %s", event.name, event.data)
-            with self._cond:
-                self._events.append(event)
-                self._cond.notify_all()
+            self._events.append(event)
+        elif "QMP" in message:
+            self._greeting = message
+        elif isinstance(message.get("id"), int):
+            log.debug("<-- %s", message)
+            self._replies[message["id"]] = message
+
+    def _call(
+        self, commands: Sequence[tuple[str, dict[str, Any] | None]], timeout: float
+    ) -> list[Any]:
+        """Send every command at once; their ``return`` values in order (QmpError for
+        the first error reply, after all replies are in)."""
+        return self.collect(self.send(commands), timeout=timeout)
+
+    def send(self, commands: Sequence[tuple[str, dict[str, Any] | None]]) -> PendingQmp:
+        """Write ``commands`` now and return at once; :meth:`collect` reads the replies
+        later, so the caller can do other I/O (gdb) while QEMU answers."""
+        if self._closed:
+            raise QmpError("QMP connection is closed", command=commands[0][0])
+        ids = []
+        with self._lock:
+            for command, arguments in commands:
+                ids.append(self._next_id)
+                message: dict[str, Any] = {"execute": command, "id": self._next_id}
+                if arguments:
+                    message["arguments"] = arguments
+                self._next_id += 1
+                self._send(message)
+        return PendingQmp(tuple(c for c, _ in commands), tuple(ids))
+
+    def collect(self, pending: PendingQmp, *, timeout: float = 5.0) -> list[Any]:
+        """The ``return`` values of a :meth:`send`, in order; QmpError for the first
+        error reply (after all replies are in); ``timeout`` counts from this call."""
+        what = ", ".join(pending.commands)
+        with self._lock:
+            deadline = time.monotonic() + timeout
+            while not all(i in self._replies for i in pending.ids):
+                self._read(deadline, what)
+            replies = [self._replies.pop(i) for i in pending.ids]
+        for command, reply in zip(pending.commands, replies, strict=True):
+            if "error" in reply:
+                raise qmp_failure(command, reply)
+        return [reply.get("return") for reply in replies]
+
+    def send_hmp(self, command_lines: Sequence[str]) -> PendingQmp:
+        """:meth:`send` for HMP command lines (texts come back from :meth:`collect`)."""
+        return self.send([("human-monitor-command", {"command-line": c}) for c in command_lines])
 
     # --- API ----------------------------------------------------------------------
 
     @property
     def qemu_version(self) -> str:
         """QEMU's version from the greeting, e.g. ``"7.2.22"``."""
-        greeting = self._client.greeting
-        if greeting is None:
+        try:
+            v = self._greeting["QMP"]["version"]["qemu"]
+            return f"{v['major']}.{v['minor']}.{v['micro']}"
+        except (KeyError, TypeError):
             return "unknown"
-        v = greeting.QMP.version["qemu"]
-        return f"{v['major']}.{v['minor']}.{v['micro']}"
 
     def execute(
         self, command: str, arguments: dict[str, Any] | None = None, *, timeout: float = 5.0
     ) -> Any:
-        """Run a QMP command; QmpError with ``command`` and ``reply`` on failure."""
-        if self._closed:
-            raise QmpError("QMP connection is closed", command=command)
-        log.debug("--> %s %s", command, arguments or "")
-        try:
-            return self._run(self._client.execute(command, arguments), timeout, command)
-        except (QmpError, TargetTimeout):
-            raise
-        except Exception as exc:
-            raise qmp_failure(command, exc) from exc
+        """Run a QMP command; QmpError (``error_class``, ``desc``) on an error reply."""
+        return self._call([(command, arguments)], timeout)[0]
 
     def hmp(self, command_line: str, *, timeout: float = 5.0) -> str:
         """``human-monitor-command``: the text of e.g. ``info registers``."""
-        return str(
-            self.execute("human-monitor-command", {"command-line": command_line}, timeout=timeout)
-        )
+        return self.hmp_many([command_line], timeout=timeout)[0]
 
     def hmp_many(self, command_lines: Sequence[str], *, timeout: float = 5.0) -> list[str]:
-        """Several HMP commands issued concurrently; their texts in order."""
-        if self._closed:
-            raise QmpError("QMP connection is closed", command=command_lines[0])
-
-        async def all_of() -> list[Any]:
-            return list(
-                await asyncio.gather(
-                    *(
-                        self._client.execute("human-monitor-command", {"command-line": c})
-                        for c in command_lines
-                    )
-                )
-            )
-
-        try:
-            return [str(t) for t in self._run(all_of(), timeout, ", ".join(command_lines))]
-        except (QmpError, TargetTimeout):
-            raise
-        except Exception as exc:
-            raise qmp_failure(", ".join(command_lines), exc) from exc
+        """Several HMP commands sent together; their texts in order."""
+        return [str(t) for t in self.collect(self.send_hmp(command_lines), timeout=timeout)]
 
     def status(self) -> dict[str, Any]:
         """``query-status``: ``{"running": bool, "status": "paused"|"running"|...}``."""
         return dict(self.execute("query-status"))
 
     def events(self) -> list[QmpEvent]:
-        """Events received so far, oldest first."""
-        with self._cond:
+        """Events received so far, oldest first (what is waiting on the socket too)."""
+        with self._lock:
+            if not self._closed:
+                try:
+                    while self._read(None, "events"):
+                        pass
+                except QmpError as exc:  # QEMU gone: the events read so far stand
+                    log.debug("events: %s", exc)
             return list(self._events)
 
     def wait_event(self, names: set[str], timeout: float) -> QmpEvent | None:
         """The first event named in ``names`` not returned by an earlier wait (even if it
         arrived before this call), or None after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while True:
                 for i in range(self._consumed, len(self._events)):
                     if self._events[i].name in names:
                         self._consumed = i + 1
                         return self._events[i]
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._closed:
                     return None
-                self._cond.wait(remaining)
+                try:
+                    self._read(time.monotonic() + min(remaining, 0.05), "events")
+                except TargetTimeout:
+                    continue
 
     def quit(self) -> None:
         """Ask QEMU to quit (a connection already gone is fine)."""
         if self._closed:
             return
         try:
-            self._run(self._client.execute("quit"), 1.0, "quit")
-        except Exception as exc:  # EOF as QEMU goes away is the normal outcome
+            self.execute("quit", timeout=1.0)
+        except (QmpError, TargetTimeout) as exc:  # EOF as QEMU goes away is normal
             log.debug("quit: %s", exc)
 
     def close(self) -> None:
-        """Disconnect and stop the event-loop thread. Idempotent."""
+        """Disconnect. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._run(self._client.disconnect(), 1.0, "disconnect")
-        except Exception as exc:  # EOFError after quit is expected
-            log.debug("disconnect: %s", exc)
-        try:
-            self._run(_cancel_other_tasks(), 1.0, "shutdown")
-        except Exception as exc:
-            log.debug("shutdown: %s", exc)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=2)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-
-def qmp_failure(command: str, exc: BaseException) -> QmpError:
-    """A QmpError for a failed command; a QMP error reply (qemu.qmp's ``ExecuteError``)
-    keeps its structure: ``error_class`` and ``desc`` as QEMU sent them."""
-    error = getattr(exc, "error", None)
-    error_class = getattr(error, "class_", None)
-    desc = getattr(error, "desc", None)
-    if isinstance(error_class, str):
-        return QmpError(
-            f"QMP {command} failed: {error_class}: {desc}",
-            error_class=error_class,
-            desc=str(desc),
-            command=command,
-            reply=str(exc),
-        )
-    return QmpError(
-        f"QMP {command} failed: {type(exc).__name__}: {exc}", command=command, reply=str(exc)
-    )
-
-
-async def _cancel_other_tasks() -> None:
-    me = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not me]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        self._sock.close()

@@ -102,6 +102,7 @@ class Session(SessionBreakpoints, SessionOutputs):
         self.notes: list[str] = []
         self._breakpoints.clear()
         self._register_numbers: dict[str, int] | None = None
+        self._names: dict[int, str] = {}
         self._serial_offset = 0
         self.last_stop = None
 
@@ -238,10 +239,14 @@ class Session(SessionBreakpoints, SessionOutputs):
         return ""
 
     def symbolize(self, address: int) -> str:
-        """``name+0xoff`` when the kernel has a symbol at or below, else hex."""
-        if self.kernel_info is not None:
-            return self.kernel_info.symbolize(address)
-        return f"{address:#x}"
+        """``name+0xoff`` when the kernel has a symbol at or below, else hex (each
+        address named once per kernel: steps and stops revisit the same code)."""
+        name = self._names.get(address)
+        if name is None:
+            info = self.kernel_info
+            name = info.symbolize(address) if info is not None else f"{address:#x}"
+            self._names[address] = name
+        return name
 
     # --- run control (gdb only) -------------------------------------------------------
 
@@ -487,11 +492,6 @@ class Session(SessionBreakpoints, SessionOutputs):
     def hmp(self, command: str) -> str:
         """The text of an HMP command (``info registers``, ``info pic``...) via QMP."""
         return self.qmp.hmp(command)
-
-    @require(*INSPECTABLE)
-    def hmp_many(self, commands: list[str]) -> list[str]:
-        """Several HMP commands in one QMP round trip; their texts in order."""
-        return self.qmp.hmp_many(commands)
 
     def capture(self, *, note: str = "") -> Snapshot:
         """Shortcut for ``self.target.capture(note=note)`` (guarded as the reads are)."""

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lhvdbg.errors import MemoryNotCaptured, UsageError
+from lhvdbg.errors import MemoryNotCaptured, QmpError, StateError, UsageError
+from lhvdbg.machine.runstate import Runstate
 from lhvdbg.machine.session import LaunchConfig, Session
 from lhvdbg.state.elf import inspect_kernel
 from lhvdbg.state.snapshot import Snapshot
@@ -166,11 +167,21 @@ def test_breakpoints_memory_registers_steps(firmware_built: Path) -> None:
         assert frames[0]["address"] == step.address
         with pytest.raises(UsageError, match="unknown symbol"):
             s.break_at("no_such_symbol")
+        # QMP's error replies keep their class
+        with pytest.raises(QmpError) as err:
+            s.qmp.execute("no-such-command")
+        assert err.value.error_class == "CommandNotFound"
+        assert s.runstate is Runstate.STOPPED
         s.delete()
         assert s.breakpoints() == []
         end = s.cont(timeout=10)
         assert end.reason == "exited" and end.guest_exit_value is not None
-        assert not s.alive
+        assert not s.alive and s.runstate is Runstate.EXITED
+        # an exited session refuses reads with its state, and still answers run control
+        with pytest.raises(StateError, match=r"read memory: the session is exited: QEMU has"):
+            s.read_memory(addr, 4)
+        assert s.cont(timeout=1).reason == "exited" and s.stepi().reason == "exited"
+    assert s.runstate is Runstate.CLOSED
 
 
 def test_stripped_kernel_stops_at_the_idt_handler(firmware_built: Path, tmp_path: Path) -> None:
@@ -215,6 +226,7 @@ def test_triple_fault_pauses_for_post_mortem(firmware_built: Path) -> None:
         snap = s.capture()
         assert snap.cpu.tr.selector == 0 and snap.cpu.tr.base == 0  # ltr never ran
         assert s.cont(timeout=1) is ev  # a shut-down VM does not run again
+        assert s.stepi() is ev and s.runstate is Runstate.SHUTDOWN
 
 
 @pytest.mark.parametrize("arch", ["amd64", "i386"])
@@ -276,7 +288,7 @@ def test_start_when_qemu_is_slower_than_gdb(
 
     def late_qemu(argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         if "qemu-system" in argv[0]:
-            argv = ["sh", "-c", 'sleep 0.3; exec "$0" "$@"', *argv]
+            argv = ["sh", "-c", 'sleep 1.5; exec "$0" "$@"', *argv]  # gdb is slow on a busy host
         return real_popen(argv, **kwargs)
 
     monkeypatch.setattr(process, "popen_owned", late_qemu)

@@ -22,6 +22,7 @@ from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.errors import MemoryNotCaptured
+from lhvdbg.x86.checks import pic_vectors
 from lhvdbg.x86.delivery import (
     CheckResult,
     CpuView,
@@ -59,18 +60,12 @@ class LogRow:
 
 
 def log_rows(chain: Chain) -> tuple[LogRow, ...]:
-    """The chain's raises in order, folded ones included (``check_exception old: X new
-    Y`` with no ``v=`` line: Y became the #DF; a triple fault's last raise)."""
-    rows: list[LogRow] = []
-    for step in chain.steps:
-        folded = step.event.check_new
-        if folded is not None and step.vector == DOUBLE_FAULT:
-            rows.append(LogRow(folded, None, False))
-        rows.append(LogRow(step.vector, step.event.error_code, True, step))
-    triple = chain.triple_fault
-    if triple is not None and triple.new is not None:
-        rows.append(LogRow(triple.new, None, False))
-    return tuple(rows)
+    """The chain's raises in order, as the chain has them: delivered (a ``v=`` line) or
+    folded into the next (``check_exception`` with no ``v=`` line; no error code logged)."""
+    return tuple(
+        LogRow(s.vector, s.event.error_code if s.delivered else None, s.delivered, s)
+        for s in chain.steps
+    )
 
 
 @dataclass(frozen=True)
@@ -134,7 +129,10 @@ def _view(ev: Evidence, event: InterruptEvent) -> CpuView | None:
             raise MemoryNotCaptured(f"{address:#x}..{address + size:#x} was not collected")
         return data
 
-    return CpuView.of(cpu, ev.tables, read_linear=read_linear, read_physical=ev.read_physical)
+    view = CpuView.of(cpu, ev.tables, read_linear=read_linear, read_physical=ev.read_physical)
+    if event.registers is None:  # the capture is later: take CPL and SP from the event
+        view = replace(view, cpl=event.cpl, sp=event.sp or view.sp)
+    return view
 
 
 def _lapic_source(ev: Evidence, vector: int) -> str | None:
@@ -339,8 +337,47 @@ def explain_chain(chain: Chain, ev: Evidence) -> Explanation:
         accounts.append(Account(step, origin, deliveries, triple, agreement, tuple(notes)))
         i += max(covered, 1)
         ext = ext and deliveries[-1].failed is not None
+    if not ev.int_log and chain.steps:
+        accounts = [*_inferred(chain, ev), *accounts]
     first = _first_failure(accounts)
     return Explanation(tuple(accounts), first, rows)
+
+
+def _device_vectors(ev: Evidence) -> list[int]:
+    """Vectors devices can deliver in the captured state: unmasked 8259 lines (IRQ0
+    first), then unmasked LAPIC LVT entries."""
+    snapshot = ev.snapshot
+    out: list[int] = []
+    if snapshot is not None and snapshot.pic is not None:
+        out += sorted(pic_vectors(snapshot.pic))
+    if snapshot is not None and snapshot.lapic is not None and snapshot.lapic.enabled:
+        lapic = snapshot.lapic
+        for value in (lapic.lvt_timer, *lapic.lvt.values()):
+            if not value & 0x10000 and value & 0xFF >= 16:
+                out.append(value & 0xFF)
+    return list(dict.fromkeys(out))
+
+
+def _inferred(chain: Chain, ev: Evidence) -> list[Account]:
+    """No interrupt log (KVM): which device interrupt the captured state cannot deliver,
+    predicted by the model (the first one whose delivery fails)."""
+    cpu = ev.cpu
+    if cpu is None or ev.tables is None or ev.stop.vector != DOUBLE_FAULT:
+        return []
+    first = chain.steps[0]
+    if first.source == "hardware":
+        return []  # a device interrupt on vector 8 itself: the event explains it
+    view = CpuView.of(cpu, ev.tables)
+    for vector in _device_vectors(ev):
+        deliveries, triple = simulate(view, Event.hardware(vector))
+        if deliveries[0].failed is None:
+            continue
+        note = (
+            f"inferred: no interrupt log (KVM), so the chain is predicted from the captured "
+            f"state — delivering the device interrupt on vector {vector:#04x} fails"
+        )
+        return [Account(first, None, deliveries, triple, "unknown", (note,))]
+    return []
 
 
 def _push_fault_in_log(d: Delivery, row: LogRow) -> CheckResult | None:
@@ -351,8 +388,9 @@ def _push_fault_in_log(d: Delivery, row: LogRow) -> CheckResult | None:
         return None
     cr2 = step.event.cr2
     top = d.new_sp
-    if row.vector == PAGE_FAULT and (cr2 is None or top is None or not top - 64 <= cr2 < top):
-        return None
+    below = (top - cr2) % (1 << 64) if cr2 is not None and top is not None else None
+    if row.vector == PAGE_FAULT and (below is None or not 0 < below <= 64):
+        return None  # a frame is at most 48 bytes below the new stack pointer (it may wrap)
     where = f"CR2 {cr2:#x}" if cr2 is not None else f"at {step.event.rip:#x}"
     fix = (f"page[{cr2 & ~0xFFF:#x}]",) if cr2 is not None else ()
     if d.stack and d.stack != "current":

@@ -300,6 +300,7 @@ class _Run:
 
     def __init__(self) -> None:
         self.checks: list[CheckResult] = []
+        self.stack: str | None = None  # the stack being switched to, once known
 
     def ok(self, check: str, text: str, **fields: int) -> None:
         self.checks.append(CheckResult(check, True, text, dict(fields)))
@@ -638,6 +639,7 @@ def _stack(
             name, offset = f"rsp{new_cpl}", 4 + 8 * new_cpl
         else:
             return "current", view.sp, None
+        run.stack = name
         value = _tss_slot(run, view, event, offset, 8, name)
         if value is None:
             return name, None, new_cpl
@@ -659,6 +661,7 @@ def _stack(
     if new_cpl is None:
         return "current", view.sp, None
     # Protected mode, privilege change: SSn:ESPn from the 32-bit TSS.
+    run.stack = f"ss{new_cpl}:esp{new_cpl}"
     esp = _tss_slot(run, view, event, 4 + 8 * new_cpl, 4, f"esp{new_cpl}")
     ss = _tss_slot(run, view, event, 8 + 8 * new_cpl, 2, f"ss{new_cpl}")
     if ss is None:
@@ -808,6 +811,7 @@ def deliver(view: CpuView, event: Event) -> Delivery:
                 size = _frame_size(view, event, new_cpl, pushes_code)
                 cpl_after = new_cpl if new_cpl is not None else view.cpl
                 _push(run, view, event, stack, new_sp, size, cpl_after)
+    stack = stack or run.stack
     return Delivery(event, view.mode, tuple(run.checks), stack, new_sp, handler, size)
 
 

@@ -58,9 +58,10 @@ def diagnose(chain: Chain, ev: Evidence) -> list[Cause]:
     fallback (``unexplained-chain``) when nothing explains the chain with high confidence
     and the chain has an exception or a triple fault."""
     fired: list[tuple[int, int, Cause]] = []
+    decided = _model_decides(chain, ev)
     for spec in RULES:
         cause = spec(chain, ev)
-        if cause is not None:
+        if cause is not None and (decided is None or _agrees(cause, decided)):
             fired.append((_RANK[cause.confidence], spec.order, cause))
     fired.sort(key=lambda t: (t[0], t[1]))
     causes = [c for _, _, c in fired]
@@ -70,6 +71,32 @@ def diagnose(chain: Chain, ev: Evidence) -> list[Cause]:
             if fallback is not None and (chain.exceptions or chain.triple_fault is not None):
                 causes.append(fallback)
     return causes
+
+
+def _model_decides(chain: Chain, ev: Evidence) -> set[tuple[str, str]] | None:
+    """When the delivery model could read the state and agrees with the log: every
+    (check, fix field) it found failing. None when it could not (log-only, no capture) or
+    when its prediction differs from what QEMU logged."""
+    from lhvdbg.diagnose.explain import explain
+    from lhvdbg.diagnose.rules._model import model_applies
+
+    if not model_applies(chain, ev):
+        return None
+    x = explain(chain, ev)
+    if any(a.agreement == "differs" for a in x.accounts):
+        return None  # the capture is later than the log: where they disagree, rules decide
+    return {
+        (f.check.id, field) for f in explain(chain, ev).failures for field in f.check.fix_fields
+    }
+
+
+def _agrees(cause: Cause, decided: set[tuple[str, str]]) -> bool:
+    """A cause naming a delivery check stands only when the model found that check failing
+    on the fields the cause asks to mend (the model is the one place that decides whether a
+    gate, selector or stack is usable); causes of other kinds stand as they are."""
+    if cause.check is None:
+        return True
+    return bool(cause.fix_fields) and all((cause.check, f) in decided for f in cause.fix_fields)
 
 
 def rules_table() -> str:

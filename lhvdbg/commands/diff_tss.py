@@ -19,7 +19,7 @@ from lhvdbg.commands.options import (
     launch_config_from_args,
 )
 from lhvdbg.commands.registry import Context, command
-from lhvdbg.errors import MachineError, UsageError
+from lhvdbg.errors import MachineError, TargetTimeout, UsageError
 
 if TYPE_CHECKING:
     from lhvdbg.diagnose.events import ChainEvent
@@ -68,15 +68,21 @@ def _stop(session: Session, args: argparse.Namespace) -> str:
     if args.at is not None:
         session.break_at(args.at)
         event = session.cont(timeout=args.timeout)
+        wanted, reached = args.at, {"breakpoint"}
     elif args.at_df:
         event = session.run_to_vector(DF_VECTOR, timeout=args.timeout)
+        wanted, reached = "vector 8", {"vector", "shutdown"}  # a triple fault: post-mortem
     else:
         ticks = 1 if args.after_ticks is None else args.after_ticks
         if ticks < 1:
             raise UsageError("--after-ticks needs N >= 1")
         event = session.run_to_timer(count=ticks, timeout=args.timeout)
+        wanted, reached = f"timer tick {ticks}", {"vector"}
     if event.reason == "exited":
         raise MachineError(f"the guest ended before the comparison point: {event.detail}")
+    if event.reason not in reached:  # the awaited stop never came: nothing to compare
+        how = f"{event.reason}: {event.detail}" if event.detail else event.reason
+        raise TargetTimeout(f"{wanted} never came within {args.timeout:g} s ({how})")
     return event.detail or event.reason
 
 

@@ -87,6 +87,11 @@ def stop_where_asked(session: Session, args: argparse.Namespace) -> list[str]:
         event = session.cont(timeout=args.timeout)
         if event.reason == "exited":
             raise MachineError(f"the guest ended before it stopped: {event.detail}")
+        if event.reason == "timeout":  # still running: no stop to save
+            raise TargetTimeout(
+                f"--until-stop: the guest did not stop within {args.timeout:g} s "
+                "(nothing saved; a longer --timeout, or --at/--vector)"
+            )
         stops.append(event.detail)
     if not stops:
         stops.append("at the first instruction (QEMU started with -S)")

@@ -8,9 +8,6 @@ stdout keeps the text or JSON the command prints anyway.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import tempfile
 from pathlib import Path
 
 from lhvdbg.errors import UsageError
@@ -39,6 +36,10 @@ def check_html_path(path: Path | None) -> None:
 
 def write_html(path: Path, page: str) -> None:
     """Write ``page`` to ``path`` atomically; say so on stderr."""
+    import os
+    import sys
+    import tempfile
+
     folder = path.resolve().parent
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)

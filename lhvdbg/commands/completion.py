@@ -10,7 +10,6 @@ it cannot drift from what the program accepts. Install with
 from __future__ import annotations
 
 import argparse
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +106,8 @@ def command_specs() -> list[CommandSpec]:
 
 
 def _assign(array: str, key: str, value: str) -> str:
+    import shlex
+
     if shlex.quote(key) != key:  # zsh keeps quotes in a subscript: keys go unquoted
         raise ValueError(f"completion key needs quoting: {key!r}")
     return f"{array}[{key}]={shlex.quote(value)}"

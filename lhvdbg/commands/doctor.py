@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +54,8 @@ class HostCheck:
 
 def _first_line(argv: list[str]) -> str | None:
     """The first non-empty output line of ``argv`` (a ``--version`` call), or None."""
+    import subprocess
+
     try:
         done = subprocess.run(
             argv,
@@ -229,6 +229,8 @@ def check_chromium() -> HostCheck:
 
 def run_checks(root: Path | None = None) -> list[HostCheck]:
     """Every check, in the order they are printed (run side by side)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     base = root or project_root()
     probes: list[Callable[[], HostCheck | None]] = [
         check_system_qemu,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.explain import Failure
 from lhvdbg.diagnose.rules._common import escalation, where
+from lhvdbg.diagnose.rules._model import cause_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, rule
 from lhvdbg.x86.segments import is_code, is_data
 from lhvdbg.x86.tables import SystemTables
@@ -58,6 +60,38 @@ def _selector_problem(
     return None
 
 
+_REFERENCE = (
+    "LHV-good returns with iretq to CS 0x08 / SS 0x18 (amd64), Pebbles with iret to "
+    "SEGSEL_KERNEL_CS 0x10"
+)
+_MODEL_CHECKS = tuple(
+    f"iret-{part}-{what}"
+    for part in ("cs", "ss")
+    for what in ("null", "limit", "type", "rpl", "dpl", "present")
+)
+
+
+def _summary(failure: Failure) -> str:
+    step = failure.step
+    return f"iret at {where(step)} faulted on the frame it popped: {failure.check.text}"
+
+
+def _fix(failure: Failure, ev: Evidence) -> str:
+    part = "CS" if failure.check.id.startswith("iret-cs") else "SS"
+    value = failure.check.fields.get(f"iret_frame.{part.lower()}", 0)
+    wanted = (
+        "a present code segment whose DPL equals its RPL (the CPL returned to)"
+        if part == "CS"
+        else "a present, writable data segment with RPL = DPL = the CS's RPL (IA-32e: a "
+        "null SS is allowed returning to CPL 0-2)"
+    )
+    return (
+        f"The frame iret popped holds {part}={value:#06x}; it must be {wanted}. Check the "
+        "handler restores the stack exactly (pops the error code before iret), that the "
+        "GDT has that segment, and any code that builds or edits a frame by hand."
+    )
+
+
 @rule(
     "iret-bad-selector",
     order=70,
@@ -66,8 +100,11 @@ def _selector_problem(
         "iret-cs-null",
         "iret-cs-limit",
         "iret-cs-type",
+        "iret-cs-rpl",
+        "iret-cs-dpl",
         "iret-cs-present",
         "iret-ss-null",
+        "iret-ss-rpl",
         "iret-ss-limit",
         "iret-ss-type",
         "iret-ss-dpl",
@@ -82,6 +119,16 @@ def _selector_problem(
 def iret_bad_selector(chain: Chain, ev: Evidence) -> Cause | None:
     """``iret``/``iretq`` faults on the frame it pops: a bad CS or SS selector (blog_os
     #277, rust-osdev bootloader #418)."""
+    if model_applies(chain, ev):
+        return cause_for(
+            chain,
+            ev,
+            "iret-bad-selector",
+            _MODEL_CHECKS,
+            fix=_fix,
+            summary=_summary,
+            reference=_REFERENCE,
+        )
     for step in chain.steps:
         if step.source != "exception" or step.vector not in (10, 11, 12, 13):
             continue
@@ -136,8 +183,7 @@ def iret_bad_selector(chain: Chain, ev: Evidence) -> Cause | None:
             "the GDT has a kernel data segment, the handler restores the stack exactly "
             "(pops the error code before iretq) and never writes a selector into the frame.",
             "high" if instruction in _IRET else "medium",
-            "LHV-good returns with iretq to CS 0x08 / SS 0x18 (amd64), Pebbles with iret to "
-            "SEGSEL_KERNEL_CS 0x10",
+            _REFERENCE,
             check=check,
             fix_fields=(f"iret_frame.{role}",) if role else (),
         )

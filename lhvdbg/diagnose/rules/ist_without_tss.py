@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from lhvdbg.diagnose.chain import Chain
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.explain import Failure
 from lhvdbg.diagnose.rules._common import escalation, gate_at, next_step
+from lhvdbg.diagnose.rules._model import cause_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
 from lhvdbg.diagnose.tss_diff import vector_ranges
 from lhvdbg.x86.checks import is_canonical
@@ -56,11 +58,30 @@ def _ist_problem(
     return None
 
 
+def _tr_never_loaded(failure: Failure) -> bool:
+    d = failure.delivery
+    via_tss = d is not None and (d.stack or "").startswith(("ist", "rsp", "ss"))
+    return failure.check.fix_fields == ("tr",) or (
+        via_tss and any("never loaded" in c.text for c in (d.checks if d else ()))
+    )
+
+
+def _fix(failure: Failure, ev: Evidence) -> str:
+    d = failure.delivery
+    stack = (d.stack if d is not None else None) or "ist1"
+    return (
+        "Load a TSS before sti: build the 64-bit TSS with "
+        f"TSS.{stack} = the top of a mapped stack, put its 16-byte descriptor (type 0x9, "
+        "limit ≥ 0x67) in the GDT and run ltr with its selector — or give the gates IST 0 "
+        "until then."
+    )
+
+
 @rule(
     "ist-without-tss",
     order=40,
     sdm="Vol. 3A §6.14.5, §7.7",
-    fires_on=("tss-limit", "stack-pointer"),
+    fires_on=("tss-limit", "stack-pointer", "stack-push"),
     cites=(
         "the gate's IST, TR's reset state, the IST value read from linear 0x24 (the real-"
         "mode IVT), the fault at the same RIP, the #DF gate's IST"
@@ -68,8 +89,19 @@ def _ist_problem(
     tested_on="firmware `ist-without-tss` (amd64)",
 )
 def ist_without_tss(chain: Chain, ev: Evidence) -> Cause | None:
-    """A gate with IST > 0 was used while TR was never loaded or its IST slot is unusable
-    (SDM §6.14.5): the CPU switches to a garbage stack and faults while pushing."""
+    """A gate with IST > 0 was used while TR was never loaded (SDM §6.14.5): the CPU
+    reads the IST slot at TR's reset base 0 — the real-mode IVT — switches to a garbage
+    stack and faults."""
+    if model_applies(chain, ev):
+        return cause_for(
+            chain,
+            ev,
+            "ist-without-tss",
+            ("tss-limit", "stack-pointer", "stack-push"),
+            fix=_fix,
+            accept=_tr_never_loaded,
+            reference="LHV-good loads TR (ltr 0x20) before sti; its gates use no IST",
+        )
     tables = ev.tables
     if tables is None or tables.mode != "ia32e" or tables.idt is None:
         return None

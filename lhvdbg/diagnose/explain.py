@@ -35,6 +35,7 @@ from lhvdbg.x86.delivery import (
     simulate,
 )
 from lhvdbg.x86.errorcodes import page_fault_error_code_layout
+from lhvdbg.x86.ioapic import parse_ioapic_pins, unmasked_vectors
 from lhvdbg.x86.paging import walk
 from lhvdbg.x86.vectors import DOUBLE_FAULT, FIRST_USER_VECTOR, vector_name
 
@@ -148,6 +149,13 @@ def _lapic_source(ev: Evidence, vector: int) -> str | None:
     return None
 
 
+def _ioapic_source(ev: Evidence, vector: int) -> int | None:
+    """The unmasked I/O APIC pin whose redirection entry holds ``vector`` (from ``info
+    pic`` as captured), when the 8259s do not own the vector."""
+    text = ev.snapshot.hmp.get("info pic", "") if ev.snapshot is not None else ""
+    return unmasked_vectors(parse_ioapic_pins(text)).get(vector)
+
+
 def _hardware_origin(ev: Evidence, step: ChainStep) -> CheckResult | None:
     """A device delivered on an exception vector: which one, and the field that set it."""
     if step.source != "hardware" or step.vector >= FIRST_USER_VECTOR:
@@ -160,6 +168,9 @@ def _hardware_origin(ev: Evidence, step: ChainStep) -> CheckResult | None:
     elif (lvt := _lapic_source(ev, step.vector)) is not None:
         source = f"the local APIC's LVT {lvt} entry"
         fix = (f"lapic.lvt_{lvt}.vector",)
+    elif (pin := _ioapic_source(ev, step.vector)) is not None:
+        source = f"the I/O APIC's pin {pin} (redirection entry {pin})"
+        fix = (f"ioapic.redir[{pin}].vector",)
     else:
         source = "a device (neither 8259 base nor an unmasked LAPIC LVT entry matches)"
         fix = ()

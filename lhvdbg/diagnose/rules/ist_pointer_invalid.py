@@ -44,5 +44,10 @@ def ist_pointer_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """A gate switches to ISTn, and TSS.ISTn is not canonical (#SS) or 0, never set (the
     frame's stores wrap to the top of the address space and fault)."""
     return cause_for(
-        chain, ev, "ist-pointer-invalid", ("stack-pointer",), fix=_fix, accept=_ist_slot
+        chain,
+        ev,
+        "ist-pointer-invalid",
+        ("stack-pointer", "stack-push"),
+        fix=_fix,
+        accept=_ist_slot,
     )

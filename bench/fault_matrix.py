@@ -20,6 +20,7 @@ Per case, four parts are judged:
 Usage::
 
     .venv/bin/python bench/fault_matrix.py [-j N] [--case NAME ...] [--qemu PATH] [--json]
+        [--json-out FILE]
 
 ``--json`` prints one object: ``{"qemu": ..., "cases": N, "right": N, "by_part":
 {"outcome": N, "chain": N, "cause": N, "fix": N}, "failures": [...]}``. Exit status 0
@@ -459,6 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--qemu", default="qemu-system-x86_64", metavar="PATH", help="the QEMU binary"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument(
+        "--json-out", type=Path, metavar="FILE", help="also write the JSON object to FILE"
+    )
     args = parser.parse_args(argv)
     cases = load_cases()
     if args.case:
@@ -475,6 +479,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda c: run_case(c, args.qemu), cases))
     total = summary(results, args.qemu)
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(total, indent=2) + "\n")
     if args.json:
         print(json.dumps(total, indent=2))
     else:

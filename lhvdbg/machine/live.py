@@ -2,9 +2,10 @@
 
 ``cpu()`` comes from QMP ``info registers`` (hidden segment parts included), memory from
 gdb, PIC/LAPIC from QMP, symbols from the kernel ELF. ``capture()`` gathers a whole
-``Snapshot`` in three round trips: ``info registers`` over QMP; then every
-table/stack/code read pipelined through gdb while QEMU answers ``info pic`` and ``info
-lapic``; then the pages the TSS stack pointers point into.
+``Snapshot`` in two round trips: ``info registers`` over QMP; then every table/stack/code
+read pipelined through gdb (with the pages the TSS stack pointers named at the last
+capture) while QEMU answers ``info pic`` and ``info lapic``. A third reads the stack pages
+only when the TSS now names others (the first capture, a new TSS).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class LiveTarget:
 
     def __init__(self, session: ReadPort) -> None:
         self.session = session
+        # (mode, TR base) -> the RSP0/IST pages its TSS named at the last capture
+        self._stack_guess: dict[tuple[str, int], list[tuple[str, int, int]]] = {}
 
     @property
     def arch(self) -> Arch:
@@ -106,7 +109,8 @@ class LiveTarget:
 
     def capture(self, *, note: str = "", stop_reason: str | None = None) -> Snapshot:
         """Registers, GDT, IDT, TSS, stack, code, RSP0/IST pages, PIC, LAPIC, symbols,
-        provenance — in three round trips. A region that is partly unreadable (e.g. a
+        provenance — in two round trips (QMP, then gdb), three when the TSS's stack pages
+        moved since the last capture. A region that is partly unreadable (e.g. a
         stack window running into an unmapped guard page) keeps its readable part; the
         unreadable ranges are named in ``provenance.note`` as ``not captured
         (unreadable): stack 0x10aec0-0x10b000, ...``."""
@@ -116,17 +120,27 @@ class LiveTarget:
         t0 = time.perf_counter()
         registers = s.hmp("info registers")  # guarded: a closed/exited session raises
         cpu = parse_info_registers(registers)
-        # QEMU answers the PIC/LAPIC texts while gdb reads the tables
-        pending = s.qmp.send_hmp(["info pic", "info lapic"])
         regions: list[MemoryRegion] = []
         missing: list[str] = []
-        self._read_plan(self._first_regions(cpu), regions, missing)
+        first = self._first_regions(cpu)
+        # the pages the TSS named last time are read with the tables (they rarely move)
+        key = (cpu.mode, cpu.tr.base)
+        guess = [g for g in self._stack_guess.get(key, []) if g not in first]
+        # QEMU answers the PIC/LAPIC texts while gdb reads the tables
+        pending = s.qmp.send_hmp(["info pic", "info lapic"])
+        runs = self._read_runs(first + guess)
+        self._add(first, runs[: len(first)], regions, missing)
         pic_text, lapic_text = (str(t) for t in s.qmp.collect(pending))
         hmp = {"info registers": registers, "info pic": pic_text, "info lapic": lapic_text}
         pic = _try(parse_info_pic, pic_text)
         lapic = _try(parse_info_lapic, lapic_text)
         tss = next((r for r in regions if r.label == "tss" and r.address == cpu.tr.base), None)
-        self._read_plan(self._stack_pages(cpu, tss.data if tss else b""), regions, missing)
+        pages = self._stack_pages(cpu, tss.data if tss else b"")
+        self._stack_guess[key] = pages
+        known = dict(zip(guess, runs[len(first) :], strict=True))
+        unread = [p for p in pages if p not in known]
+        known.update(zip(unread, self._read_runs(unread), strict=True))  # when they moved
+        self._add(pages, [known[p] for p in pages], regions, missing)
 
         notes = [note] if note else []
         if missing:
@@ -158,15 +172,25 @@ class LiveTarget:
         log.debug("capture: %.2f ms", (time.perf_counter() - t0) * 1e3)
         return snap
 
-    def _read_plan(
-        self, plan: list[tuple[str, int, int]], regions: list[MemoryRegion], missing: list[str]
+    def _read_runs(self, plan: list[tuple[str, int, int]]) -> list[list[tuple[int, bytes]]]:
+        """The readable runs of each planned region (one gdb round trip when all of it is
+        readable; none for an empty plan)."""
+        if not plan:
+            return []
+        return self.session.read_memory_readable([(a, n) for _, a, n in plan])
+
+    @staticmethod
+    def _add(
+        plan: list[tuple[str, int, int]],
+        runs: list[list[tuple[int, bytes]]],
+        regions: list[MemoryRegion],
+        missing: list[str],
     ) -> None:
-        """Read ``plan`` (one round trip when all of it is readable); append the readable
-        parts to ``regions`` (a region with a hole becomes several, same label) and
-        ``label start-end`` of each unreadable range to ``missing``."""
+        """Append the readable parts of ``plan`` to ``regions`` (a region with a hole
+        becomes several, same label) and ``label start-end`` of each unreadable range to
+        ``missing``."""
         from lhvdbg.machine.memory import uncovered_ranges
 
-        runs = self.session.read_memory_readable([(a, n) for _, a, n in plan])
         for (label, addr, size), got in zip(plan, runs, strict=True):
             regions += [MemoryRegion(a, data, label) for a, data in got]
             missing += [

@@ -196,16 +196,20 @@ class QmpClient:
     def collect(self, pending: PendingQmp, *, timeout: float = 5.0) -> list[Any]:
         """The ``return`` values of a :meth:`send`, in order; QmpError for the first
         error reply (after all replies are in); ``timeout`` counts from this call."""
+        replies = self.replies(pending, timeout=timeout)
+        for command, reply in zip(pending.commands, replies, strict=True):
+            if "error" in reply:
+                raise qmp_failure(command, reply)
+        return [reply.get("return") for reply in replies]
+
+    def replies(self, pending: PendingQmp, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """The whole reply objects of a :meth:`send` (``return`` or ``error``), in order."""
         what = ", ".join(pending.commands)
         with self._lock:
             deadline = time.monotonic() + timeout
             while not all(i in self._replies for i in pending.ids):
                 self._read(deadline, what)
-            replies = [self._replies.pop(i) for i in pending.ids]
-        for command, reply in zip(pending.commands, replies, strict=True):
-            if "error" in reply:
-                raise qmp_failure(command, reply)
-        return [reply.get("return") for reply in replies]
+            return [self._replies.pop(i) for i in pending.ids]
 
     def send_hmp(self, command_lines: Sequence[str]) -> PendingQmp:
         """:meth:`send` for HMP command lines (texts come back from :meth:`collect`)."""

@@ -112,7 +112,7 @@ class VectorRun:
 
     def arm(self) -> None:
         """Read IDTR and the gate; (re)place the handler breakpoint and the watchpoint."""
-        from lhvdbg.x86.segments import gate_layout, gate_size
+        from lhvdbg.x86.segments import TYPE_TASK_GATE, gate_layout, gate_size
 
         cpu = self.s.target.cpu()
         if cpu.mode in ("real", "vm86"):
@@ -143,10 +143,16 @@ class VectorRun:
         gate = gate_layout(cpu.mode).decode(raw)
         if not gate.values.get("present"):
             return
-        target = gate.values["offset"]
-        cs = cpu.segments["cs"]
-        if cpu.mode == "protected" and gate.values.get("selector") == cs.selector:
-            target += cs.base  # legacy gates are offsets into the handler's segment
+        if cpu.mode == "protected" and gate.values["type"] == TYPE_TASK_GATE:
+            task_target = self._task_entry(cpu.gdtr.base, cpu.gdtr.limit, gate.values["selector"])
+            if task_target is None:
+                return
+            target = task_target
+        else:
+            target = gate.values["offset"]
+            cs = cpu.segments["cs"]
+            if cpu.mode == "protected" and gate.values.get("selector") == cs.selector:
+                target += cs.base  # legacy gates are offsets into the handler's segment
         if target == self.handler_addr and self.handler_bp is not None:
             return
         if self.handler_bp is not None:
@@ -154,6 +160,27 @@ class VectorRun:
         self.handler_bp = self.s.break_at(target, hardware=True, internal=True)
         self.handler_addr = target
         log.debug("armed vector %#x: handler %s", vector, self.s.symbolize(target))
+
+    def _task_entry(self, gdt_base: int, gdt_limit: int, selector: int) -> int | None:
+        """Where a task gate's task starts: the EIP saved in the TSS its selector names
+        (Intel SDM Vol. 3A §7.2.1, §7.3: the switch loads EIP from the new TSS)."""
+        from lhvdbg.x86.segments import system_descriptor_layout
+        from lhvdbg.x86.tss import tss32_layout
+
+        index = selector & 0xFFF8
+        if index + 7 > gdt_limit:
+            return None
+        try:
+            desc = system_descriptor_layout("legacy").decode(
+                self.s.read_memory(gdt_base + index, 8)
+            )
+            eip = tss32_layout().field("eip")
+            offset = eip.pieces[0][0] // 8
+            raw = self.s.read_memory(desc.values["base"] + offset, 4)
+        except (GdbError, MachineError) as exc:
+            log.debug("task gate's TSS at selector %#x unreadable: %s", selector, exc)
+            return None
+        return int.from_bytes(raw, "little")
 
     def _delete(self, number: int) -> None:
         try:

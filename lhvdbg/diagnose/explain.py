@@ -131,6 +131,7 @@ def _view(ev: Evidence, event: InterruptEvent) -> CpuView | None:
         return data
 
     view = CpuView.of(cpu, ev.tables, read_linear=read_linear, read_physical=ev.read_physical)
+    view = replace(view, qemu_tcg=ev.int_log)  # the log is QEMU TCG's
     if event.registers is None:  # the capture is later: take CPL and SP from the event
         view = replace(view, cpl=event.cpl, sp=event.sp or view.sp)
     return view

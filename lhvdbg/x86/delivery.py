@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lhvdbg.errors import LhvdbgError
@@ -154,6 +154,8 @@ class CpuView:
     tables: SystemTables
     read_linear: Reader | None = None
     read_physical: Reader | None = None
+    switched_to: int | None = None  # a TSS selector a later task switch made busy
+    qemu_tcg: bool = False  # apply QEMU TCG's known deviations (named where they matter)
 
     @classmethod
     def of(
@@ -172,6 +174,15 @@ class CpuView:
             mode = "protected"
         else:
             mode = "real"
+        switched_to = None
+        tr = cpu.segments.get("tr")
+        if tr is not None and (tr.selector, tr.base) != (tables.tr.selector, tables.tr.base):
+            # The tables were captured later, after a task switch (a #DF task gate): this
+            # moment's TSS is the one its own TR names; the later task's TSS is busy only
+            # because of that switch.
+            switched_to = tables.tr.selector
+            entry = tables.gdt.entry(tr.selector) if tables.gdt is not None else None
+            tables = replace(tables, tr=tr, tr_entry=entry, tss=None)
         return cls(
             mode=mode,
             cpl=cpu.cpl,
@@ -184,6 +195,7 @@ class CpuView:
             tables=tables,
             read_linear=read_linear,
             read_physical=read_physical,
+            switched_to=switched_to,
         )
 
     @property
@@ -513,6 +525,14 @@ def _task_gate(run: _Run, view: CpuView, event: Event, gate: Decoded) -> None:
     t = desc.values["type"]
     if not is_system(desc) or t not in (TYPE_TSS_AVAILABLE, TYPE_TSS16_AVAILABLE):
         busy = t in (0x3, 0xB) and is_system(desc)
+        if busy and view.switched_to is not None and selector & 0xFFF8 == view.switched_to & 0xFFF8:
+            run.ok(
+                "task-gate-tss",
+                f"task gate to the TSS GDT[{_sel(selector)}] (busy now: the switch to it came "
+                "later)",
+                **{tag: selector},
+            )
+            return
         run.fail(
             "task-gate-tss",
             f"GDT[{_sel(selector)}] is not an available TSS (type {t:#x}"
@@ -662,6 +682,22 @@ def _stack(
         return "current", view.sp, None
     # Protected mode, privilege change: SSn:ESPn from the 32-bit TSS.
     run.stack = f"ss{new_cpl}:esp{new_cpl}"
+    slot = 4 + 8 * new_cpl
+    tr = view.tables.tr
+    if view.qemu_tcg and slot + 5 <= tr.limit < slot + 7:
+        # QEMU TCG (seg_helper.c, get_ss_esp_from_tss) reads 8 bytes at the slot where the
+        # SDM reads 6 (ESPn and SSn): a limit covering SSn but not the 2 bytes after it
+        # is #TS there.
+        fix = ("tr",) if tr_never_loaded(tr) else ("tr.limit",)
+        run.fail(
+            "tss-limit",
+            f"TSS.esp{new_cpl}/ss{new_cpl} (bytes {slot:#x}..{slot + 5:#x}) lie within TR's "
+            f"limit {tr.limit:#x}, but QEMU TCG reads 8 bytes there (to {slot + 7:#x}) and "
+            "raises #TS; a CPU would not",
+            Raised(TS, selector_error_code(tr.selector, event.ext), ext=event.ext),
+            fix,
+            **{"tr.limit": tr.limit, "tr.selector": tr.selector},
+        )
     esp = _tss_slot(run, view, event, 4 + 8 * new_cpl, 4, f"esp{new_cpl}")
     ss = _tss_slot(run, view, event, 8 + 8 * new_cpl, 2, f"ss{new_cpl}")
     if ss is None:

@@ -3,8 +3,11 @@ first, and what the CPU raises (Intel SDM Vol. 2A INT n / IRET pseudo-code, Vol.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from lhvdbg.x86.cpustate import SegmentRegister
 from lhvdbg.x86.delivery import (
     CHECKS,
     CpuView,
@@ -270,3 +273,27 @@ def test_same_privilege_32_bit_iret_pops_no_ss() -> None:
 def test_every_check_id_is_documented_with_an_sdm_place() -> None:
     assert all(place.startswith("Vol.") for place in CHECKS.values())
     assert {"idt-limit", "gate-present", "stack-push", "iret-ss-type"} <= set(CHECKS)
+
+
+def test_qemu_tcg_reads_eight_bytes_at_ss0_esp0() -> None:
+    """A 32-bit TSS limit of 9 covers ESP0 and SS0 (offsets 4..9): a CPU switches stacks,
+    QEMU TCG (get_ss_esp_from_tss reads 8 bytes) raises #TS — named as QEMU's."""
+    m = Machine.flat("legacy", cpl=3).with_tr(limit=0x9)
+    assert deliver(m.view(), IRQ0).failed is None
+    tcg = replace(m.view(), qemu_tcg=True)
+    d = deliver(tcg, IRQ0)
+    assert d.failed is not None and d.failed.id == "tss-limit" and "QEMU TCG" in d.failed.text
+    assert d.failed.fix_fields == ("tr.limit",)
+
+
+def test_an_earlier_moment_reads_its_own_tss_and_a_later_switch_made_the_df_tss_busy() -> None:
+    """Captured inside the #DF task (TR = its TSS, busy); the event happened in the main
+    task: the model uses the event's TR and takes the busy bit as the later switch's."""
+    m = Machine.flat("legacy").with_gate(8, type=0x5, selector=TSS_SEL)
+    tables = m.tables()
+    earlier = m.cpu()
+    main_tr = SegmentRegister(0x28, 0x10B000, 0x67, 0x8B00)
+    earlier = replace(earlier, segments={**earlier.segments, "tr": main_tr})
+    view = CpuView.of(earlier, tables)
+    assert view.switched_to == TSS_SEL and view.tables.tr == main_tr and view.tables.tss is None
+    assert deliver(view, Event(8, "exception", 0)).failed is None

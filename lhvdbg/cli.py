@@ -16,6 +16,11 @@ import sys
 from lhvdbg import __version__
 from lhvdbg.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, install, restore
 
+# SIGTERM is handled from the moment the program's entry module loads (``lhvdbg`` and
+# ``python -m lhvdbg`` import this first), not only once main() runs; main(argv) called
+# in-process puts back what was there before when it returns.
+install()
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
     import argparse
@@ -96,7 +101,7 @@ def _command_word(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit code."""
-    previous = install()
+    install()
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:
@@ -104,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         return _ended("terminated", EXIT_TERMINATED)
     finally:
-        restore(previous)
+        if argv is not None:  # called in-process (tests): give SIGTERM back; as the
+            restore()  # program, keep it handled until the very end
 
 
 def _ended(how: str, status: int) -> int:

@@ -35,18 +35,23 @@ def _on_terminate(number: int, frame: FrameType | None) -> None:
 
 
 Handler = object  # what signal.signal returns: a callable, SIG_DFL/SIG_IGN, or None
+_saved: list[Handler] = []  # the SIGTERM handler from before install(), while installed
 
 
-def install() -> Handler | None:
-    """SIGTERM raises :class:`Terminated` (once) from now on; returns the handler it
-    replaced, for :func:`restore`. Outside the main thread nothing changes (None)."""
+def install() -> None:
+    """From now on SIGTERM raises :class:`Terminated` (once). Idempotent: the handler from
+    before the first call is kept for :func:`restore`. Outside the main thread nothing
+    changes (Python only lets that thread set handlers)."""
     try:
-        return signal.signal(signal.SIGTERM, _on_terminate)
-    except ValueError:  # not the main thread: Python only lets that thread set handlers
-        return None
+        before = signal.signal(signal.SIGTERM, _on_terminate)
+    except ValueError:
+        return
+    if not _saved:
+        _saved.append(before)
 
 
-def restore(previous: Handler | None) -> None:
-    """Put back the SIGTERM handler :func:`install` replaced (the CLI may run in a test)."""
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+def restore() -> None:
+    """Put back the SIGTERM handler from before :func:`install` (the CLI may run inside a
+    test process)."""
+    if _saved:
+        signal.signal(signal.SIGTERM, _saved.pop())  # type: ignore[arg-type]

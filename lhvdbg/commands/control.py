@@ -369,11 +369,13 @@ def log_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _event_line(e: Any, symbols: Any) -> str:
-    from lhvdbg.diagnose.chain import symbolize
+    from lhvdbg.state.symbols import symbolize
     from lhvdbg.x86.vectors import vector_name
 
     name = vector_name(e.vector) if e.source == "exception" else f"{e.vector:#04x}"
     where = symbolize(e.rip, symbols) or f"{e.rip:#x}"
+    if not e.delivered:  # a check_exception with no v= line: folded into #DF/triple fault
+        return f"{'':>6}  {name} raised at {where}, folded (never delivered; line {e.line})"
     code = f" error {e.error_code:#x}" if e.error_code is not None else ""
     return f"{e.sequence:>6}  v={e.vector:02x} {name:<6} {e.source:<9} at {where}{code}"
 
@@ -527,7 +529,7 @@ def x_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _labeler(symbols: Any) -> Any:
-    from lhvdbg.diagnose.chain import symbolize
+    from lhvdbg.state.symbols import symbolize
 
     def label(address: int) -> str:
         return symbolize(address, symbols) or ""

@@ -15,12 +15,12 @@ at RIP.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from lhvdbg.diagnose.events import ChainEvent, CpuReset, InterruptEvent, TripleFault
+from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.cpustate import LapicState, PicState
 from lhvdbg.x86.errorcodes import error_code_layout
 from lhvdbg.x86.interrupt_sources import InterruptSource, attribute
@@ -37,11 +37,9 @@ __all__ = [
     "build_chain",
     "describe_gate",
     "describe_gdt_entry",
-    "symbolize",
 ]
 
 FoldedInto = Literal["#DF", "triple fault"]
-_SYMBOL_REACH = 0x10000  # beyond this distance from the nearest symbol, print the address
 _EFER_LMA = 1 << 10  # IA-32e mode active (Intel SDM Vol. 3A §2.2.1)
 
 
@@ -177,21 +175,6 @@ class Chain:
     def delivered(self) -> tuple[ChainStep, ...]:
         """The steps the log shows delivered (``v=`` lines), in order."""
         return tuple(s for s in self.steps if s.delivered)
-
-
-def symbolize(address: int, symbols: Mapping[str, int]) -> str | None:
-    """``name`` or ``name+0xoff`` for the nearest symbol at or below ``address``."""
-    if not symbols:
-        return None
-    ordered = sorted((addr, name) for name, addr in symbols.items())
-    i = bisect.bisect_right(ordered, (address, "\U0010ffff")) - 1
-    if i < 0:
-        return None
-    start, name = ordered[i]
-    offset = address - start
-    if offset > _SYMBOL_REACH:
-        return None
-    return name if offset == 0 else f"{name}+{offset:#x}"
 
 
 def describe_gate(tables: SystemTables | None, vector: int) -> str | None:

@@ -14,11 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lhvdbg.diagnose.chain import Chain, ChainStep, build_chain, symbolize
+from lhvdbg.diagnose.chain import Chain, ChainStep, build_chain
 from lhvdbg.diagnose.events import EventSource, InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence, StopInfo
 from lhvdbg.diagnose.rules import Cause, diagnose
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff, diff_tss, tss_needs
+from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.checks import Finding, check_system
 from lhvdbg.x86.vectors import DOUBLE_FAULT
 

@@ -21,7 +21,6 @@ memory operand, STI is ``FB``).
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from lhvdbg.errors import KernelError
 from lhvdbg.files import KERNEL, SYMBOLS, read_bytes
+from lhvdbg.state.symbols import symbolize
 
 ELF_MAGIC = b"\x7fELF"
 MULTIBOOT_MAGIC = 0x1BADB002
@@ -112,19 +112,9 @@ class KernelInfo:
         return self.symbols.get(name)
 
     def symbolize(self, address: int) -> str:
-        """``name`` or ``name+0xoff`` for the nearest symbol at or below ``address``
-        (inside its size when the size is known) when ``address`` lies in a loadable
-        segment, else the hex address."""
-        if not any(seg.contains(address) for seg in self.segments):
-            return f"{address:#x}"
-        ordered = _ordered(self.symbols)
-        i = bisect.bisect_right(ordered, (address, "\U0010ffff")) - 1
-        for start, name in reversed(ordered[max(0, i - 7) : i + 1]):
-            size = self.sizes.get(name, 0)
-            if size == 0 or address < start + size:
-                off = address - start
-                return name if off == 0 else f"{name}+{off:#x}"
-        return f"{address:#x}"
+        """``name`` or ``name+0xoff`` by the one rule of :mod:`lhvdbg.state.symbols`,
+        else the hex address."""
+        return symbolize(address, self.symbols) or f"{address:#x}"
 
     def read_vaddr(self, address: int, size: int) -> bytes:
         """The image's bytes at a virtual address (zeros past a segment's file size);
@@ -135,10 +125,6 @@ class KernelInfo:
                 chunk = seg.data[start : start + size]
                 return chunk + bytes(size - len(chunk))
         raise KernelError(f"{self.path}: {address:#x}+{size} is not in a loadable segment")
-
-
-def _ordered(symbols: Mapping[str, int]) -> list[tuple[int, str]]:
-    return sorted((addr, name) for name, addr in symbols.items())
 
 
 def find_multiboot_header(image: bytes) -> MultibootHeader | None:

@@ -11,12 +11,12 @@ from lhvdbg.diagnose.chain import (
     decode_error_code,
     describe_gate,
     raised_during_delivery,
-    symbolize,
 )
 from lhvdbg.diagnose.events import CpuReset, InterruptEvent, TripleFault
 from lhvdbg.diagnose.evidence import describe_instruction, read_frame
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.state.snapshot import load_snapshot
+from lhvdbg.state.symbols import symbolize
 from lhvdbg.state.system import tables_from_reader
 
 INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"

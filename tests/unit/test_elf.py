@@ -227,8 +227,9 @@ def test_symbolize_and_read_vaddr(tmp_path: Path) -> None:
     assert info.symbolize(VADDR + 12) == "_start"
     assert info.symbolize(VADDR + 15) == "_start+0x3"
     assert info.symbolize(VADDR + 22) == "handler+0x1"
-    # past handler's 4 bytes: the unsized _start below covers it
-    assert info.symbolize(VADDR + 26) == "_start+0xe"
+    # past handler's 4 bytes: still named after the nearest symbol below (the one rule of
+    # lhvdbg.state.symbols, sizes aside, so every command names an address alike)
+    assert info.symbolize(VADDR + 26) == "handler+0x5"
     assert info.symbolize(VADDR - 1) == "0xfffff"  # outside every segment
     assert info.read_vaddr(VADDR, 4) == struct.pack("<I", MULTIBOOT_MAGIC)
     size = len(multiboot() + CODE)

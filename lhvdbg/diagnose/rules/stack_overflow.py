@@ -6,10 +6,11 @@ delivering #PF is #DF; a fault while delivering #DF is a shutdown), §4.5 (4-lev
 
 from __future__ import annotations
 
-from lhvdbg.diagnose.chain import Chain, ChainStep, symbolize
+from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.diagnose.rules._common import gate_at, next_step, where
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
+from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.paging import walk
 
 PAGE = 0x1000

@@ -151,8 +151,9 @@ def test_error_codes_are_decoded_in_the_chain() -> None:
 def test_pic_base_inside_the_exception_range_is_seen_at_a_glance() -> None:
     dom = parse(report_html("pic-unremapped", "amd64"))
     cells = {int(c.attrs["data-vector"]): c for c in dom.find("g", "vec")}
-    for vector in range(0x08, 0x10):  # the master PIC at its BIOS base 0x08
+    for vector in (0x08, 0x09, *range(0x0B, 0x10)):  # the master PIC at its BIOS base 0x08
         assert {"exception", "pic", "conflict"} <= cells[vector].classes
+    assert "pic" not in cells[0x0A].classes  # IRQ2 is the cascade: never delivered
     for vector in range(0x70, 0x78):  # the slave at 0x70: not an exception vector
         assert "slave" in cells[vector].classes and "conflict" not in cells[vector].classes
     assert "exception" not in cells[0x20].classes

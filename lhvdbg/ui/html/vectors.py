@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.ui.html.markup import esc
-from lhvdbg.x86.apic import lvt_layout, lvt_timer_layout, svr_layout
+from lhvdbg.x86.interrupt_sources import interrupt_sources
 from lhvdbg.x86.tables import SystemTables
 from lhvdbg.x86.vectors import vector_name
 
@@ -36,32 +36,29 @@ def _deliverers(snapshot: Snapshot | None) -> list[_Deliverer]:
         return out
     pic = snapshot.pic
     if pic is not None:
+        pic_sources = interrupt_sources(pic)  # the one vector map: IRQ2 is the cascade
         for name, chip, first, css in (
             ("PIC master", pic.master, 0, "pic"),
             ("PIC slave", pic.slave, 8, "slave"),
         ):
-            base = chip.irq_base
             lines = [first + n for n in range(8) if chip.imr >> n & 1]
             note = f"IRQ{first}-{first + 7}; masked: " + (
                 ", ".join(f"IRQ{n}" for n in lines) if lines else "none"
             )
-            out.append(_Deliverer(name, tuple(range(base, base + 8)), css, note))
+            vectors = tuple(s.vector for s in pic_sources if s.chip == name.split()[1])
+            out.append(_Deliverer(name, vectors, css, note))
     lapic = snapshot.lapic
     if lapic is not None:
-        svr = svr_layout().decode(lapic.svr & 0xFFFFFFFF).values
-        state = "enabled" if svr["enabled"] else "software-disabled"
-        timer = lvt_timer_layout().decode(lapic.lvt_timer & 0xFFFFFFFF).values
-        entries = [("LAPIC timer", timer["vector"], bool(timer["masked"]))]
-        for lvt_name, raw in lapic.lvt.items():
-            value = lvt_layout().decode(raw & 0xFFFFFFFF).values
-            if value["delivery"] == 0:  # fixed delivery: the vector field is used
-                entries.append((f"LAPIC {lvt_name}", value["vector"], bool(value["masked"])))
-        for name, vector, masked in entries:
-            if masked and vector == 0:
+        state = "enabled" if lapic.enabled else "software-disabled"
+        for source in interrupt_sources(None, lapic):
+            entry = source.source.removeprefix("lapic-").removeprefix("lvt-")
+            if entry == "spurious":
+                out.append(_Deliverer("LAPIC spurious", (source.vector,), "lapic", f"APIC {state}"))
                 continue
-            note = f"APIC {state}" + (", masked" if masked else "")
-            out.append(_Deliverer(name, (vector,), "lapic", note))
-        out.append(_Deliverer("LAPIC spurious", (svr["vector"],), "lapic", f"APIC {state}"))
+            if source.masked and source.vector == 0:
+                continue  # an entry at its reset value
+            note = f"APIC {state}" + (", masked" if source.masked else "")
+            out.append(_Deliverer(f"LAPIC {entry}", (source.vector,), "lapic", note))
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from lhvdbg.x86.layout import Field, Layout, bit, bits
+from lhvdbg.x86.layout import Field, Layout, bit, bits, catalogued
 
 DELIVERY_MODES = {
     0b000: "Fixed",
@@ -26,6 +26,7 @@ _TRIGGER = {0: "edge", 1: "level"}
 DIVIDE_BY = {0: 2, 1: 4, 2: 8, 3: 16, 4: 32, 5: 64, 6: 128, 7: 1}
 
 
+@catalogued()
 @cache
 def lvt_timer_layout() -> Layout:
     """LVT timer register (Intel SDM Vol. 3A §11.5.1, Figure 11-8)."""
@@ -42,6 +43,7 @@ def lvt_timer_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def lvt_layout() -> Layout:
     """LINT0/LINT1/error/performance/thermal LVT entry (Intel SDM Vol. 3A §11.5.1)."""
@@ -61,6 +63,7 @@ def lvt_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def svr_layout() -> Layout:
     """Spurious-interrupt vector register (Intel SDM Vol. 3A §11.9, Figure 11-23)."""
@@ -77,6 +80,7 @@ def svr_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def divide_layout() -> Layout:
     """Timer divide configuration register (Intel SDM Vol. 3A §11.5.4, Figure 11-10)."""

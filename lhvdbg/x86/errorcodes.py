@@ -10,12 +10,13 @@ from __future__ import annotations
 from functools import cache
 
 from lhvdbg.errors import DecodeError
-from lhvdbg.x86.layout import Field, Layout, bit, bits
+from lhvdbg.x86.layout import Field, Layout, bit, bits, catalogued
 from lhvdbg.x86.vectors import ErrorCodeFormat, exception_info, vector_name
 
 _TI = {0: "GDT", 1: "LDT"}
 
 
+@catalogued()
 @cache
 def selector_error_code_layout() -> Layout:
     """Selector-format error code (Intel SDM Vol. 3A §6.13, Figure 6-7)."""
@@ -33,6 +34,7 @@ def selector_error_code_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def page_fault_error_code_layout() -> Layout:
     """#PF error code (Intel SDM Vol. 3A §4.7, Figure 4-12)."""
@@ -54,6 +56,7 @@ def page_fault_error_code_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def control_protection_error_code_layout() -> Layout:
     """#CP error code (Intel SDM Vol. 3A §6.15, Interrupt 21, Table 6-7)."""
@@ -80,6 +83,7 @@ def control_protection_error_code_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def zero_error_code_layout() -> Layout:
     """The always-zero error code of #DF and #AC (Intel SDM Vol. 3A §6.15)."""

@@ -13,13 +13,14 @@ import re
 from functools import cache
 
 from lhvdbg.x86.apic import DELIVERY_MODES
-from lhvdbg.x86.layout import Decoded, Field, Layout, bit, bits
+from lhvdbg.x86.layout import Decoded, Field, Layout, bit, bits, catalogued
 
 __all__ = ["ioapic_redirection_layout", "parse_ioapic_pins", "unmasked_vectors"]
 
 _PIN = re.compile(r"^\s*pin\s+(\d+)\s+0x([0-9a-fA-F]{16})\b")
 
 
+@catalogued()
 @cache
 def ioapic_redirection_layout() -> Layout:
     """I/O APIC redirection-table entry, 64 bits (82093AA datasheet §3.2.4)."""

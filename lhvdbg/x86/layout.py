@@ -11,6 +11,11 @@ one declaration come:
 * rendering metadata (``Field.bits_text``, ``Field.meaning``, ``Decoded.name_of``),
 * :func:`diff` between two decoded values.
 
+Every function that builds a layout is entered in the catalogue where it is declared
+(:func:`catalogued`, with the argument tuples of each form it builds), so
+:func:`lhvdbg.x86.catalog.all_layouts` cannot miss one; a unit test checks that every
+function of ``lhvdbg.x86`` that calls ``Layout(...)`` carries the decorator.
+
 Enums never raise: an unlisted value reads ``unknown (0x..)``. A field's enum may depend on
 another field of the same structure (``enum_on``), e.g. a descriptor's type names depend on
 its S bit. Layouts that differ between legacy/compatibility and IA-32e mode are built by
@@ -19,10 +24,10 @@ functions taking the mode (see :func:`normalize_mode`), not copied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, TypeVar
 
 from lhvdbg.errors import DecodeError
 
@@ -380,3 +385,24 @@ def diff(a: Decoded, b: Decoded) -> list[FieldChange]:
                 )
             )
     return changes
+
+
+LayoutFactory = TypeVar("LayoutFactory", bound=Callable[..., Layout])
+_CATALOGUE: list[tuple[Callable[..., Layout], tuple[tuple[object, ...], ...]]] = []
+
+
+def catalogued(*forms: tuple[object, ...]) -> Callable[[LayoutFactory], LayoutFactory]:
+    """Enter a layout factory in the catalogue at its declaration. ``forms`` are the
+    argument tuples of each layout it builds (none: the one form without arguments)."""
+
+    def enter(factory: LayoutFactory) -> LayoutFactory:
+        _CATALOGUE.append((factory, forms or ((),)))
+        return factory
+
+    return enter
+
+
+def catalogued_layouts() -> list[Layout]:
+    """Each form of each factory entered so far, in declaration order (only the modules
+    already imported have entered theirs: :mod:`lhvdbg.x86.catalog` imports them all)."""
+    return [factory(*args) for factory, forms in _CATALOGUE for args in forms]

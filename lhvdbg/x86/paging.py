@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from lhvdbg.errors import DecodeError, LhvdbgError
-from lhvdbg.x86.layout import Decoded, Field, Layout, bit, bits
+from lhvdbg.x86.layout import Decoded, Field, Layout, bit, bits, catalogued
 from lhvdbg.x86.registers import Paging, paging_mode
 
 LEVEL_NAMES = {4: "PML4E", 3: "PDPTE", 2: "PDE", 1: "PTE"}
@@ -51,6 +51,14 @@ def _addr(lo: int, hi: int, what: str) -> Field:
     return bits("address", lo, hi, f"physical address of the {what}", shift=lo)
 
 
+@catalogued(
+    *(
+        ("4level", level, ps)
+        for level, ps in ((4, False), (3, False), (3, True), (2, False), (2, True), (1, False))
+    ),
+    *(("pae", level, ps) for level, ps in ((3, False), (2, False), (2, True), (1, False))),
+    *(("32bit", level, ps) for level, ps in ((2, False), (2, True), (1, False))),
+)
 @cache
 def _pte_layout(paging: Paging, level: int, ps: bool) -> Layout:
     name = LEVEL_NAMES[level] + (" (page)" if ps else "")

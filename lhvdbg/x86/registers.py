@@ -11,12 +11,13 @@ from functools import cache
 from typing import Literal
 
 from lhvdbg.errors import DecodeError
-from lhvdbg.x86.layout import Layout, bit, bits
+from lhvdbg.x86.layout import Layout, bit, bits, catalogued
 
 Paging = Literal["32bit", "pae", "4level"]
 PAGING_MODES: tuple[Paging, ...] = ("32bit", "pae", "4level")
 
 
+@catalogued()
 @cache
 def eflags_layout() -> Layout:
     """(R)EFLAGS, 64 bits (Intel SDM Vol. 1 §3.4.3, Figure 3-8; Vol. 3A §2.3)."""
@@ -47,6 +48,7 @@ def eflags_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def cr0_layout() -> Layout:
     """CR0 (Intel SDM Vol. 3A §2.5, Figure 2-7)."""
@@ -70,6 +72,7 @@ def cr0_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def cr4_layout() -> Layout:
     """CR4 (Intel SDM Vol. 3A §2.5, Figure 2-7)."""
@@ -107,6 +110,7 @@ def cr4_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def efer_layout() -> Layout:
     """IA32_EFER, MSR C000_0080H (Intel SDM Vol. 3A §2.2.1, Table 2-1)."""
@@ -123,6 +127,7 @@ def efer_layout() -> Layout:
     )
 
 
+@catalogued(("32bit",), ("pae",), ("4level",))
 @cache
 def _cr3_layout(paging: Paging) -> Layout:
     if paging == "pae":

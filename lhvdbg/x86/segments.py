@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from functools import cache
 
-from lhvdbg.x86.layout import Decoded, Field, Layout, TableMode, bit, bits, normalize_mode
+from lhvdbg.x86.layout import (
+    Decoded,
+    Field,
+    Layout,
+    TableMode,
+    bit,
+    bits,
+    catalogued,
+    normalize_mode,
+)
 
 # --- enums ----------------------------------------------------------------------------
 
@@ -90,6 +99,7 @@ _TI = {0: "GDT", 1: "LDT"}
 # --- layouts --------------------------------------------------------------------------
 
 
+@catalogued()
 @cache
 def selector_layout() -> Layout:
     """Segment selector, 16 bits (SDM Vol. 3A §3.4.2, Figure 3-6)."""
@@ -120,6 +130,7 @@ def _descriptor_common(type_field: Field) -> tuple[Field, ...]:
     )
 
 
+@catalogued(("legacy",), ("ia32e",))
 @cache
 def _segment_descriptor_layout(mode: TableMode) -> Layout:
     type_field = Field(
@@ -151,6 +162,7 @@ def segment_descriptor_layout(mode: str) -> Layout:
     return _segment_descriptor_layout(normalize_mode(mode))
 
 
+@catalogued(("legacy",), ("ia32e",))
 @cache
 def _system_descriptor_layout(mode: TableMode) -> Layout:
     type_field = Field("type", ((40, 43),), "system type", enum=system_types(mode))
@@ -191,6 +203,7 @@ def system_descriptor_layout(mode: str) -> Layout:
     return _system_descriptor_layout(normalize_mode(mode))
 
 
+@catalogued(("legacy",), ("ia32e",))
 @cache
 def _gate_layout(mode: TableMode) -> Layout:
     common_mid = (bits("selector", 16, 31, "handler code segment (TSS for a task gate)"),)

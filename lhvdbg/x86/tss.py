@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from lhvdbg.x86.layout import Decoded, Field, Layout, bit, normalize_mode
+from lhvdbg.x86.layout import Decoded, Field, Layout, bit, catalogued, normalize_mode
 
 
 def _b(offset: int, size: int) -> tuple[int, int]:
@@ -52,6 +52,7 @@ def rsp_min_limit(n: int) -> int:
 ESP0_SS0_MIN_LIMIT = 0x09
 
 
+@catalogued()
 @cache
 def tss32_layout() -> Layout:
     """32-bit TSS, 104 bytes (Intel SDM Vol. 3A §7.2.1, Figure 7-2)."""
@@ -90,6 +91,7 @@ def tss32_layout() -> Layout:
     )
 
 
+@catalogued()
 @cache
 def tss64_layout() -> Layout:
     """64-bit TSS, 104 bytes (Intel SDM Vol. 3A §7.7, Figure 7-11)."""

@@ -228,7 +228,7 @@ def inspect_elf(path: Path | str) -> KernelInfo:
         elf = _ElfReader(image)
         segments = elf.segments()
         symbols, sizes = elf.symbols()
-    except (struct.error, ValueError, IndexError) as exc:
+    except (struct.error, ValueError, IndexError, OverflowError) as exc:
         raise KernelError(f"{path}: malformed ELF: {exc}", path=str(path)) from exc
     machine = _machine_name(elf.machine)
     if machine not in ("EM_386", "EM_X86_64") or (elf.elf_class, machine) == (32, "EM_X86_64"):

@@ -50,16 +50,6 @@ class MiRecord:
     payload: Any
     token: int | None
 
-    @classmethod
-    def from_pygdbmi(cls, raw: dict[str, Any]) -> MiRecord:
-        """Wrap one dict of pygdbmi's shape (``type``, ``message``, ``payload``, ``token``)."""
-        return cls(
-            type=str(raw.get("type")),
-            message=raw.get("message"),
-            payload=raw.get("payload"),
-            token=raw.get("token"),
-        )
-
     @property
     def is_result(self) -> bool:
         """A ``^`` result record."""

@@ -66,17 +66,12 @@ RUNNABLE = (S.STOPPED, S.SHUTDOWN, S.EXITED)  # run control answers "exited" whe
 
 class Session(SessionBreakpoints, SessionOutputs):
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
-
-    Attributes: ``config``, ``accel`` (``tcg`` or ``kvm``), ``qemu_path`` (the binary
-    run), ``qemu_version`` (e.g. ``"7.2.22"``, from QMP's greeting), ``kernel``,
-    ``kernel_info`` (facts of the symbol ELF, or None), ``arch``, ``paths``, ``gdb``,
-    ``qmp``, ``target`` (:class:`LiveTarget`), ``qemu_argv``, ``last_stop``, ``runstate``,
-    ``notes`` (choices made on the user's behalf, e.g. hardware breakpoints under KVM).
-
-    Errors: ToolMissingError (no QEMU/gdb), KernelError (not bootable, or the firmware
-    not built), QemuError (QEMU exited at start, with its stderr; or died), StateError
-    (an operation the run state does not allow), TargetTimeout, GdbError, QmpError.
-    """
+    Attributes: ``config``, ``accel``, ``qemu_path``, ``qemu_version`` (QMP's greeting),
+    ``kernel``, ``kernel_info``, ``arch``, ``paths``, ``gdb``, ``qmp``, ``target``
+    (:class:`LiveTarget`), ``qemu_argv``, ``last_stop``, ``runstate``, ``notes`` (choices
+    made for the user, e.g. hardware breakpoints under KVM). Errors: ToolMissingError,
+    KernelError, QemuError (exited at start, with its stderr; or died), StateError,
+    TargetTimeout, GdbError, QmpError."""
 
     qemu_path: str
     qemu_version: str
@@ -216,13 +211,10 @@ class Session(SessionBreakpoints, SessionOutputs):
         return self._qmp
 
     def refresh_runstate(self) -> None:
-        """EXITED when QEMU's process is found gone; GdbError when gdb died under it."""
-        if self.runstate not in LIVE or self._qemu is None:
-            return
-        if not self._qemu.running():
+        """EXITED when QEMU's process is found gone (gdb dying is reported as GdbError by
+        the first command written to it)."""
+        if self.runstate in LIVE and self._qemu is not None and not self._qemu.running():
             self.set_runstate(S.EXITED)
-        elif not self.gdb.alive:
-            raise GdbError("gdb has exited", command="-")
 
     def backend_failed(self, exc: Exception, what: str) -> Exception | None:
         """QEMU's exit, when a gdb/QMP failure came from QEMU dying under the call."""
@@ -237,6 +229,9 @@ class Session(SessionBreakpoints, SessionOutputs):
         if self.runstate is S.EXITED and self._qemu is not None:
             return self._qemu.how_it_ended()
         return ""
+
+    def _where(self, address: int | None) -> str:
+        return stops.where(address, self.symbolize)
 
     def symbolize(self, address: int) -> str:
         """``name+0xoff`` when the kernel has a symbol at or below, else hex (each
@@ -343,7 +338,7 @@ class Session(SessionBreakpoints, SessionOutputs):
             return self._exited_event(elapsed)
         event = self._stopped(stopped, elapsed)
         if event.reason in ("interrupted", "signal") and event.signal == "SIGINT":
-            at = stops.where(event.address, self.symbolize)
+            at = self._where(event.address)
             event = replace(event, reason="timeout", detail=f"timeout after {timeout:g} s at {at}")
         return self._record_stop(event)
 
@@ -356,8 +351,8 @@ class Session(SessionBreakpoints, SessionOutputs):
         gdb = self.gdb
         event: StopEvent | None = None
         started = time.monotonic()
+        gdb.drain_stopped()
         for _ in range(count):
-            gdb.drain_stopped()
             self.set_runstate(S.RUNNING)
             gdb.command("-exec-step-instruction")
             record = gdb.wait_stopped(5.0)
@@ -374,19 +369,21 @@ class Session(SessionBreakpoints, SessionOutputs):
 
     @require(S.STOPPED, S.RUNNING, S.SHUTDOWN, S.EXITED)
     def interrupt(self) -> StopEvent:
-        """Stop a running guest; when it is already stopped, report where it is."""
+        """Stop a running guest; when it is already stopped, report where it is. (RUNNING
+        after Ctrl-C may mean gdb never resumed it, or it stopped meanwhile.)"""
         if self.runstate is S.EXITED:
             return self._exited_event(0.0)
-        if self.runstate is not S.RUNNING:
-            pc = self._pc()
-            return StopEvent(
-                "interrupted", pc, detail=f"already stopped at {stops.where(pc, self.symbolize)}"
-            )
-        assert self._qemu is not None
-        record = self.gdb.interrupt_and_wait(self._qemu.running)
-        if record is None:
-            return self._exited_event(0.0)
-        return self._stopped(record, 0.0)
+        record = self.gdb.pending_stopped() if self.runstate is S.RUNNING else None
+        if record is None and self.runstate is S.RUNNING and self.gdb.running:
+            assert self._qemu is not None
+            record = self.gdb.interrupt_and_wait(self._qemu.running)
+            if record is None:
+                return self._exited_event(0.0)
+        if record is not None:
+            return self._stopped(record, 0.0)
+        self.set_runstate(state_after_stop("interrupted", self.runstate))
+        pc = self._pc()
+        return StopEvent("interrupted", pc, detail=f"already stopped at {self._where(pc)}")
 
     @require(*RUNNABLE)
     def run_to_vector(self, vector: int, *, count: int = 1, timeout: float) -> StopEvent:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lhvdbg.errors import StateError
 from lhvdbg.machine.runstate import Runstate
 from lhvdbg.machine.session import LaunchConfig, Session
 from lhvdbg.state.elf import find_lidt, inspect_kernel
@@ -175,6 +176,25 @@ def test_timeout_interrupts_and_the_guest_goes_on(tmp_path: Path) -> None:
         after = struct.unpack("<I", s.read_memory(ticks_addr, 4))[0]
         assert after > before  # it really ran again
         assert s.interrupt().reason == "interrupted"  # already stopped: where it is
+        # a poll callback that raises leaves the guest running: reads are refused until
+        # interrupt() stops it
+        with pytest.raises(_Seen):
+            s.cont(timeout=10, poll=_seen)
+        assert s.runstate is Runstate.RUNNING
+        with pytest.raises(StateError, match="read memory: the session is running"):
+            s.read_memory(ticks_addr, 4)
+        ev = s.interrupt()
+        assert ev.reason == "interrupted" and ev.signal == "SIGINT"
+        assert s.runstate is Runstate.STOPPED
+        assert struct.unpack("<I", s.read_memory(ticks_addr, 4))[0] >= after
+
+
+class _Seen(Exception):
+    pass
+
+
+def _seen() -> None:
+    raise _Seen
 
 
 def test_run_to_vector_rearms_when_the_gate_is_written_after_lidt(tmp_path: Path) -> None:

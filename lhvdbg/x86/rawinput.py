@@ -26,6 +26,8 @@ _SEPARATORS = re.compile(r"[\s,:]+")
 def parse_hex(token: str) -> int:
     """A hexadecimal number (``0x`` optional, ``_`` allowed)."""
     clean = token.strip().replace("_", "")
+    if clean.startswith("-") and _HEX.match(clean[1:]):
+        raise DecodeError(f"VALUE {token}: negative; give the raw bits in hexadecimal")
     if not _HEX.match(clean):
         raise DecodeError(f"not a hexadecimal value: {token!r}")
     return int(clean, 16)

@@ -51,7 +51,7 @@ SYMBOLS = FileKind("symbol file", 256 * MiB, KernelError)
 SNAPSHOT = FileKind("snapshot", 64 * MiB, SnapshotError)
 SCENARIO = FileKind("scenario file", 1 * MiB, ScenarioError)
 RAW_BYTES = FileKind("raw-bytes file", 64 * KiB, DecodeError)
-CDROM = FileKind("ISO image", 8 * GiB, UsageError)  # checked only: QEMU reads it
+CDROM = FileKind("CD-ROM image", 8 * GiB, UsageError)  # checked only: QEMU reads it
 
 
 def size_text(size: int) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from lhvdbg.errors import ScenarioError
-from lhvdbg.files import SCENARIO, read_text
+from lhvdbg.files import SCENARIO, check_file, read_text
 from lhvdbg.scenario.model import OPERATORS, STEP_ACTIONS, Expectation, Origin, Scenario, Step
 from lhvdbg.scenario.paths import parse_path
 from lhvdbg.scenario.toml_lines import PathPart, format_path, key_lines, line_of
@@ -349,7 +349,8 @@ def collect_files(paths: Iterable[Path | str]) -> list[Path]:
         item = Path(item)
         if item.is_dir():
             files.extend(sorted(item.rglob("*.toml")))
-        elif item.is_file():
+        elif item.exists():
+            check_file(item, SCENARIO)  # a regular file within the limit, or one line
             files.append(item)
         else:
             raise ScenarioError(f"{item}: no such scenario file or directory", file=str(item))

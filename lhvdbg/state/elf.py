@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lhvdbg.errors import KernelError
-from lhvdbg.files import KERNEL, SYMBOLS, read_bytes
+from lhvdbg.files import KERNEL, SYMBOLS, FileKind, read_bytes
 from lhvdbg.state.symbols import symbolize
 
 ELF_MAGIC = b"\x7fELF"
@@ -192,7 +192,7 @@ def elf_class_quick(path: Path | str) -> int:
     """Like :func:`kernel_class_quick` for a symbol file (no multiboot header needed);
     falls back to :func:`inspect_elf` for its KernelError."""
     elf_class = _x86_elf_class(_head(Path(path)))
-    return elf_class or inspect_elf(path).elf_class
+    return elf_class or inspect_elf(path, SYMBOLS).elf_class
 
 
 def _head(path: Path) -> bytes:
@@ -215,11 +215,11 @@ def _x86_elf_class(head: bytes) -> int:
     return 0
 
 
-def inspect_elf(path: Path | str) -> KernelInfo:
+def inspect_elf(path: Path | str, kind: FileKind = KERNEL) -> KernelInfo:
     """Read an x86 ELF's facts (a symbol file need not be bootable: ``multiboot`` may be
     None); KernelError when it is missing, not an ELF, malformed or not x86."""
     path = Path(path)
-    image = read_bytes(path, KERNEL)
+    image = read_bytes(path, kind)
     if image[:4] != ELF_MAGIC:
         raise KernelError(f"{path}: not an ELF file (no ELF magic)", path=str(path))
     if len(image) < 52:

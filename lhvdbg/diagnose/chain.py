@@ -22,6 +22,7 @@ from typing import Literal
 from lhvdbg.diagnose.events import ChainEvent, CpuReset, InterruptEvent, TripleFault
 from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.cpustate import LapicState, PicState
+from lhvdbg.x86.delivery import CpuView, Event, deliver
 from lhvdbg.x86.errorcodes import error_code_layout
 from lhvdbg.x86.interrupt_sources import InterruptSource, attribute
 from lhvdbg.x86.layout import Decoded
@@ -41,6 +42,7 @@ __all__ = [
 
 FoldedInto = Literal["#DF", "triple fault"]
 _EFER_LMA = 1 << 10  # IA-32e mode active (Intel SDM Vol. 3A §2.2.1)
+_PAGE_FAULT, _STACK_FAULT = 14, 12  # #PF, #SS: raised by a frame store
 
 
 @dataclass(frozen=True)
@@ -350,18 +352,46 @@ def _step(
     )
 
 
-def raised_during_delivery(previous: InterruptEvent, event: InterruptEvent) -> bool:
+def raised_during_delivery(
+    previous: InterruptEvent, event: InterruptEvent, tables: SystemTables | None = None
+) -> bool:
     """Whether ``event`` was raised while the CPU delivered ``previous``.
 
-    True when QEMU's ``check_exception`` names an exception in progress (not -1), or when
-    the exception has the same CS:IP and CPL as ``previous`` — no instruction of the
-    handler ran (a hardware IRQ leaves ``old`` at -1 even while it is being delivered).
+    True when QEMU's ``check_exception`` names an exception in progress (not -1). A
+    hardware IRQ leaves ``old`` at -1 even while it is being delivered: then the delivery
+    model decides when the tables and ``previous``'s registers are known (its delivery
+    fails raising ``event``'s vector, or it passes and the handler ran — QEMU can return
+    to a non-canonical RIP and fault on the fetch at the same CS:IP), and otherwise the
+    same CS:IP and CPL (no instruction of the handler ran).
     """
     if event.source != "exception":
         return False
     if event.check_old is not None and event.check_old != -1:
         return True
+    verdict = _model_verdict(previous, event, tables)
+    if verdict is not None:
+        return verdict
     return (event.rip, event.cs, event.cpl) == (previous.rip, previous.cs, previous.cpl)
+
+
+def _model_verdict(
+    previous: InterruptEvent, event: InterruptEvent, tables: SystemTables | None
+) -> bool | None:
+    """The delivery model's answer to "did delivering ``previous`` raise ``event``?",
+    None when it cannot tell (state unknown, or a store it could not walk)."""
+    if tables is None or previous.registers is None or not previous.delivered:
+        return None
+    view = CpuView.of(previous.registers, tables)
+    delivered = deliver(
+        view,
+        Event(previous.vector, previous.source, previous.error_code, previous.source == "hardware"),
+    )
+    raised = delivered.raised
+    if raised is not None:
+        return raised.vector == event.vector
+    if delivered.undecided and event.vector in (_PAGE_FAULT, _STACK_FAULT):
+        return None  # a frame store the capture could not walk may have faulted
+    return False
 
 
 def build_chain(
@@ -400,11 +430,11 @@ def build_chain(
     if anchor < 0:
         return Chain((), triple_fault=triple, reset=_reset_after(events, triple))
     start = anchor
-    while start > 0 and raised_during_delivery(interrupts[start - 1], interrupts[start]):
+    while start > 0 and raised_during_delivery(interrupts[start - 1], interrupts[start], tables):
         start -= 1
     end = anchor
     while end + 1 < len(interrupts) and raised_during_delivery(
-        interrupts[end], interrupts[end + 1]
+        interrupts[end], interrupts[end + 1], tables
     ):
         end += 1
     if stop is None and triple is None and not _abnormal(interrupts[start : end + 1]):
@@ -419,7 +449,7 @@ def build_chain(
         following = selected[i + 1] if i + 1 < len(selected) else None
         if not event.delivered:
             step = replace(step, folded_into=_folded_into(following, chain_triple))
-        elif following is not None and raised_during_delivery(event, following):
+        elif following is not None and raised_during_delivery(event, following, tables):
             step = replace(step, cause_of_next=True)
         steps.append(step)
     before = (

@@ -31,6 +31,7 @@ from lhvdbg.x86.delivery import (
     Raised,
     combine,
     iret,
+    is_canonical,
     pop_frame,
     simulate,
 )
@@ -42,6 +43,7 @@ from lhvdbg.x86.vectors import DOUBLE_FAULT, FIRST_USER_VECTOR, vector_name
 __all__ = ["Account", "Explanation", "Failure", "LogRow", "explain", "log_rows"]
 
 PAGE_FAULT = 14
+GENERAL_PROTECTION = 13
 _IRET = ("iret", "iretq", "iretd", "iretw")
 #: How far below the stack pointer a faulting address still counts as "the stack".
 _STACK_REACH = 0x200
@@ -238,6 +240,17 @@ def _origin(ev: Evidence, view: CpuView | None, step: ChainStep) -> CheckResult 
     if hw is not None or step.source != "exception" or view is None:
         return hw
     event = step.event
+    if step.vector == GENERAL_PROTECTION and view.mode == "ia32e" and not is_canonical(event.rip):
+        return CheckResult(
+            "iret-rip",
+            False,
+            f"execution reached the non-canonical RIP {event.rip:#x}: an IRETQ popped it (QEMU "
+            "loads it without the check a CPU makes at the IRET and faults on the fetch; a "
+            "CPU raises #GP(0) at the iretq)",
+            {"iret_frame.rip": event.rip},
+            Raised(GENERAL_PROTECTION, 0),
+            ("iret_frame.rip",),
+        )
     instruction = ev.instruction_at(event.rip)
     if instruction in _IRET:
         return _iret_origin(ev, view, event)

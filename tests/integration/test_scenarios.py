@@ -219,3 +219,36 @@ def test_network_qemu_arguments_need_allow_host_and_the_result_says_so(
     first, second = allowed.stdout.splitlines()[:2]
     assert first.startswith("PASS  extra-args  ") and "host access allowed (1 use)" in first
     assert second.strip().startswith("allowed: ") and "-chardev" in second
+
+
+def test_stepi_obeys_the_step_and_scenario_time_limits(
+    firmware_built: Path, tmp_path: Path
+) -> None:
+    """stepi checks the clock between instructions: a 200000-instruction stepi under a
+    2 s step limit fails with the time it took; under a 3 s scenario limit likewise, and
+    the next step is not run. A run line may not step (it would escape the limits)."""
+    step_limit = tmp_path / "step-limit.toml"
+    step_limit.write_text(
+        'arch = "amd64"\nvariant = "good"\ntimeout = 60\n[[step]]\nstepi = 200000\ntimeout = 2\n'
+    )
+    result = run_scenario(load_scenario(step_limit), commands=registry_commands())
+    assert result.status == "fail" and result.step == 1, result.failures
+    (failure,) = result.failures
+    assert failure.startswith("step 1 (stepi 200000): stepi 200000: ")
+    assert failure.endswith(" s, over the 2 s limit")
+    whole = tmp_path / "scenario-limit.toml"
+    whole.write_text(
+        'arch = "amd64"\nvariant = "good"\ntimeout = 3\n[[step]]\nstepi = 200000\n'
+        "[[step]]\ncontinue = true\n"
+    )
+    result = run_scenario(load_scenario(whole), commands=registry_commands())
+    assert result.status == "fail" and result.step == 1, result.failures
+    assert "instructions took" in result.failures[0] and "over the" in result.failures[0]
+    escape = tmp_path / "run-stepi.toml"
+    escape.write_text('arch = "amd64"\nvariant = "good"\n[[step]]\nrun = "stepi 100000"\n')
+    result = run_scenario(load_scenario(escape), commands=registry_commands(), allow_host=True)
+    assert result.status == "error"
+    assert (
+        "'stepi' lets the guest run: use a stepi step, which obeys the time limits"
+        in (result.failures[0])
+    )

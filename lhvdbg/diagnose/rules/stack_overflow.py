@@ -60,6 +60,25 @@ def _cr2_walk(step: ChainStep, ev: Evidence) -> str | None:
     return f"CR2 {cr2:#x}: the page walk {tables} fails: {path}: {result.fault}"
 
 
+def _df_stack_advice(ev: Evidence) -> str:
+    """What to say about #DF's own stack, in the mode's language (IA-32e: an IST slot;
+    protected mode: a task gate to its own TSS, SDM Vol. 3A §6.15 Interrupt 8)."""
+    gate = gate_at(ev.tables, 8)
+    if ev.tables is not None and ev.tables.mode == "ia32e":
+        if gate is not None and gate.decoded.values.get("ist", 0):
+            return "#DF already has its own IST stack, which is why the overflow reported."
+        return (
+            "Give #DF its own stack (IDT[8].ist = n with TSS.ISTn the top of a separate stack, "
+            "TR loaded) so an overflow reports instead of resetting."
+        )
+    if gate is not None and gate.decoded.values.get("type") == 0x5:
+        return "#DF already runs as its own task (a task gate), which is why it reported."
+    return (
+        "Give #DF a task gate to its own TSS (its own ESP0/SS0 stack and EIP) so an "
+        "overflow reports instead of resetting: there is no IST in protected mode."
+    )
+
+
 @rule(
     "stack-overflow",
     order=80,
@@ -117,8 +136,8 @@ def stack_overflow(chain: Chain, ev: Evidence) -> Cause | None:
             f"the kernel stack overflowed into an unmapped page at {cr2:#x} ({where(step)})",
             tuple(evidence),
             "Find the unbounded recursion or oversized frame at "
-            f"{where(step)}; make the stack larger if the depth is legitimate. Give #DF its "
-            "own stack (IST1 in a loaded TSS) so a stack overflow reports instead of resetting.",
+            f"{where(step)}; make the stack larger if the depth is legitimate. "
+            + _df_stack_advice(ev),
             confidence,
             "LHV-good's stack is never exhausted; its guard page turns an overflow into a #PF",
             check="stack-push",

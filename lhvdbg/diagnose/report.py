@@ -125,6 +125,7 @@ def _step_json(step: ChainStep) -> dict[str, Any]:
         "symbol": step.symbol,
         "raised_next": step.cause_of_next,
         "log_line": event.line or None,
+        "origin": _origin_json(step),
     }
     if not event.delivered:
         out["error_code_note"] = FOLDED_ERROR_CODE_NOTE
@@ -139,6 +140,20 @@ def _step_json(step: ChainStep) -> dict[str, Any]:
             "quirk": step.error.quirk,
         }
     return out
+
+
+def _origin_json(step: ChainStep) -> dict[str, Any] | None:
+    """The device input behind a hardware interrupt (the x86 vector map), else null."""
+    origin = step.origin
+    if origin is None:
+        return None
+    return {
+        "source": origin.source,
+        "line": origin.line,
+        "irq": origin.irq,
+        "device": origin.device,
+        "masked": origin.masked,
+    }
 
 
 def chain_to_json(chain: Chain) -> list[dict[str, Any]]:

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 
 from lhvdbg.diagnose.chain import build_chain
+from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import FOLDED_ERROR_CODE_NOTE, chain_to_json
+from lhvdbg.state.snapshot import load_snapshot
 
 INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"
 KEYS = ("vector", "name", "source", "error_code", "delivered", "folded_into", "log_line")
@@ -120,3 +122,32 @@ def test_a_check_exception_delivered_as_itself_is_not_folded() -> None:
     )
     events = parse_int_log(text)
     assert [(e.vector, e.delivered) for e in events] == [(1, True), (13, True)]  # type: ignore[union-attr]
+
+
+def test_a_hardware_row_names_its_device_from_the_vector_map() -> None:
+    """Recorded state of timer-gate-missing amd64: master PIC at 0x20, LAPIC timer on 0x22.
+    An interrupt on 0x22 is the LAPIC timer — 0x22 would be the master's IRQ2, the cascade,
+    which is never delivered; one on 0x20 is IRQ0 of the master PIC."""
+    snapshot = load_snapshot(INTLOG / "session" / "timer-gate-missing.amd64.json")
+    events = [
+        InterruptEvent(0x22, "hardware", None, 0x102427, cs=8, line=10),
+        InterruptEvent(0x20, "hardware", None, 0x102427, cs=8, line=11),
+        InterruptEvent(0x0D, "exception", 0x0, 0x102427, cs=8, check_old=-1, line=12),
+    ]
+    chain = build_chain(events, pic=snapshot.pic, lapic=snapshot.lapic)
+    context, (irq0, gp) = chain.context, chain.steps
+    assert context is not None and context.irq is None
+    assert context.title == "hardware interrupt, LAPIC timer (lapic-lvt-timer)"
+    assert (
+        irq0.irq == ("master", 0) and irq0.title == "hardware interrupt, IRQ0 from the master PIC"
+    )
+    out = chain_to_json(chain)
+    assert out[0]["origin"] == {
+        "source": "pic-master",
+        "line": 0,
+        "irq": 0,
+        "device": "PIT timer",
+        "masked": False,
+    }
+    assert out[1]["origin"] is None  # an exception has no device
+    assert gp.origin is None

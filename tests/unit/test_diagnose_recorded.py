@@ -151,8 +151,8 @@ def test_timer_gate_missing_i386_error_code_has_no_quirk() -> None:
 @pytest.mark.parametrize(
     ("arch", "role", "selector", "why"),
     [
-        ("amd64", "SS", 0x08, "SS must be a writable data segment"),
-        ("i386", "CS", 0x10, "CS must be a code segment"),
+        ("amd64", "SS", 0x08, "names code, not a writable data segment"),
+        ("i386", "CS", 0x10, "names a data segment, not code"),
     ],
 )
 def test_iret_bad_selector_names_the_frame_slot(
@@ -160,14 +160,18 @@ def test_iret_bad_selector_names_the_frame_slot(
 ) -> None:
     report = report_of("iret-bad-ss", arch)
     cause = report.diagnosis[0]
-    assert f"{role} selector {selector:#06x}" in cause.summary
-    assert why in cause.summary
-    assert any(e.startswith("the instruction there is iret") for e in cause.evidence)
+    assert cause.id == "iret-bad-selector"
+    assert f"the popped {role} {selector:#06x} {why}" in cause.summary
+    assert (cause.check, cause.fix_fields) == (
+        f"iret-{role.lower()}-type",
+        (f"iret_frame.{role.lower()}",),
+    )
     assert report.chain.context is not None and report.chain.context.vector == 0x20
     # The #DF came from #NP while delivering #GP: the missing #GP gate is a second cause.
     second = report.diagnosis[1]
     assert second.id == "gate-not-present" and second.confidence == "medium"
-    assert "#GP" in second.summary
+    assert (second.check, second.fix_fields) == ("gate-present", ("idt[0x0d].present",))
+    assert "IDT[0x0d] is not present" in second.summary and "#GP" in second.summary
 
 
 def test_ist_without_tss_reads_ist1_from_the_ivt() -> None:
@@ -177,11 +181,14 @@ def test_ist_without_tss_reads_ist1_from_the_ivt() -> None:
     assert rows == [(0x20, True), (12, True), (12, False), (8, True), (12, False)]
     assert report.chain.triple_fault is not None
     cause = report.diagnosis[0]
-    assert cause.summary == "IDT[0x20] uses IST1 but TR was never loaded"
-    text = "\n".join(cause.evidence)
-    assert "read from linear 0x24" in text and "real-mode interrupt vector table" in text
-    assert "not canonical" in text
-    assert "the #DF gate uses an IST too" in text
+    assert cause.id == "ist-without-tss"
+    assert (cause.check, cause.fix_fields) == ("stack-pointer", ("tr",))
+    # TR never loaded: base 0, so IST1 (TSS offset 0x24) is read from the real-mode IVT.
+    assert cause.summary.startswith(
+        "TSS.ist1 = 0xf000d42ef000e987 is not canonical (TR was never loaded: the slot lies "
+        "in the real-mode IVT)"
+    )
+    assert "ltr" in cause.fix
     # Here the null TR matters, and the report says so.
     assert any(d.field == "tr.selector" and d.matters for d in report.relevant)
 

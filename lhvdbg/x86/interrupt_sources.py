@@ -23,10 +23,11 @@ Facts used:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lhvdbg.x86.cpustate import LapicState, PicState
+from lhvdbg.x86.ioapic import parse_ioapic_pins
 
 __all__ = [
     "CASCADE_LINE",
@@ -35,6 +36,7 @@ __all__ = [
     "InterruptSource",
     "attribute",
     "interrupt_sources",
+    "ioapic_entries",
     "irq_device",
     "vector_map",
 ]
@@ -163,23 +165,30 @@ def _lapic_sources(lapic: LapicState) -> list[InterruptSource]:
     return out
 
 
-def _ioapic_sources(entries: Sequence[int]) -> list[InterruptSource]:
+def _ioapic_sources(entries: Mapping[int, int]) -> list[InterruptSource]:
     out = []
-    for index, entry in enumerate(entries):
+    for index, entry in sorted(entries.items()):
         if entry >> _DELIVERY_SHIFT & _DELIVERY_MASK not in (_FIXED, _LOWEST_PRIORITY):
             continue
         out.append(InterruptSource(entry & _VECTOR, "ioapic", index, None, bool(entry & _MASKED)))
     return out
 
 
+def ioapic_entries(info_pic: str) -> dict[int, int]:
+    """Pin → raw redirection entry of the I/O APIC, from QEMU's ``info pic`` text (empty
+    without an I/O APIC)."""
+    return {pin: entry.raw for pin, entry in parse_ioapic_pins(info_pic).items()}
+
+
 def interrupt_sources(
     pic: PicState | None,
     lapic: LapicState | None = None,
-    ioapic: Sequence[int] | None = None,
+    ioapic: Mapping[int, int] | None = None,
 ) -> tuple[InterruptSource, ...]:
     """Every device input that delivers its own vector, masked ones included: the 8259
     lines (not the master's cascade IRQ2), the local APIC's fixed-mode LVT entries and its
-    spurious vector, and the I/O APIC's redirection entries (raw 64-bit values)."""
+    spurious vector, and the I/O APIC's redirection entries (pin → raw 64-bit entry, as
+    :func:`ioapic_entries` reads them from ``info pic``)."""
     out: list[InterruptSource] = []
     if pic is not None:
         out += _pic_sources(pic)
@@ -193,7 +202,7 @@ def interrupt_sources(
 def vector_map(
     pic: PicState | None,
     lapic: LapicState | None = None,
-    ioapic: Sequence[int] | None = None,
+    ioapic: Mapping[int, int] | None = None,
     *,
     unmasked_only: bool = False,
 ) -> dict[int, tuple[InterruptSource, ...]]:
@@ -211,7 +220,7 @@ def attribute(
     vector: int,
     pic: PicState | None,
     lapic: LapicState | None = None,
-    ioapic: Sequence[int] | None = None,
+    ioapic: Mapping[int, int] | None = None,
 ) -> InterruptSource | None:
     """The input most likely behind a hardware interrupt delivered on ``vector``: an
     unmasked one if any, 8259 lines before LAPIC entries before I/O APIC entries; else a

@@ -12,9 +12,16 @@ from pathlib import Path
 from lhvdbg.state.snapshot import load_snapshot
 from lhvdbg.x86.checks import pic_vectors
 from lhvdbg.x86.cpustate import LapicState, PicState
-from lhvdbg.x86.interrupt_sources import attribute, interrupt_sources, vector_map
+from lhvdbg.x86.interrupt_sources import (
+    attribute,
+    interrupt_sources,
+    ioapic_entries,
+    vector_map,
+)
 
-SESSION = Path(__file__).resolve().parent.parent / "fixtures" / "intlog" / "session"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SESSION = FIXTURES / "intlog" / "session"
+MATRIX = FIXTURES / "matrix"
 
 
 def recorded(name: str) -> tuple[PicState, LapicState]:
@@ -103,7 +110,7 @@ def test_pic_and_lapic_on_one_vector_prefers_the_open_pic_line() -> None:
 
 def test_ioapic_redirection_entries() -> None:
     # entry 0: vector 0x08, fixed, unmasked; entry 1: masked; entry 2: NMI (no vector)
-    entries = [0x0000_0008, 0x0001_0031, 0x0000_0400]
+    entries = {0: 0x0000_0008, 1: 0x0001_0031, 2: 0x0000_0400}
     sources = interrupt_sources(None, None, entries)
     assert [(s.vector, s.source, s.line, s.masked) for s in sources] == [
         (0x08, "ioapic", 0, False),
@@ -117,3 +124,21 @@ def test_checks_pic_vectors_reads_the_same_map() -> None:
     pic, _ = recorded("timer-gate-missing.amd64")
     # IMR 0xf8 opens IRQ0-2; IRQ2 is the cascade, so only two vectors are delivered.
     assert pic_vectors(pic) == {0x20: "IRQ0", 0x21: "IRQ1"}
+
+
+def test_the_pit_routed_through_the_ioapic_to_vector_8() -> None:
+    """Fault-matrix case amd64-ioapic-pit-vector-08 (QEMU 7.2 ``info pic``): both 8259s
+    masked at 0x20/0x28, the I/O APIC's pin 2 (the PIT's ISA IRQ0 override) on vector 8."""
+    snapshot = load_snapshot(MATRIX / "amd64-ioapic-pit-vector-08.json")
+    assert snapshot.pic is not None and snapshot.pic.master.imr == 0xFF
+    entries = ioapic_entries(snapshot.hmp["info pic"])
+    assert len(entries) == 24 and entries[2] & 0x1FFFF == 0x08  # unmasked, fixed, vector 8
+    found = attribute(0x08, snapshot.pic, snapshot.lapic, entries)
+    assert found is not None
+    assert (found.source, found.line, found.masked, found.label) == (
+        "ioapic",
+        2,
+        False,
+        "I/O APIC entry 2",
+    )
+    assert attribute(0x08, snapshot.pic, snapshot.lapic) is None  # without the I/O APIC

@@ -5,6 +5,16 @@
 #include "lhv/layout.h"
 
 _Static_assert(sizeof(struct tss) == TSS_LIMIT + 1, "TSS layout");
+/* The offsets of the SDM's figures (Vol. 3A Figure 7-11 / 7-2); lhvdbg's tests compare the
+ * DWARF of struct tss with its own layouts too. */
+#ifdef __x86_64__
+_Static_assert(__builtin_offsetof(struct tss, rsp0) == 0x04, "TSS RSP0");
+_Static_assert(__builtin_offsetof(struct tss, ist) == 0x24, "TSS IST1");
+#else
+_Static_assert(__builtin_offsetof(struct tss, esp0) == 0x04, "TSS ESP0");
+_Static_assert(__builtin_offsetof(struct tss, ss0) == 0x08, "TSS SS0");
+#endif
+_Static_assert(__builtin_offsetof(struct tss, iomap_base) == 0x66, "TSS I/O map base");
 
 extern char boot_stack_top[];
 

@@ -1,0 +1,138 @@
+"""The firmware's facts read from its DWARF and Makefile, checked against the hardware's
+rules and against lhvdbg's own declarations (the SDM's TSS, the debug-exit device)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lhvdbg.errors import KernelError
+from lhvdbg.machine.launch import DEBUG_EXIT_PORT
+from lhvdbg.state.firmware_facts import firmware_facts, firmware_variants, parse_variants
+from lhvdbg.x86.layout import Layout
+from lhvdbg.x86.tss import tss32_layout, tss64_layout
+from tests.firmware_facts import ARCH_VARIANTS, ARCHES, FIRMWARE, ROOT, VARIANTS, elf_path, facts
+from tests.unit.test_elf import build_elf, multiboot
+
+
+def test_the_makefile_names_both_archs_and_good_first() -> None:
+    assert ARCHES == ("amd64", "i386")
+    for variants in VARIANTS.values():
+        assert variants[0] == "good" and len(set(variants)) == len(variants) >= 5
+    assert ("amd64", "ist-without-tss") in ARCH_VARIANTS
+    assert ("i386", "ist-without-tss") not in ARCH_VARIANTS  # no IST in legacy mode
+
+
+def test_every_variant_header_is_built_and_every_built_variant_has_a_header() -> None:
+    headers = {p.stem for p in (FIRMWARE / "variants").glob("*.h")}
+    assert headers == {v for variants in VARIANTS.values() for v in variants}
+
+
+def test_parse_variants_reads_the_assignments_only() -> None:
+    text = "# VARIANTS_x := no\nVARIANTS_amd64 := good a-b\nVARIANTS_i386 = good\nX := 1\n"
+    assert parse_variants(text) == {"amd64": ("good", "a-b"), "i386": ("good",)}
+
+
+def test_a_makefile_without_variants_is_a_kernel_error(tmp_path: Path) -> None:
+    (tmp_path / "Makefile").write_text("all:\n\ttrue\n")
+    with pytest.raises(KernelError, match="no VARIANTS_<arch> line"):
+        firmware_variants(tmp_path / "Makefile")
+
+
+def test_an_image_without_dwarf_is_a_kernel_error(tmp_path: Path) -> None:
+    path = tmp_path / "k.elf"
+    path.write_bytes(build_elf(multiboot() + bytes(16)))
+    with pytest.raises(KernelError, match="no DWARF"):
+        firmware_facts(path)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_selectors_follow_the_selector_format(arch: str) -> None:
+    """index * 8 | TI 0 | RPL: kernel selectors RPL 0, user selectors RPL 3 (SDM §3.4.2)."""
+    sel = facts(arch).selectors
+    assert sel["NULL"] == 0
+    for name, value in sel.items():
+        assert value & 4 == 0, name  # GDT, not LDT
+        assert value & 3 == (3 if name.startswith("USER") else 0), name
+    assert len(set(sel.values())) == len(sel)
+    assert {"KERNEL_CS", "KERNEL_DS", "TSS", "USER_CS", "USER_DS"} <= set(sel)
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_pic_bases_are_icw2_vectors_above_the_exceptions(arch: str) -> None:
+    master, slave = facts(arch).pic_bases
+    assert master % 8 == 0 and slave % 8 == 0  # ICW2 bits 0-2 are the IRQ number
+    assert master >= 32 and slave >= 32  # vectors 0-31 are the CPU's exceptions
+    assert slave == master + 8
+    vectors = facts(arch).vectors
+    assert vectors["KEYBOARD"] == master + 1 and vectors["IRQ7"] == master + 7
+    assert vectors["DOUBLE_FAULT"] == 8
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_the_exit_port_is_the_one_lhvdbg_gives_isa_debug_exit(arch: str) -> None:
+    assert facts(arch).exit_port == DEBUG_EXIT_PORT
+    codes = facts(arch).exit_codes
+    assert facts(arch).exit_status("OK") == codes["OK"] * 2 + 1
+    assert set(codes) == {"OK", "DOUBLE_FAULT", "PANIC"}
+
+
+def _offset(layout: Layout, field: str) -> int:
+    return layout.field(field).pieces[0][0] // 8
+
+
+@pytest.mark.parametrize(
+    ("arch", "layout", "pairs"),
+    [
+        (
+            "amd64",
+            tss64_layout(),
+            {
+                "rsp0": "rsp0",
+                "rsp1": "rsp1",
+                "rsp2": "rsp2",
+                "ist": "ist1",
+                "iomap_base": "io_map_base",
+            },
+        ),
+        (
+            "i386",
+            tss32_layout(),
+            {
+                "esp0": "esp0",
+                "ss0": "ss0",
+                "cr3": "cr3",
+                "eip": "eip",
+                "ldt": "ldt",
+                "iomap_base": "io_map_base",
+            },
+        ),
+    ],
+)
+def test_the_firmware_tss_is_the_sdm_tss(arch: str, layout: Layout, pairs: dict[str, str]) -> None:
+    """struct tss as gcc laid it out (DWARF) against lhvdbg's layout of the SDM figure."""
+    got = facts(arch)
+    assert got.tss_size == layout.size_bytes == 0x68
+    for member, field in pairs.items():
+        assert got.tss_offsets[member] == _offset(layout, field), member
+
+
+def test_every_image_of_an_arch_declares_the_same_numbers(firmware_built: Path) -> None:
+    for arch, variant in ARCH_VARIANTS:
+        other = firmware_facts(elf_path(arch, variant))
+        base = facts(arch)
+        assert (other.selectors, other.vectors, other.ports) == (
+            base.selectors,
+            base.vectors,
+            base.ports,
+        ), variant
+
+
+def test_the_docs_variant_table_is_the_makefile_s() -> None:
+    text = (ROOT / "docs" / "firmware.md").read_text()
+    section = text[text.index("## Variants") :]
+    rows = re.findall(r"^\| `([\w-]+)` \(([\w, ]+)\) \|", section, re.MULTILINE)
+    from_docs = {(arch, v) for v, archs in rows for arch in archs.split(", ")}
+    assert from_docs == set(ARCH_VARIANTS)

@@ -328,9 +328,11 @@ def _step(
     symbols: Mapping[str, int],
     pic: PicState | None,
     lapic: LapicState | None,
+    ioapic: Mapping[int, int] | None,
     qemu_tcg: bool,
 ) -> ChainStep:
-    origin = attribute(event.vector, pic, lapic) if event.source == "hardware" else None
+    hardware = event.source == "hardware"
+    origin = attribute(event.vector, pic, lapic, ioapic) if hardware else None
     irq = (origin.chip, origin.line) if origin and origin.chip and origin.line is not None else None
     error = None
     if event.error_code is not None:
@@ -401,12 +403,14 @@ def build_chain(
     symbols: Mapping[str, int] | None = None,
     pic: PicState | None = None,
     lapic: LapicState | None = None,
+    ioapic: Mapping[int, int] | None = None,
     qemu_tcg: bool = True,
 ) -> Chain:
     """Select and decode the chain from a kernel run's events.
 
     ``tables`` (GDT/IDT at the stop) name the descriptors error codes point at; ``pic``
-    (``info pic`` at the stop) and ``lapic`` (``info lapic``) tell which device raised a
+    (``info pic`` at the stop), ``lapic`` (``info lapic``) and ``ioapic`` (pin → redirection
+    entry, :func:`lhvdbg.x86.interrupt_sources.ioapic_entries`) tell which device raised a
     hardware interrupt; ``symbols`` name the code at each RIP.
     ``qemu_tcg``: the events come from QEMU TCG's log (its error-code quirks apply);
     False for events reconstructed from a real CPU's stack frame (KVM).
@@ -439,13 +443,13 @@ def build_chain(
         end += 1
     if stop is None and triple is None and not _abnormal(interrupts[start : end + 1]):
         # Nothing went wrong yet: the chain is empty, the last event is the context.
-        last = _step(interrupts[anchor], tables, symbols, pic, lapic, qemu_tcg)
+        last = _step(interrupts[anchor], tables, symbols, pic, lapic, ioapic, qemu_tcg)
         return Chain((), context=last, earlier=anchor)
     selected = interrupts[start : end + 1]
     chain_triple = triple if triple is not None and _triple_ends(events, selected, triple) else None
     steps = []
     for i, event in enumerate(selected):
-        step = _step(event, tables, symbols, pic, lapic, qemu_tcg)
+        step = _step(event, tables, symbols, pic, lapic, ioapic, qemu_tcg)
         following = selected[i + 1] if i + 1 < len(selected) else None
         if not event.delivered:
             step = replace(step, folded_into=_folded_into(following, chain_triple))
@@ -453,7 +457,9 @@ def build_chain(
             step = replace(step, cause_of_next=True)
         steps.append(step)
     before = (
-        _step(interrupts[start - 1], tables, symbols, pic, lapic, qemu_tcg) if start > 0 else None
+        _step(interrupts[start - 1], tables, symbols, pic, lapic, ioapic, qemu_tcg)
+        if start > 0
+        else None
     )
     return Chain(
         tuple(steps),

@@ -21,6 +21,7 @@ from lhvdbg.diagnose.rules import Cause, diagnose
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff, diff_tss, tss_needs
 from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.checks import Finding, check_system
+from lhvdbg.x86.interrupt_sources import ioapic_entries
 from lhvdbg.x86.vectors import DOUBLE_FAULT
 
 __all__ = ["OUTCOMES", "Outcome", "Report", "chain_to_json", "make_report", "outcome_of"]
@@ -314,9 +315,12 @@ def make_report(ev: Evidence) -> Report:
     tables = ev.tables
     pic = snapshot.pic if snapshot is not None else None
     lapic = snapshot.lapic if snapshot is not None else None
+    ioapic = ioapic_entries(snapshot.hmp.get("info pic", "")) if snapshot is not None else None
     symbols = dict(ev.symbols) or (dict(snapshot.symbols) if snapshot is not None else {})
     if ev.int_log:
-        chain = build_chain(ev.events, tables=tables, symbols=symbols, pic=pic, lapic=lapic)
+        chain = build_chain(
+            ev.events, tables=tables, symbols=symbols, pic=pic, lapic=lapic, ioapic=ioapic
+        )
     else:
         chain = build_chain(
             _frame_events(ev),
@@ -324,6 +328,7 @@ def make_report(ev: Evidence) -> Report:
             symbols=symbols,
             pic=pic,
             lapic=lapic,
+            ioapic=ioapic,
             qemu_tcg=False,
         )
     outcome = outcome_of(chain, ev.stop, ev.int_log)

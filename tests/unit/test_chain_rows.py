@@ -16,8 +16,9 @@ import pytest
 
 from lhvdbg.diagnose.chain import build_chain
 from lhvdbg.diagnose.events import InterruptEvent
+from lhvdbg.diagnose.evidence import StopInfo, evidence_from_snapshot
 from lhvdbg.diagnose.intlog import parse_int_log
-from lhvdbg.diagnose.report import FOLDED_ERROR_CODE_NOTE, chain_to_json
+from lhvdbg.diagnose.report import FOLDED_ERROR_CODE_NOTE, chain_to_json, make_report
 from lhvdbg.state.snapshot import load_snapshot
 
 INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"
@@ -151,3 +152,29 @@ def test_a_hardware_row_names_its_device_from_the_vector_map() -> None:
     }
     assert out[1]["origin"] is None  # an exception has no device
     assert gp.origin is None
+
+
+def test_the_ioapic_pin_behind_vector_8_and_the_lapic_timer_before_it() -> None:
+    """Fault-matrix case amd64-ioapic-pit-vector-08, as recorded (QEMU 7.2): the LAPIC
+    timer on 0x22 delivered normally (the context), then the PIT through I/O APIC pin 2
+    on vector 8 — both 8259s masked, so no PIC line is blamed."""
+    matrix = INTLOG.parent / "matrix"
+    snapshot = load_snapshot(matrix / "amd64-ioapic-pit-vector-08.json")
+    events = parse_int_log((matrix / "amd64-ioapic-pit-vector-08.log").read_text())
+    ev = evidence_from_snapshot(
+        snapshot, events=events, int_log=True, stop=StopInfo("vector", vector=8)
+    )
+    report = make_report(ev)
+    assert report.outcome == "hardware-interrupt-on-vector-8"
+    data = report.to_json()
+    (row,) = data["chain"]
+    assert (row["vector"], row["source"], row["delivered"]) == (8, "hardware", True)
+    assert row["origin"] == {
+        "source": "ioapic",
+        "line": 2,
+        "irq": None,
+        "device": None,
+        "masked": False,
+    }
+    assert data["context"]["origin"]["source"] == "lapic-lvt-timer"
+    assert report.chain.steps[0].title == "hardware interrupt, I/O APIC entry 2 (ioapic)"

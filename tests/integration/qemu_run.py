@@ -1,9 +1,10 @@
 """Boot a firmware image in real QEMU (TCG) for the firmware boot tests.
 
 One function, :func:`run_qemu`: serial output to a file, the ``-d int,cpu_reset`` log to
-a file, QEMU's isa-debug-exit device at 0xf4, no display, ``-no-reboot`` (a triple fault
-ends QEMU with status 0), a hard timeout, and QEMU always killed and reaped. Everything
-lives in a private temporary directory; nothing listens on a socket.
+a file, QEMU's isa-debug-exit device at the firmware's ``LHV_PORT_DEBUG_EXIT`` (its
+DWARF), no display, ``-no-reboot`` (a triple fault ends QEMU with status 0), a hard
+timeout, and QEMU always killed and reaped. Everything lives in a private temporary
+directory; nothing listens on a socket.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-from lhvdbg.state.elf import dwarf_enum
+from lhvdbg.state.firmware_facts import firmware_facts
+from tests.firmware_facts import facts
 
 QEMU_BINARY = {"amd64": "qemu-system-x86_64", "i386": "qemu-system-i386"}
-DEBUG_EXIT_DEVICE = "isa-debug-exit,iobase=0xf4,iosize=0x04"
 POLL_SECONDS = 0.01
 
 # The lines of a `-d int,cpu_reset` log that tell what was delivered, in order.
@@ -82,7 +82,8 @@ def run_qemu(
             str(log_path),
         ]
         if debug_exit:
-            argv += ["-device", DEBUG_EXIT_DEVICE]
+            port = facts(arch).exit_port  # the port the firmware writes its exit code to
+            argv += ["-device", f"isa-debug-exit,iobase={port:#x},iosize=0x04"]
         if kernel is not None:
             argv += ["-kernel", str(kernel)]
         else:
@@ -132,9 +133,7 @@ def _read(path: Path) -> str:
         return ""
 
 
-@cache
 def exit_status(elf: Path, name: str) -> int:
-    """QEMU's exit status for the firmware's ``enum lhv_exit_code`` member ``name``,
-    read from the ELF's DWARF: isa-debug-exit exits with ``(value << 1) | 1``."""
-    values = {label: value for value, label in dwarf_enum(elf, "lhv_exit_code").items()}
-    return (values[name] << 1) | 1
+    """QEMU's exit status for the firmware's ``enum lhv_exit_code`` member ``name``
+    (``LHV_EXIT_OK``...), read from the ELF's DWARF: ``(value << 1) | 1``."""
+    return firmware_facts(elf).exit_status(name.removeprefix("LHV_EXIT_"))

@@ -16,16 +16,21 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 from tests.conftest import FIRMWARE, firmware_elf
+from tests.firmware_facts import ARCH_VARIANTS, ARCHES, facts
 from tests.integration.qemu_run import QemuResult, exit_status, run_qemu
 
 pytestmark = pytest.mark.integration
 
-ARCHES = ("amd64", "i386")
 # QEMU 7.2 TCG's #NP error code for a missing gate: vector*16+2 in long mode (its
 # do_interrupt64), vector*8+2 in 32-bit mode; neither sets EXT.
-NP_ERROR_TIMER_GATE = {"amd64": 0x202, "i386": 0x102}
+NP_ERROR_SCALE = {"amd64": 16, "i386": 8}
 # The selector iret-bad-ss puts in the return frame (amd64: SS = kernel CS; i386: CS = data).
-IRET_BAD_SELECTOR = {"amd64": 0x08, "i386": 0x10}
+IRET_BAD_SELECTOR = {"amd64": "KERNEL_CS", "i386": "KERNEL_DS"}
+
+
+def _int(vector: int) -> str:
+    """QEMU's ``Servicing hardware INT=0x..`` line for ``vector``."""
+    return f"^Servicing hardware INT={vector:#04x}$"
 
 
 def boot(
@@ -90,7 +95,8 @@ def test_good_counts_ticks_and_exits_cleanly(firmware_built: Path, arch: str) ->
     elf, result = boot(arch, "good")
     assert_banner(result, arch, "good")
     assert_clean_run(elf, result)
-    assert "Servicing hardware INT=0x20" in result.events()
+    pit = facts(arch).vectors["PIT"]
+    assert f"Servicing hardware INT={pit:#04x}" in result.events()
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -102,7 +108,7 @@ def test_pic_unremapped_irq0_arrives_on_vector_8(firmware_built: Path, arch: str
     assert "pic: left at the BIOS mapping" in result.serial
     assert "#DF verdict: NO error code" in result.serial
     frame = dict(re.findall(r"frame\[(\d)\] = (0x[0-9a-f]+)", result.serial))
-    assert int(frame["1"], 16) == 0x08  # the "rip" slot holds the kernel CS
+    assert int(frame["1"], 16) == facts(arch).selectors["KERNEL_CS"]  # "rip" holds the CS
     assert symbol(elf, "_text_start") <= int(frame["0"], 16) < symbol(elf, "_text_end")
     # In the log: a hardware interrupt on vector 8, no exception anywhere.
     events = result.events()
@@ -129,11 +135,12 @@ def test_ist_without_tss_triple_faults(firmware_built: Path) -> None:
     assert_banner(result, "amd64", "ist-without-tss")
     assert result.returncode == 0  # -no-reboot: the triple fault's reset ends QEMU
     assert result.serial.splitlines()[-1] == "sti"  # no handler printed anything
+    pit = facts("amd64").vectors["PIT"]
     assert_chain(
         result.events(),
         [
-            r"^Servicing hardware INT=0x20$",
-            r"^\d+: v=20 e=0000 ",  # logged before delivery, which then fails
+            _int(pit),
+            rf"^\d+: v={pit:02x} e=0000 ",  # logged before delivery, which then fails
             r"^check_exception old: 0xffffffff new 0xc$",  # #SS pushing onto the IST1 stack
             r"^\d+: v=0c e=0000 ",
             r"^check_exception old: 0xc new 0xc$",
@@ -152,13 +159,14 @@ def test_timer_gate_missing_np_then_real_double_fault(firmware_built: Path, arch
     assert_banner(result, arch, "timer-gate-missing")
     assert result.returncode == exit_status(elf, "LHV_EXIT_DOUBLE_FAULT")
     assert "#DF verdict: error code 0x0 present: a real double fault" in result.serial
+    pit = facts(arch).vectors["PIT"]
     assert_chain(
         result.events(),
         [
-            r"^Servicing hardware INT=0x20$",
-            r"^\d+: v=20 e=0000 ",  # logged before delivery, which then fails
-            r"^check_exception old: 0xffffffff new 0xb$",  # gate 0x20 not present
-            rf"^\d+: v=0b e={NP_ERROR_TIMER_GATE[arch]:04x} ",
+            _int(pit),
+            rf"^\d+: v={pit:02x} e=0000 ",  # logged before delivery, which then fails
+            r"^check_exception old: 0xffffffff new 0xb$",  # the timer's gate not present
+            rf"^\d+: v=0b e={pit * NP_ERROR_SCALE[arch] + 2:04x} ",
             r"^check_exception old: 0xb new 0xb$",
             r"^\d+: v=08 e=0000 ",
         ],
@@ -172,13 +180,15 @@ def test_iret_bad_ss_gp_at_iret_then_double_fault(firmware_built: Path, arch: st
     assert result.returncode == exit_status(elf, "LHV_EXIT_DOUBLE_FAULT")
     assert "#DF verdict: error code 0x0 present" in result.serial
     events = result.events()
+    pit = facts(arch).vectors["PIT"]
+    bad = facts(arch).selectors[IRET_BAD_SELECTOR[arch]]
     assert_chain(
         events,
         [
-            r"^Servicing hardware INT=0x20$",
-            r"^\d+: v=20 e=0000 ",  # the first timer interrupt is delivered and handled
+            _int(pit),
+            rf"^\d+: v={pit:02x} e=0000 ",  # the first timer interrupt is delivered and handled
             r"^check_exception old: 0xffffffff new 0xd$",
-            rf"^\d+: v=0d e={IRET_BAD_SELECTOR[arch]:04x} ",  # #GP(selector) at the iret
+            rf"^\d+: v=0d e={bad:04x} ",  # #GP(selector) at the iret
             r"^check_exception old: 0xd new 0xb$",  # no #GP gate
             r"^\d+: v=08 e=0000 ",
         ],
@@ -225,7 +235,11 @@ def test_without_debug_exit_device_prints_and_halts(firmware_built: Path) -> Non
     assert result.returncode is None and not result.timed_out  # stopped by us, still alive
     done, last = result.serial.splitlines()[-2:]
     assert re.fullmatch(r"done: 2 PIT ticks, \d+ LAPIC ticks", done)
-    assert last == "exit: no isa-debug-exit device at port 0xf4 (code 0x10); halting"
+    got = facts("i386")
+    assert last == (
+        f"exit: no isa-debug-exit device at port {got.exit_port:#x} "
+        f"(code {got.exit_codes['OK']:#x}); halting"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +254,10 @@ def test_grub_iso_boots_good(isos: Path, arch: str) -> None:
     result = run_qemu(arch, cdrom=isos / f"lhv-{arch}.iso", timeout=30)
     assert_banner(result, arch, "good")
     assert_clean_run(elf, result)
+
+
+def test_every_built_variant_is_booted_here() -> None:
+    """Each (arch, variant) of firmware/Makefile has a boot test in this module."""
+    text = Path(__file__).read_text()
+    booted = {v for v in re.findall(r'boot\((?:arch|"\w+"), "([\w-]+)"', text)}
+    assert {variant for _, variant in ARCH_VARIANTS} <= booted

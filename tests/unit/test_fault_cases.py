@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.firmware_facts import ARCHES, facts
+
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "tests" / "fixtures" / "matrix"
 
@@ -380,23 +382,14 @@ def recorded_evidence(name: str) -> Any:
 # ---- the firmware's numbers in its DWARF --------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["amd64", "i386"])
-def test_firmware_declares_selectors_vectors_ports_and_fault_kinds_in_dwarf(
-    firmware_built: Path, arch: str
-) -> None:
-    from lhvdbg.state.elf import dwarf_enum
-
-    elf = firmware_built / arch / "lhv-good.elf"
-    selectors = {name: value for value, name in dwarf_enum(elf, "lhv_selector").items()}
-    assert selectors["LHV_SEL_KERNEL_CS"] == 0x08
-    assert selectors["LHV_SEL_NP_CODE"] == (0x40 if arch == "amd64" else 0x38)
-    assert selectors["LHV_SEL_TSS"] == (0x20 if arch == "amd64" else 0x18)
-    vectors = {name: value for value, name in dwarf_enum(elf, "lhv_vector").items()}
-    assert (vectors["LHV_VEC_PIT"], vectors["LHV_VEC_LAPIC_TIMER"]) == (0x20, 0x22)
-    ports = {name: value for value, name in dwarf_enum(elf, "lhv_port").items()}
-    assert ports["LHV_PORT_DEBUG_EXIT"] == 0xF4
-    kinds = set(dwarf_enum(elf, "lhv_fault_kind").values())
-    assert {"LHV_FAULT_IDT_LIMIT", "LHV_FAULT_IRET_SS", "LHV_FAULT_USER_INT"} <= kinds
+@pytest.mark.parametrize("arch", ARCHES)
+def test_firmware_declares_the_fault_kinds_and_extra_selectors_in_dwarf(arch: str) -> None:
+    """The kinds the cases inject and the fault-mode GDT slots right after the static
+    table, as the firmware's DWARF declares them (values in tests/unit/test_firmware_facts)."""
+    got = facts(arch)
+    assert {"IDT_LIMIT", "IRET_SS", "USER_INT", "GATE_IST", "RSP0"} <= set(got.fault_kinds)
+    static = max(got.selectors[n] for n in ("USER_CS", "USER_DS")) & ~7
+    assert static < got.selectors["NP_CODE"] < got.selectors["NP_DATA"]
 
 
 def test_docs_list_every_case_with_its_command_line() -> None:

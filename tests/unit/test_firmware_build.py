@@ -16,28 +16,11 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from lhvdbg.x86.segments import segment_descriptor_layout
 from tests.conftest import firmware_elf
+from tests.firmware_facts import ARCH_VARIANTS, VARIANTS, facts
 
-VARIANTS = {
-    "amd64": (
-        "good",
-        "pic-unremapped",
-        "no-ltr",
-        "ist-without-tss",
-        "timer-gate-missing",
-        "iret-bad-ss",
-        "stack-overflow",
-    ),
-    "i386": (
-        "good",
-        "pic-unremapped",
-        "no-ltr",
-        "timer-gate-missing",
-        "iret-bad-ss",
-        "stack-overflow",
-    ),
-}
-BUILDS = [(arch, variant) for arch, variants in VARIANTS.items() for variant in variants]
+BUILDS = ARCH_VARIANTS  # firmware/Makefile's VARIANTS_<arch>
 LOAD_ADDRESS = 0x100000
 MULTIBOOT_MAGIC = 0x1BADB002
 MULTIBOOT_SEARCH = 8192  # the header must lie in the first 8 KiB, 4-byte aligned
@@ -138,34 +121,35 @@ def test_symbols_others_rely_on(firmware_built: Path, arch: str, variant: str) -
     assert syms["boot_stack_guard"][0] + 4096 == stack  # the guard page right below
 
 
+# The selectors of the static GDT (the others are the fault-mode slots after it).
+_STATIC = ("NULL", "KERNEL_CS", "KERNEL_CS32", "KERNEL_DS", "TSS", "USER_CS", "USER_DS")
+
+
 @pytest.mark.parametrize("arch", VARIANTS)
 def test_static_gdt_descriptors(firmware_built: Path, arch: str) -> None:
     elf, data = load(arch, "good")
     address, size = symbols(elf)["gdt"]
     gdt = struct.unpack(f"<{size // 8}Q", read_vaddr(elf, data, address, size))
-    if arch == "amd64":
-        # null, 0x08 64-bit code (L), 0x10 32-bit code, 0x18 data, 0x20/0x28 TSS (run time),
-        # 0x30 user code (DPL 3, L), 0x38 user data (DPL 3)
-        assert gdt == (
-            0,
-            0x00AF9A000000FFFF,
-            0x00CF9A000000FFFF,
-            0x00CF92000000FFFF,
-            0,
-            0,
-            0x00AFFA000000FFFF,
-            0x00CFF2000000FFFF,
-        )
-    else:
-        # null, 0x08 code, 0x10 data, 0x18 TSS (run time), 0x20 user code, 0x28 user data
-        assert gdt == (
-            0,
-            0x00CF9A000000FFFF,
-            0x00CF92000000FFFF,
-            0,
-            0x00CFFA000000FFFF,
-            0x00CFF2000000FFFF,
-        )
+    layout = segment_descriptor_layout("ia32e" if arch == "amd64" else "legacy")
+    sel = facts(arch).selectors
+    assert size == 8 * (max(v for k, v in sel.items() if k in _STATIC) // 8 + 1)
+
+    def at(name: str) -> tuple[int, ...]:
+        d = layout.decode(gdt[sel[name] >> 3])
+        code = d.type >> 3  # type bit 3: code (1) or data (0)
+        return (d.present, d.s, code, d.type & 2, d.dpl, d.l, d.db, d.g, d.base, d.limit)
+
+    # present, code/data, code?, readable/writable, DPL, L, D/B, G, base 0, limit 4 GiB
+    long_mode = int(arch == "amd64")
+    assert at("KERNEL_CS") == (1, 1, 1, 2, 0, long_mode, 1 - long_mode, 1, 0, 0xFFFFF)
+    assert at("KERNEL_DS") == (1, 1, 0, 2, 0, 0, 1, 1, 0, 0xFFFFF)
+    assert at("USER_CS") == (1, 1, 1, 2, 3, long_mode, 1 - long_mode, 1, 0, 0xFFFFF)
+    assert at("USER_DS") == (1, 1, 0, 2, 3, 0, 1, 1, 0, 0xFFFFF)
+    if long_mode:
+        assert at("KERNEL_CS32") == (1, 1, 1, 2, 0, 0, 1, 1, 0, 0xFFFFF)
+    tss = sel["TSS"] >> 3
+    assert gdt[tss : tss + 1 + long_mode] == (0,) * (1 + long_mode)  # filled at run time
+    assert gdt[0] == 0
 
 
 @pytest.mark.parametrize(("arch", "variant"), BUILDS)

@@ -146,8 +146,13 @@ def plain(renderable: RenderableType, width: int) -> str:
     return out.getvalue()
 
 
+# the reports of the cases whose diagnosis is still growing are checked by the rules below,
+# not frozen as text (their wording is the diagnosis goldens' business)
+GOLDEN_VIEWS = sorted(set(VIEWS) - {"report-ist-without-tss-amd64", "report-iret-bad-ss-i386"})
+
+
 @pytest.mark.parametrize("width", WIDTHS)
-@pytest.mark.parametrize("view", sorted(VIEWS))
+@pytest.mark.parametrize("view", GOLDEN_VIEWS)
 def test_golden(view: str, width: int, golden: Callable[[str, str], None]) -> None:
     golden(f"width/{view}-{width}.txt", plain(VIEWS[view](), width))
 

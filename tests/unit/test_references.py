@@ -10,9 +10,11 @@ import pytest
 
 from lhvdbg.errors import SnapshotError
 from lhvdbg.state.references import REFERENCE_NAMES, load_reference, reference_path
+from lhvdbg.x86.apic import lvt_timer_layout
 from lhvdbg.x86.cpustate import SegmentRegister, TableRegister
 from lhvdbg.x86.segments import gate_layout, segment_descriptor_layout
 from lhvdbg.x86.tss import tss32_layout
+from tests.firmware_facts import ARCHES, facts
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -68,22 +70,30 @@ def test_pebbles_json_is_what_the_script_builds(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "mode", "tr_selector", "tss_layout"),
-    [("lhv-amd64", "long", 0x20, "tss64"), ("lhv-i386", "protected", 0x18, "tss32")],
+    ("arch", "mode", "tss_layout"), [("amd64", "long", "tss64"), ("i386", "protected", "tss32")]
 )
-def test_lhv_references(name: str, mode: str, tr_selector: int, tss_layout: str) -> None:
+def test_lhv_references(arch: str, mode: str, tss_layout: str) -> None:
+    """The good firmware's state as captured, against the numbers the firmware declares."""
     from lhvdbg.state.system import tables_from_reader
 
-    ref = load_reference(name)
+    got = facts(arch)
+    ref = load_reference(f"lhv-{arch}")
     assert ref.provenance.source == "reference"
     assert ref.provenance.qemu_version == "7.2.22"
     assert "lhvdbg snapshot --variant good" in ref.provenance.note
     assert "cpu.gprs" not in ref.provenance.scope and "tss" in ref.provenance.scope
     assert ref.cpu.mode == mode
-    assert (ref.cpu.tr.selector, ref.cpu.tr.limit) == (tr_selector, 0x67)
+    assert (ref.cpu.tr.selector, ref.cpu.tr.limit) == (got.selectors["TSS"], got.tss_size - 1)
+    assert ref.cpu.segments["cs"].selector == got.selectors["KERNEL_CS"]
     assert ref.pic is not None
-    assert (ref.pic.master.irq_base, ref.pic.slave.irq_base) == (0x20, 0x28)
-    assert ref.lapic is not None and ref.lapic.lvt_timer == 0x20022  # periodic, vector 0x22
+    assert (ref.pic.master.irq_base, ref.pic.slave.irq_base) == got.pic_bases
+    assert ref.lapic is not None
+    timer = lvt_timer_layout().decode(ref.lapic.lvt_timer)
+    assert (timer.vector, timer.name_of("mode"), timer.masked) == (
+        got.vectors["LAPIC_TIMER"],
+        "periodic",
+        0,
+    )
     tables = tables_from_reader(ref.cpu, ref.read)
     assert tables.tss is not None and tables.tss.layout.name == tss_layout
     assert tables.idt is not None and len(tables.idt.present) == 256  # LHV: 256 gates
@@ -118,5 +128,17 @@ def test_unknown_name() -> None:
         reference_path("pebles")
 
 
-def test_names() -> None:
-    assert REFERENCE_NAMES == ("pebbles", "lhv-amd64", "lhv-i386")
+def test_every_name_is_a_shipped_file_and_every_shipped_file_a_name() -> None:
+    shipped = {p.stem for p in (ROOT / "lhvdbg" / "state" / "references").glob("*.json")}
+    assert set(REFERENCE_NAMES) == shipped
+    for name in REFERENCE_NAMES:
+        assert reference_path(name).is_file()
+        assert load_reference(name).provenance.source == "reference"
+
+
+def test_there_is_an_lhv_reference_for_each_firmware_arch() -> None:
+    """One captured good run per architecture of firmware/Makefile, of that arch."""
+    lhv = {n.removeprefix("lhv-") for n in REFERENCE_NAMES if n.startswith("lhv-")}
+    assert lhv == set(ARCHES)
+    for arch in ARCHES:
+        assert load_reference(f"lhv-{arch}").arch == arch

@@ -391,8 +391,9 @@ def _model_verdict(
     raised = delivered.raised
     if raised is not None:
         return raised.vector == event.vector
-    if delivered.undecided and event.vector in (_PAGE_FAULT, _STACK_FAULT):
-        return None  # a frame store the capture could not walk may have faulted
+    stores_only = all(c.id == "stack-push" for c in delivered.undecided)
+    if delivered.undecided and (not stores_only or event.vector in (_PAGE_FAULT, _STACK_FAULT)):
+        return None  # something the capture lacks (a TSS, a page walk) may have faulted
     return False
 
 

@@ -22,7 +22,6 @@ from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.errors import MemoryNotCaptured
-from lhvdbg.x86.checks import pic_vectors
 from lhvdbg.x86.delivery import (
     CheckResult,
     CpuView,
@@ -36,7 +35,7 @@ from lhvdbg.x86.delivery import (
     simulate,
 )
 from lhvdbg.x86.errorcodes import page_fault_error_code_layout
-from lhvdbg.x86.ioapic import parse_ioapic_pins, unmasked_vectors
+from lhvdbg.x86.interrupt_sources import attribute, interrupt_sources, ioapic_entries
 from lhvdbg.x86.paging import walk
 from lhvdbg.x86.vectors import DOUBLE_FAULT, FIRST_USER_VECTOR, vector_name
 
@@ -139,39 +138,31 @@ def _view(ev: Evidence, event: InterruptEvent) -> CpuView | None:
     return view
 
 
-def _lapic_source(ev: Evidence, vector: int) -> str | None:
-    """The LAPIC LVT entry (``timer``, ``lint0``, ...) programmed with ``vector`` and not
-    masked (SDM Vol. 3A §11.5.1, Figure 11-8: vector bits 0-7, mask bit 16)."""
-    lapic = ev.snapshot.lapic if ev.snapshot is not None else None
-    if lapic is None or not lapic.enabled:
-        return None
-    entries = {"timer": lapic.lvt_timer, **lapic.lvt}
-    for name, value in entries.items():
-        if value & 0xFF == vector and not value & 0x10000:
-            return name
-    return None
-
-
-def _ioapic_source(ev: Evidence, vector: int) -> int | None:
-    """The unmasked I/O APIC pin whose redirection entry holds ``vector`` (from ``info
-    pic`` as captured), when the 8259s do not own the vector."""
-    text = ev.snapshot.hmp.get("info pic", "") if ev.snapshot is not None else ""
-    return unmasked_vectors(parse_ioapic_pins(text)).get(vector)
-
-
 def _hardware_origin(ev: Evidence, step: ChainStep) -> CheckResult | None:
     """A device delivered on an exception vector: which one, and the field that set it."""
     if step.source != "hardware" or step.vector >= FIRST_USER_VECTOR:
         return None
     fix: tuple[str, ...]
-    if step.irq is not None:
-        chip, line = step.irq
-        source = f"the {chip} 8259's IRQ{line + (8 if chip == 'slave' else 0)}"
-        fix = (f"pic.{chip}.base",)
-    elif (lvt := _lapic_source(ev, step.vector)) is not None:
+    snapshot = ev.snapshot
+    origin = (  # the device, from the one vector map (x86.interrupt_sources)
+        attribute(
+            step.vector,
+            snapshot.pic,
+            snapshot.lapic,
+            ioapic_entries(snapshot.hmp.get("info pic", "")),
+        )
+        if snapshot is not None
+        else step.origin
+    )
+    if origin is not None and origin.chip is not None:
+        source = f"the {origin.chip} 8259's IRQ{origin.irq}"
+        fix = (f"pic.{origin.chip}.base",)
+    elif origin is not None and origin.source.startswith("lapic-lvt-"):
+        lvt = origin.source.removeprefix("lapic-lvt-")
         source = f"the local APIC's LVT {lvt} entry"
         fix = (f"lapic.lvt_{lvt}.vector",)
-    elif (pin := _ioapic_source(ev, step.vector)) is not None:
+    elif origin is not None and origin.source == "ioapic":
+        pin = origin.line
         source = f"the I/O APIC's pin {pin} (redirection entry {pin})"
         fix = (f"ioapic.redir[{pin}].vector",)
     else:
@@ -372,14 +363,13 @@ def _device_vectors(ev: Evidence) -> list[int]:
     """Vectors devices can deliver in the captured state: unmasked 8259 lines (IRQ0
     first), then unmasked LAPIC LVT entries."""
     snapshot = ev.snapshot
-    out: list[int] = []
-    if snapshot is not None and snapshot.pic is not None:
-        out += sorted(pic_vectors(snapshot.pic))
-    if snapshot is not None and snapshot.lapic is not None and snapshot.lapic.enabled:
-        lapic = snapshot.lapic
-        for value in (lapic.lvt_timer, *lapic.lvt.values()):
-            if not value & 0x10000 and value & 0xFF >= 16:
-                out.append(value & 0xFF)
+    if snapshot is None:
+        return []
+    out = [
+        s.vector
+        for s in interrupt_sources(snapshot.pic, snapshot.lapic)
+        if not s.masked and s.source != "lapic-spurious" and (s.chip or s.vector >= 16)
+    ]
     return list(dict.fromkeys(out))
 
 

@@ -95,14 +95,16 @@ def test_fixture_agrees_with_its_raw_hmp_text() -> None:
         for key in ("irr", "imr", "isr", "irq_base"):
             assert int(data["pic"][chip][key], 16) == int(fields[key], 16), (chip, key)
     lapic_text, lapic = data["hmp"]["info lapic"], data["lapic"]
-    assert int(lapic["lvt_timer"], 16) == int(
-        re.search(r"^LVTT\s+(0x\w+)", lapic_text, re.M)[1], 16
-    )  # type: ignore[index]
-    assert int(lapic["svr"], 16) == int(re.search(r"^SPIV\s+(0x\w+)", lapic_text, re.M)[1], 16)  # type: ignore[index]
-    assert int(lapic["timer_initial"], 16) == int(
-        re.search(r"initial_count = (\d+)", lapic_text)[1]
-    )  # type: ignore[index]
-    isr = [int(v) for v in re.search(r"^ISR\s+([\d ]*)$", lapic_text, re.M)[1].split()]  # type: ignore[index]
+
+    def group(pattern: str) -> str:
+        found = re.search(pattern, lapic_text, re.MULTILINE)
+        assert found is not None, pattern
+        return found[1]
+
+    assert int(lapic["lvt_timer"], 16) == int(group(r"^LVTT\s+(0x\w+)"), 16)
+    assert int(lapic["svr"], 16) == int(group(r"^SPIV\s+(0x\w+)"), 16)
+    assert int(lapic["timer_initial"], 16) == int(group(r"initial_count = (\d+)"))
+    isr = [int(v) for v in group(r"^ISR\s+([\d ]*)$").split()]
     assert int(lapic["isr"], 16) == sum(1 << v for v in isr)
 
 

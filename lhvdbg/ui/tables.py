@@ -35,31 +35,30 @@ class FitTable(Table):
 
     rich narrows the widest wrapping column first, below its longest word if need be
     (``kernel_main+0x17`` / ``1``), and cuts ``no_wrap`` columns with an ellipsis when the
-    table cannot fit. This one, when a column would be cut, first puts two spaces between
-    columns instead of three; if that is not enough, lets every column wrap between words;
-    then it gives each column back up to its longest word, taken from the columns that
-    still have room beyond theirs. A word is cut only when no column has room left.
+    table cannot fit, or squeezes a prose column into a ribbon beside a wide ``no_wrap``
+    one. This one, when a column would be cut or squeezed so, first puts two spaces
+    between columns instead of three; if that is not enough, lets every column wrap
+    between words; then it gives each column back up to its longest word, taken from the
+    columns that still have room beyond theirs. A word is cut only when no column has
+    room left.
     """
 
     _declared: tuple[tuple[bool, ...], tuple[int, int, int, int]] | None = None
     _COMPACT = (0, 1, 0, 0)  # two spaces between columns instead of three
+    _PROSE_MIN = 24  # a wrapping column narrower than this reads as a ribbon
 
     def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
         if self._declared is None:
             self._declared = (tuple(bool(c.no_wrap) for c in self.columns), self.padding)
-        no_wraps, self.padding = self._declared  # what the caller asked for, every render
-        for column, no_wrap in zip(self.columns, no_wraps, strict=True):
-            column.no_wrap = no_wrap
-        ranges = [self._measure_column(console, options, c) for c in self.columns]
-        widths = list(super()._calculate_column_widths(console, options))
-        if self._cut(widths, ranges) or sum(r.minimum for r in ranges) > options.max_width:
-            self.padding = self._COMPACT
+        no_wraps, padding = self._declared  # what the caller asked for, at every render
+        for compact, wrap_all in ((False, False), (True, False), (True, True)):
+            self.padding = self._COMPACT if compact else padding
+            for column, no_wrap in zip(self.columns, no_wraps, strict=True):
+                column.no_wrap = no_wrap and not wrap_all
             ranges = [self._measure_column(console, options, c) for c in self.columns]
             widths = list(super()._calculate_column_widths(console, options))
-        if self._cut(widths, ranges):
-            for column in self.columns:
-                column.no_wrap = False
-            widths = list(super()._calculate_column_widths(console, options))
+            if not self._cramped(widths, ranges, no_wraps, options.max_width):
+                break
         minima = [r.minimum for r in ranges]
         for i, minimum in enumerate(minima):
             while widths[i] < minimum:
@@ -72,10 +71,25 @@ class FitTable(Table):
                 widths[i] += step
         return widths
 
-    def _cut(self, widths: list[int], ranges: list[Measurement]) -> bool:
-        """Whether a ``no_wrap`` column is narrower than its text (rich would cut it)."""
-        cut = zip(self.columns, widths, ranges, strict=True)
-        return any(c.no_wrap and w < r.maximum for c, w, r in cut)
+    def _cramped(
+        self,
+        widths: list[int],
+        ranges: list[Measurement],
+        declared_no_wrap: tuple[bool, ...],
+        max_width: int,
+    ) -> bool:
+        """Whether these widths cut a ``no_wrap`` column, cannot hold every column's
+        longest word, or squeeze a prose column into a ribbon while a ``no_wrap`` column
+        holds several words that could wrap instead."""
+        rows = list(zip(self.columns, widths, ranges, declared_no_wrap, strict=True))
+        if any(c.no_wrap and w < r.maximum for c, w, r, _ in rows):
+            return True
+        if sum(r.minimum for r in ranges) > max_width:
+            return True
+        ribbon = any(
+            not declared and w < min(r.maximum, self._PROSE_MIN) for _, w, r, declared in rows
+        )
+        return ribbon and any(c.no_wrap and r.minimum < r.maximum for c, _, r, _ in rows)
 
 
 def bullet(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,7 @@ fm = _bench()
 CASES = fm.load_cases()
 
 
+@cache
 def recorded_evidence(name: str) -> Evidence:
     """What break-on-df collected for the case, rebuilt from the recording."""
     stop = STOPS[name]
@@ -68,6 +70,7 @@ def recorded_evidence(name: str) -> Evidence:
     )
 
 
+@cache
 def report_of(name: str) -> Report:
     return make_report(recorded_evidence(name))
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -60,13 +63,39 @@ class _DeadSession:
     alive = False
 
 
-class _RunningSession:
+class _Guest:
+    """A guest that runs until it is interrupted, then stays stopped where it was."""
+
     alive = True
-    interrupts = 0
+
+    def __init__(self) -> None:
+        self.running = False
+        self.pc = 0x100120
 
     def interrupt(self) -> object:
-        self.interrupts += 1
-        return argparse.Namespace(detail="interrupted at 0x100123")
+        self.running = False
+        return argparse.Namespace(detail=f"interrupted at {self.pc:#x}")
+
+
+def _run_until_interrupted(args: argparse.Namespace, ctx: Context) -> int:
+    """Let the guest run, as ``continue`` does, until the user presses Ctrl-C: the command
+    sends this process a real SIGINT once the guest runs."""
+    guest = ctx.session
+    assert isinstance(guest, _Guest)
+    guest.running = True
+    os.kill(os.getpid(), signal.SIGINT)
+    while guest.running:
+        guest.pc += 1
+        time.sleep(0.001)
+    ctx.stdout.write("the guest stopped by itself\n")
+    return 0
+
+
+def _where(args: argparse.Namespace, ctx: Context) -> int:
+    guest = ctx.session
+    assert isinstance(guest, _Guest)
+    ctx.stdout.write(f"{'running' if guest.running else 'stopped'} at {guest.pc:#x}\n")
+    return 0
 
 
 @pytest.fixture
@@ -133,16 +162,36 @@ def test_dead_qemu_suggests_reset(shell: tuple[Shell, io.StringIO, io.StringIO])
     )
 
 
-def test_ctrl_c_during_a_command_interrupts_the_guest(
+def test_ctrl_c_during_a_command_interrupts_the_guest() -> None:
+    """A real SIGINT while the guest runs: the command ends with 130, the guest is
+    stopped where it was (as the next command sees it), and the shell takes commands."""
+    registry = Registry()
+    registry.add(Command("cont", "run on", _run_until_interrupted, category="machine"))
+    registry.add(Command("where", "run state", _where, category="machine"))
+    out, err = io.StringIO(), io.StringIO()
+    sh = Shell(registry, Context(stdout=out, color=False), err=err)
+    sh.ctx.session = _Guest()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert sh.execute("cont") == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    (line,) = err.getvalue().splitlines()
+    stopped_at = int(line.removeprefix("interrupted: interrupted at "), 16)
+    assert stopped_at >= 0x100120
+    assert "stopped by itself" not in out.getvalue()  # the command did not run to its end
+    assert not sh.done
+    assert sh.execute("where") == 0
+    assert out.getvalue() == f"stopped at {stopped_at:#x}\n"  # still there, not running
+
+
+def test_ctrl_c_with_no_guest_running_says_interrupted_only(
     shell: tuple[Shell, io.StringIO, io.StringIO],
 ) -> None:
-    sh, _, err = shell
-    session = _RunningSession()
-    sh.ctx.session = session
+    sh, out, err = shell
     assert sh.execute("spin") == 130
-    assert session.interrupts == 1
-    assert err.getvalue() == "interrupted: interrupted at 0x100123\n"
-    assert not sh.done
+    assert (out.getvalue(), err.getvalue()) == ("", "interrupted\n")
+    assert sh.execute("x /4x 0x10") == 0  # the shell goes on
 
 
 def test_errors_reach_on_error(shell: tuple[Shell, io.StringIO, io.StringIO]) -> None:

@@ -151,7 +151,7 @@ def test_human_output_verdict_first(
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == "verdict: double-fault"
-    assert "no usable IDT gate for vector 0x20" in " ".join(lines[1:3])
+    assert "IDT[0x20] is not present (P=0)" in " ".join(lines[1:3])
     assert "accelerator tcg" in out
     assert out.index("chain") < out.index("[gate-not-present]") < out.index("fix:")
 

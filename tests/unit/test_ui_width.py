@@ -229,3 +229,35 @@ def test_scenario_list_command_at_80_columns() -> None:
 def test_trim_line_ends_keeps_style_codes() -> None:
     assert trim_line_ends("a  \x1b[0m  \nb \n") == "a\x1b[0m\nb\n"
     assert trim_line_ends("no newline  ") == "no newline  "
+
+
+def _symbol_table() -> RenderableType:
+    from rich import box
+
+    from lhvdbg.ui.tables import FitTable
+
+    table = FitTable(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("#", no_wrap=True)
+    table.add_column("event", ratio=3, overflow="fold")
+    table.add_column("at", ratio=2, overflow="fold")
+    table.add_column("state", no_wrap=True)
+    table.add_row("1", "IRQ0 (master PIC) on vector 0x08", "kernel_main+0x171 (0x1023e1)", "ok")
+    table.add_row("2", "#DF Double Fault", "isr_return+0x4 (0x10106a)", "TR was never loaded")
+    return table
+
+
+@pytest.mark.parametrize("width", (40, 50, 60, 80))
+def test_fit_table_keeps_symbols_whole_where_rich_would_cut_them(width: int) -> None:
+    text = plain(_symbol_table(), width)
+    for token in ("kernel_main+0x171", "(0x1023e1)", "isr_return+0x4", "(0x10106a)", "0x08"):
+        assert token in text.split(), (width, text)
+    assert all(len(line) <= width for line in text.splitlines())
+
+
+def test_fit_table_renders_the_same_at_each_width_whatever_came_before() -> None:
+    table = _symbol_table()
+    narrow_first = plain(table, 40)
+    wide = plain(table, 120)
+    assert plain(table, 40) == narrow_first
+    assert wide == plain(_symbol_table(), 120)
+    assert "TR was never loaded" in wide  # one line when there is room

@@ -55,6 +55,8 @@ def _event_text(step: ChainStep) -> str:
     if step.irq is not None:
         line = step.irq[1] + (8 if step.irq[0] == "slave" else 0)
         return f"IRQ{line} ({step.irq[0]} PIC) on vector {step.vector:#04x}"
+    if step.origin is not None:
+        return f"{step.origin.label} on vector {step.vector:#04x}"
     return f"hardware interrupt on vector {step.vector:#04x}"
 
 
@@ -108,6 +110,10 @@ def _cause(n: int, cause: Cause) -> RenderableType:
     for line in cause.evidence:
         parts.append(bullet(line, indent=3))
     parts.append(bullet(cause.fix, "fix: ", indent=3, style="green"))
+    if cause.fix_fields:
+        mends = ", ".join(cause.fix_fields)
+        check = f" (check {cause.check})" if cause.check else ""
+        parts.append(bullet(f"{mends}{check}", "changes: ", indent=3, style="green"))
     if cause.reference:
         parts.append(bullet(cause.reference, "reference: ", indent=3, style="dim"))
     return Group(*parts)

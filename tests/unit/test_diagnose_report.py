@@ -104,3 +104,11 @@ def test_folded_raises_are_marked_rows_of_the_timeline() -> None:
     assert "not in the log" in rows[2] and "not in the log" not in rows[1]
     folded = chain[chain.index("\n3 ") : chain.index("\n4 ")]
     assert "(folded)" in folded and "into the #DF" in folded
+
+
+def test_each_cause_says_what_its_fix_changes_and_which_check_failed() -> None:
+    text = plain(render_report(make_report(recorded("pic-unremapped", "amd64"))))
+    cause = text[text.index("[pic-not-remapped]") :]
+    fix = cause.index("fix: Initialise both 8259 PICs")
+    changes = cause.index("changes: pic.master.base (check hardware-on-exception-vector)")
+    assert fix < changes < cause.index("reference: ")

@@ -286,3 +286,14 @@ def test_html_into_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "no such folder" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["break-on-df-ist-without-tss", "break-on-df-pic-unremapped"])
+def test_the_examples_in_docs_are_whole_pages(name: str) -> None:
+    page = (ROOT / "docs" / "examples" / f"{name}.html").read_text()
+    assert_self_contained(page)
+    dom = parse(page)
+    assert len(dom.find("g", "vec")) == 256
+    kinds = [r.attrs["data-kind"] for r in dom.find("tr", "chain-row")]
+    assert "stop" in kinds
+    assert ("triple" in kinds) == name.endswith("ist-without-tss")

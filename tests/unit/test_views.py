@@ -14,6 +14,7 @@ from lhvdbg.commands.registry import Context, load_all
 from lhvdbg.errors import UsageError
 from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.state.target import SnapshotTarget
+from tests.firmware_facts import facts
 from tests.unit.recorded_snapshots import SNAPSHOTS, recorded
 
 Golden = Callable[[str, str], None]
@@ -40,7 +41,7 @@ VIEW_CASES = [
     ("sregs-no-ltr", ["sregs"], "lhv-no-ltr-amd64"),
     ("cregs", ["cregs"], "lhv-good-amd64"),
     ("gdt", ["gdt"], "lhv-good-amd64"),
-    ("gdt-tss", ["gdt", "0x20"], "lhv-good-amd64"),
+    ("gdt-tss", ["gdt", f"{facts('amd64').selectors['TSS']:#x}"], "lhv-good-amd64"),
     ("gdt-pebbles-tss", ["gdt", "0x8"], "pebbles"),
     ("idt-df", ["idt", "8"], "lhv-good-i386"),
     ("tss", ["tss"], "lhv-good-amd64"),
@@ -52,9 +53,162 @@ VIEW_CASES = [
 ]
 
 
+def rows(text: str) -> dict[str, list[str]]:
+    """Each table line by its first word: ``{"rip": ["rip", "0x...", ...]}``."""
+    return {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+
+
+def _word(snap: Snapshot, address: int, size: int) -> int:
+    """``size`` bytes of the snapshot's memory at ``address``, little-endian (read here,
+    not through the layouts the views use)."""
+    return int.from_bytes(snap.read(address, size), "little")
+
+
+def _check_regs(text: str, snap: Snapshot) -> None:
+    r, width = rows(text), 18 if snap.arch == "amd64" else 10
+    ip = "rip" if snap.arch == "amd64" else "eip"
+    assert r[ip][1] == f"{snap.cpu.ip:#0{width}x}"
+    for name, value in snap.cpu.gprs.items():
+        assert int(r[name][1], 16) == value, name
+
+
+def _check_sregs(text: str, snap: Snapshot) -> None:
+    r, sel = rows(text), facts(snap.arch).selectors
+    assert int(r["cs"][1], 16) == sel["KERNEL_CS"] == snap.cpu.segments["cs"].selector
+    assert int(r["ss"][1], 16) == sel["KERNEL_DS"]
+    tr = snap.cpu.segments["tr"]
+    assert [int(v, 16) for v in r["tr"][1:4]] == [tr.selector, tr.base, tr.limit]
+    assert (int(r["gdtr"][1], 16), int(r["gdtr"][2], 16)) == (
+        snap.cpu.gdtr.base,
+        snap.cpu.gdtr.limit,
+    )
+
+
+def _check_sregs_no_ltr(text: str, snap: Snapshot) -> None:
+    _check_sregs(text, snap)
+    assert rows(text)["tr"][1:4] == ["0x0000", "0x0", "0xffff"]  # the reset state
+    assert "TR was never loaded" in text
+
+
+def _check_cregs(text: str, snap: Snapshot) -> None:
+    r = rows(text)
+    assert int(r["cr0"][1], 16) == snap.cpu.cr0 and {"pe", "pg"} <= set(r["cr0"][2:])
+    assert int(r["cr3"][1], 16) == snap.cpu.cr3
+    assert "pae" in r["cr4"] and {"lme", "lma"} <= set(r["efer"])  # long mode
+
+
+def _check_gdt(text: str, snap: Snapshot) -> None:
+    r, sel = rows(text), facts("amd64").selectors
+    by_sel = {int(v[1], 16): v for k, v in r.items() if k.isdigit()}
+    assert by_sel[sel["KERNEL_CS"]][2] == "code" and "L" in by_sel[sel["KERNEL_CS"]]
+    assert by_sel[sel["KERNEL_DS"]][2] == "data"
+    tss = by_sel[sel["TSS"]]
+    assert tss[2] == "system" and int(tss[3], 16) == snap.cpu.segments["tr"].base
+    assert by_sel[sel["TSS"] + 8][2] == "second-half"  # a 16-byte descriptor
+
+    def dpl(selector: int) -> str:
+        row = by_sel[selector & ~3]
+        return row[row.index("P") - 1]  # the column before the present flag
+
+    assert [dpl(sel[n]) for n in ("KERNEL_CS", "KERNEL_DS", "USER_CS", "USER_DS")] == list("0033")
+
+
+def _check_gdt_entry(text: str, snap: Snapshot) -> None:
+    tr = snap.cpu.segments["tr"]
+    assert f"base {tr.base:#x}, limit {tr.limit:#x}" in text.splitlines()[0]
+    assert int(rows(text)["base"][2], 16) == tr.base
+
+
+def _check_idt_df(text: str, snap: Snapshot) -> None:
+    gate = snap.cpu.idtr.base + 8 * 8  # a legacy gate: offset in bytes 0-1 and 6-7
+    offset = _word(snap, gate, 2) | _word(snap, gate + 6, 2) << 16
+    assert int(rows(text)["offset"][2], 16) == offset
+    assert int(rows(text)["selector"][2], 16) == facts("i386").selectors["KERNEL_CS"]
+    assert f"-> {facts('i386').selectors['KERNEL_CS']:#06x}:{offset:#x}" in text
+
+
+def _check_tss(text: str, snap: Snapshot) -> None:
+    base, r = snap.cpu.segments["tr"].base, rows(text)
+    if snap.arch == "amd64":  # SDM Figure 7-11: RSP0 at 4, IST1 at 0x24, the map base at 0x66
+        assert int(r["rsp0"][2], 16) == _word(snap, base + 4, 8) != 0
+        assert int(r["ist1"][2], 16) == _word(snap, base + 0x24, 8) != 0
+    else:  # Figure 7-2: ESP0 at 4, SS0 at 8
+        assert int(r["esp0"][2], 16) == _word(snap, base + 4, 4) != 0
+        assert int(r["ss0"][2], 16) == facts("i386").selectors["KERNEL_DS"]
+    assert int(r["io_map_base"][2], 16) == _word(snap, base + 0x66, 2) == 0x68
+
+
+def _check_tss_no_ltr(text: str, snap: Snapshot) -> None:
+    assert snap.cpu.segments["tr"].selector == 0
+    assert text.startswith("tss: TR was never loaded")
+
+
+def _check_pic(text: str, snap: Snapshot) -> None:
+    r = rows(text)
+    assert snap.pic is not None
+    for chip in ("master", "slave"):
+        state = getattr(snap.pic, chip)
+        assert int(r[chip][1], 16) == state.irq_base
+        assert r[chip][2] == f"{state.irq_base:#04x}-{state.irq_base + 7:#04x}"
+        assert int(r[chip][5], 16) == state.imr
+
+
+def _check_pic_good(text: str, snap: Snapshot) -> None:
+    _check_pic(text, snap)
+    master, slave = facts("amd64").pic_bases
+    assert (int(rows(text)["master"][1], 16), int(rows(text)["slave"][1], 16)) == (master, slave)
+
+
+def _check_pic_unremapped(text: str, snap: Snapshot) -> None:
+    _check_pic(text, snap)
+    assert (rows(text)["master"][1], rows(text)["slave"][1]) == ("0x08", "0x70")  # the BIOS's
+    assert rows(text)["master"][-1] == "IRQ0"  # the PIT in service
+    assert "inside the CPU exception range" in text
+
+
+def _check_lapic(text: str, snap: Snapshot) -> None:
+    assert snap.lapic is not None
+    vector = facts("amd64").vectors["LAPIC_TIMER"]
+    timer = text.split("lvt timer")[1].splitlines()[0].split()
+    assert int(timer[0], 16) == snap.lapic.lvt_timer and timer[2] == f"{vector:#x},"
+    assert "periodic," in timer
+    svr = rows(text)["svr"]
+    spurious = facts("amd64").vectors["LAPIC_SPURIOUS"]
+    assert int(svr[1], 16) == snap.lapic.svr and svr[-1] == f"{spurious:#x}"
+    assert int(text.split("timer initial")[1].split()[0]) == snap.lapic.timer_initial
+
+
+VIEW_CHECKS: dict[str, Callable[[str, Snapshot], None]] = {
+    "regs": _check_regs,
+    "regs-i386": _check_regs,
+    "sregs": _check_sregs,
+    "sregs-no-ltr": _check_sregs_no_ltr,
+    "cregs": _check_cregs,
+    "gdt": _check_gdt,
+    "gdt-tss": _check_gdt_entry,
+    "gdt-pebbles-tss": _check_gdt_entry,
+    "idt-df": _check_idt_df,
+    "tss": _check_tss,
+    "tss-i386": _check_tss,
+    "tss-no-ltr": _check_tss_no_ltr,
+    "pic": _check_pic_good,
+    "pic-unremapped": _check_pic_unremapped,
+    "lapic": _check_lapic,
+}
+
+
 @pytest.mark.parametrize(("golden_name", "line", "fixture"), VIEW_CASES)
 def test_view_golden(golden: Golden, golden_name: str, line: list[str], fixture: str) -> None:
-    golden(f"views/{golden_name}.txt", run_shell_command(line, recorded(fixture)))
+    """The golden text, and the values in it against the snapshot (and the firmware's
+    DWARF) read independently of the view."""
+    snap = recorded(fixture)
+    text = run_shell_command(line, snap)
+    golden(f"views/{golden_name}.txt", text)
+    VIEW_CHECKS[golden_name](text, snap)
+
+
+def test_every_golden_view_has_a_semantic_check() -> None:
+    assert {name for name, _, _ in VIEW_CASES} == set(VIEW_CHECKS)
 
 
 def test_regs_marks_changes_since_previous(golden: Golden) -> None:

@@ -26,7 +26,8 @@ _FILE_WORDS = ("FILE", "PATH", "ELF", "ISO", "DIR")
 @dataclass(frozen=True)
 class OptionSpec:
     """One option as completion sees it: its spellings, whether it takes a value, the
-    value's choices, and whether the value is a file name."""
+    values to offer (choices, firmware variants, reference names), and whether the value
+    may be a file name."""
 
     strings: tuple[str, ...]
     takes_value: bool
@@ -58,6 +59,34 @@ def _is_file(action: argparse.Action) -> bool:
     return action.type is Path or any(word in metavar.upper() for word in _FILE_WORDS)
 
 
+def _variants() -> tuple[str, ...]:
+    """The bundled firmware's variants (every arch), from its Makefile; none if unreadable."""
+    from lhvdbg.errors import LhvdbgError
+    from lhvdbg.machine.launch import firmware_dir
+    from lhvdbg.state.firmware_facts import firmware_variants
+
+    try:
+        found = firmware_variants(firmware_dir() / "Makefile")
+    except (LhvdbgError, OSError):
+        return ()
+    return tuple(dict.fromkeys(v for names in found.values() for v in names))
+
+
+def _words_for(action: argparse.Action) -> tuple[str, ...]:
+    """The values to offer for ``action``: its choices, the firmware variants for
+    ``--variant``, the reference names where a reference is accepted."""
+    if action.choices:
+        return tuple(str(c) for c in action.choices)
+    if action.dest == "variant":
+        return _variants()
+    text = f"{action.metavar if isinstance(action.metavar, str) else ''} {action.help or ''}"
+    if "pebbles" in text:
+        from lhvdbg.state.references import REFERENCE_NAMES
+
+        return REFERENCE_NAMES
+    return ()
+
+
 def _spec(words: tuple[str, ...], parser: argparse.ArgumentParser) -> list[CommandSpec]:
     """The spec of ``parser`` and of its sub-parsers (depth first)."""
     spec = CommandSpec(words)
@@ -65,7 +94,7 @@ def _spec(words: tuple[str, ...], parser: argparse.ArgumentParser) -> list[Comma
     for action in parser._actions:  # argparse's declared actions: the one public-enough view
         if action.help == argparse.SUPPRESS:
             continue
-        choices = tuple(str(c) for c in action.choices) if action.choices else ()
+        choices = _words_for(action)
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 spec.subcommands[name] = sub.prog.split()[-1]
@@ -174,9 +203,10 @@ _lhvdbg() {
     if (( COMP_CWORD > 1 )) && [[ ${_lhvdbg_valued[$path]} == *" $prev "* ]]; then
         if [[ -n ${_lhvdbg_choices[$path/$prev]} ]]; then
             COMPREPLY=( $(compgen -W "${_lhvdbg_choices[$path/$prev]}" -- "$cur") )
-        elif [[ ${_lhvdbg_files[$path]} == *" $prev "* ]]; then
+        fi
+        if [[ ${_lhvdbg_files[$path]} == *" $prev "* ]]; then
             compopt -o filenames 2>/dev/null
-            COMPREPLY=( $(compgen -f -- "$cur") )
+            COMPREPLY+=( $(compgen -f -- "$cur") )
         fi
         return 0
     fi

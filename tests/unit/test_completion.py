@@ -80,6 +80,10 @@ def test_every_cli_command_is_offered_at_the_top(bash_file: Path) -> None:
         ("lhvdbg show x.json i", "idt"),
         ("lhvdbg doctor --", "--help --json"),
         ("lhvdbg diff-tss --at-", "--at-df"),
+        ("lhvdbg break-on-df --variant pic", "pic-unremapped"),
+        ("lhvdbg diff-tss --variant ist", "ist-without-tss"),
+        ("lhvdbg diff-tss --reference lhv-a", "lhv-amd64"),
+        ("lhvdbg show pe", "pebbles"),
     ],
 )
 def test_completion_answers_in_bash(bash_file: Path, words: str, expected: str) -> None:

@@ -239,8 +239,11 @@ def firmware(arch: str) -> Path:
 def run_qemu_log(case: Case, qemu: str, workdir: Path) -> str:
     """Plain QEMU with the case's command line; the ``-d int,cpu_reset`` log text."""
     log = workdir / "int.log"
+    from lhvdbg.machine.launch import data_dir_args  # -L for an unpacked QEMU (QEMU 10)
+
     argv = [
         qemu,
+        *data_dir_args(qemu),
         "-kernel",
         str(firmware(case.arch)),
         "-append",
@@ -273,11 +276,8 @@ def run_qemu_log(case: Case, qemu: str, workdir: Path) -> str:
 def run_lhvdbg(case: Case, qemu: str | None, workdir: Path) -> dict[str, Any] | str:
     """``lhvdbg break-on-df --json`` on the case; the report, or the error text."""
     env = dict(os.environ)
-    if qemu is not None:  # lhvdbg runs qemu-system-x86_64 from PATH
-        bindir = workdir / "bin"
-        bindir.mkdir(exist_ok=True)
-        (bindir / "qemu-system-x86_64").symlink_to(Path(qemu).resolve())
-        env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
+    if qemu is not None:  # lhvdbg's own choice of binary (-L for an unpacked QEMU too)
+        env["LHVDBG_QEMU"] = str(Path(qemu).resolve()) if os.sep in qemu else qemu
     argv = [
         sys.executable,
         "-m",

@@ -21,8 +21,8 @@ from lhvdbg.diagnose.rules import CAUSE_IDS, RULES, Cause, diagnose, rule, rules
 from lhvdbg.diagnose.rules.pic_not_masked_with_apic import pic_not_masked_with_apic
 from lhvdbg.diagnose.rules.spurious_irq import spurious_irq
 from lhvdbg.diagnose.rules.tss_rsp0_invalid import tss_rsp0_invalid
-from lhvdbg.state.snapshot import MemoryRegion, Snapshot, load_snapshot
-from lhvdbg.x86.tss import TSS64_RSP_OFFSETS
+from lhvdbg.state.snapshot import Snapshot, load_snapshot
+from tests.unit.snapshot_edit import with_gate, with_tss, write
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION = ROOT / "tests" / "fixtures" / "intlog" / "session"
@@ -223,16 +223,10 @@ def test_spurious_irq7_with_isr_clear_and_no_handler() -> None:
 
 
 def _without_gates(snapshot: Snapshot, vectors: range) -> Snapshot:
-    """``snapshot`` with the P bit of IDT[v] cleared for each v (64-bit gates)."""
-    idt = snapshot.region("idt")
-    assert idt is not None and snapshot.arch == "amd64"
-    data = bytearray(idt.data)
+    """``snapshot`` with IDT[v] not present for each v."""
     for v in vectors:
-        data[v * 16 + 5] &= 0x7F
-    memory = tuple(
-        MemoryRegion(r.address, bytes(data), r.label) if r is idt else r for r in snapshot.memory
-    )
-    return replace(snapshot, memory=memory)
+        snapshot = with_gate(snapshot, v, present=0)
+    return snapshot
 
 
 def test_pic_not_masked_with_apic_when_the_idt_has_no_pic_handlers() -> None:
@@ -312,19 +306,8 @@ def test_ring3_int_through_a_dpl0_gate() -> None:
     assert "0xEE" in cause.fix
 
 
-def _with_rsp0(snapshot: Snapshot, value: int) -> Snapshot:
-    tss = snapshot.region("tss")
-    assert tss is not None
-    offset = TSS64_RSP_OFFSETS[0]
-    data = tss.data[:offset] + value.to_bytes(8, "little") + tss.data[offset + 8 :]
-    memory = tuple(
-        MemoryRegion(r.address, data, r.label) if r is tss else r for r in snapshot.memory
-    )
-    return replace(snapshot, memory=memory)
-
-
 def test_interrupt_from_ring3_with_rsp0_zero() -> None:
-    base = _with_rsp0(snap("timer-gate-missing.amd64"), 0)
+    base = with_tss(snap("timer-gate-missing.amd64"), rsp0=0)
     irq = hw(0x21, 10, cpl=3)
     pf = exc(14, 0x2, line=11, cpl=3, cr2=0xFFFFFFFFFFFFFFF8)
     ev = evidence(base, [irq, pf])
@@ -381,11 +364,8 @@ def test_disagreement_when_the_stack_holds_an_error_code_but_the_log_says_irq() 
     off = sp - stack.address
     words = stack.data[off : off + 32]
     # Push an error code of 0 in front of the real frame (what a real #DF would leave).
-    data = stack.data[: off - 8] + bytes(8) + words + stack.data[off + 32 :]
-    memory = tuple(MemoryRegion(r.address, data, r.label) if r is stack else r for r in base.memory)
-    moved = replace(
-        base, memory=memory, cpu=replace(base.cpu, gprs={**base.cpu.gprs, "rsp": sp - 8})
-    )
+    pushed = write(base, sp - 8, bytes(8) + words)
+    moved = replace(pushed, cpu=replace(base.cpu, gprs={**base.cpu.gprs, "rsp": sp - 8}))
     ev = evidence(moved, [hw(8)])
     assert ev.frame is not None and ev.frame.kind == "error-code"
     report = make_report(ev)

@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from lhvdbg.state.snapshot import MemoryRegion, Snapshot
+from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.x86.checks import FINDING_IDS, Finding, check_system, is_canonical, pic_vectors
 from lhvdbg.x86.cpustate import PicChip, PicState, SegmentRegister, TableRegister
-from lhvdbg.x86.segments import gate_layout, segment_descriptor_layout
+from lhvdbg.x86.segments import gate_layout
 from lhvdbg.x86.tss import tss64_layout
 from tests.unit.recorded_snapshots import recorded, recorded_tables
+from tests.unit.snapshot_edit import with_descriptor, with_gate, with_tss
 
 GATE64 = gate_layout("long")
 TSS64 = tss64_layout()
-
-
-def _patch(snap: Snapshot, label: str, offset: int, data: bytes) -> Snapshot:
-    regions = []
-    for r in snap.memory:
-        if r.label == label:
-            buf = bytearray(r.data)
-            buf[offset : offset + len(data)] = data
-            r = MemoryRegion(r.address, bytes(buf), r.label)
-        regions.append(r)
-    return dataclasses.replace(snap, memory=tuple(regions))
-
-
-def _patch_gate(snap: Snapshot, vector: int, **changes: int) -> Snapshot:
-    region = snap.region("idt")
-    assert region is not None
-    size = GATE64.size_bytes
-    gate = GATE64.decode(region.data[vector * size : (vector + 1) * size]).replace(**changes)
-    return _patch(snap, "idt", vector * size, gate.to_bytes())
 
 
 def _cpu(snap: Snapshot, **changes: object) -> Snapshot:
@@ -65,13 +47,13 @@ def test_tr_never_loaded_and_ist_without_tr() -> None:
     assert _ids(findings) == ["tr-never-loaded"]
     assert findings[0].entry == "tr" and findings[0].severity == "warning"
     assert "selector 0x0000, base 0x0, limit 0xffff" in findings[0].message
-    findings = _findings(_patch_gate(snap, 8, ist=1))
+    findings = _findings(with_gate(snap, 8, ist=1))
     assert findings[0].id == "ist-without-tr" and findings[0].severity == "error"
     assert findings[0].entry == "idt[0x08]" and "IST1" in findings[0].message
 
 
 def test_ist_limit_and_pointer() -> None:
-    snap = _patch_gate(recorded("long-tcg"), 8, ist=2)
+    snap = with_gate(recorded("long-tcg"), 8, ist=2)
     findings = _findings(snap)
     bad = [f for f in findings if f.id == "ist-pointer-invalid"]
     assert (
@@ -80,11 +62,10 @@ def test_ist_limit_and_pointer() -> None:
     short = _findings(_with_tr(snap, limit=0x2B))
     lim = [f for f in short if f.id == "tss-limit-too-small" and f.severity == "error"]
     assert lim[0].message == "#DF uses IST2 at TSS offset 0x2c..0x33 but the TR limit is 0x2b"
-    ist_off = 0x24 + 8  # IST2
-    fixed = _patch(snap, "tss", ist_off, (0x0000800000000000).to_bytes(8, "little"))
+    fixed = with_tss(snap, ist2=0x0000800000000000)
     msgs = [f.message for f in _findings(fixed) if f.id == "ist-pointer-invalid"]
     assert msgs == ["IST2 (used by #DF) 0x800000000000 is not canonical"]
-    fixed = _patch(snap, "tss", ist_off, (0x200008).to_bytes(8, "little"))
+    fixed = with_tss(snap, ist2=0x200008)
     bad = [f for f in _findings(fixed) if f.id == "ist-pointer-invalid"]
     assert [(f.severity, f.message) for f in bad] == [
         ("warning", "IST2 (used by #DF) 0x200008 is not 16-byte aligned")
@@ -93,10 +74,7 @@ def test_ist_limit_and_pointer() -> None:
 
 def test_rsp0_matters_once_there_is_user_code() -> None:
     snap = recorded("long-tcg")
-    user_code = segment_descriptor_layout("long").encode(
-        limit=0xFFFFF, type=0xA, s=1, dpl=3, present=1, l=1, g=1
-    )
-    snap = _patch(snap, "gdt", 0x10, user_code.to_bytes(8, "little"))
+    snap = with_descriptor(snap, 0x10, type=0xA, dpl=3, l=1, db=0)  # data -> 64-bit user code
     rsp0 = [f for f in _findings(snap) if f.id == "rsp0-invalid"]
     assert [(f.severity, f.entry) for f in rsp0] == [("error", "tss.rsp0")]
     assert "needed for interrupts from CPL 3" in rsp0[0].message
@@ -105,10 +83,10 @@ def test_rsp0_matters_once_there_is_user_code() -> None:
 def test_gate_problems_are_grouped() -> None:
     snap = recorded("long-tcg")
     for v in range(0x20, 0x30):
-        snap = _patch_gate(snap, v, selector=0x10)  # the data segment
-    snap = _patch_gate(snap, 0x30, selector=0x08)  # 32-bit code segment in long mode
-    snap = _patch_gate(snap, 0x31, type=0x9)
-    snap = _patch_gate(snap, 0x32, selector=0x80)
+        snap = with_gate(snap, v, selector=0x10)  # the data segment
+    snap = with_gate(snap, 0x30, selector=0x08)  # 32-bit code segment in long mode
+    snap = with_gate(snap, 0x31, type=0x9)
+    snap = with_gate(snap, 0x32, selector=0x80)
     findings = {f.entry: f for f in _findings(snap)}
     grouped = findings["idt[0x20-0x2f]"]
     assert grouped.id == "gate-selector-not-code" and grouped.severity == "error"
@@ -119,7 +97,7 @@ def test_gate_problems_are_grouped() -> None:
 
 
 def test_gate_not_present_and_idt_limit_short_use_pic_vectors() -> None:
-    snap = _patch_gate(recorded("long-tcg"), 0x20, present=0)
+    snap = with_gate(recorded("long-tcg"), 0x20, present=0)
     f = [x for x in _findings(snap) if x.id == "gate-not-present"]
     assert [(x.entry, x.severity) for x in f] == [("idt[0x20]", "error")]
     assert "(vector 0x20, IRQ0)" in f[0].message
@@ -151,10 +129,7 @@ def test_cs_beyond_gdt_limit_and_handler_dpl() -> None:
     cs = SegmentRegister(0x40, 0, 0xFFFFFFFF, snap.cpu.segments["cs"].flags)
     f = _findings(_cpu(snap, segments={**snap.cpu.segments, "cs": cs}))
     assert any(x.id == "descriptor-beyond-gdt-limit" and x.entry == "cs" for x in f)
-    code3 = segment_descriptor_layout("long").encode(
-        limit=0xFFFFF, type=0xA, s=1, dpl=3, present=1, l=1, g=1
-    )
-    f = _findings(_patch(snap, "gdt", 0x18, code3.to_bytes(8, "little")))
+    f = _findings(with_descriptor(snap, 0x18, dpl=3))  # the gates' code segment at DPL 3
     dpl = [x for x in f if x.id == "gate-dpl"]
     assert dpl[0].entry == "idt[0x00-0xff]" and "DPL 3 > CPL 0" in dpl[0].message
 

@@ -136,3 +136,41 @@ def test_the_docs_variant_table_is_the_makefile_s() -> None:
     rows = re.findall(r"^\| `([\w-]+)` \(([\w, ]+)\) \|", section, re.MULTILINE)
     from_docs = {(arch, v) for v, archs in rows for arch in archs.split(", ")}
     assert from_docs == set(ARCH_VARIANTS)
+
+
+# enumerator prefix -> the FirmwareFacts mapping that holds it
+_KINDS = {
+    "LHV_SEL_": "selectors",
+    "LHV_VEC_": "vectors",
+    "LHV_PORT_": "ports",
+    "LHV_EXIT_": "exit_codes",
+}
+
+
+def _fact(arch: str, name: str) -> int:
+    for prefix, mapping in _KINDS.items():
+        if name.startswith(prefix):
+            values: dict[str, int] = dict(getattr(facts(arch), mapping))
+            return values[name.removeprefix(prefix)]
+    raise KeyError(name)
+
+
+SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_scenario_numbers_marked_firmware_are_the_firmware_s(path: Path) -> None:
+    """``equals = 0x20  # firmware: LHV_VEC_PIT``: the number on the line is the value of
+    that enumerator in the DWARF of the scenario's arch; the variant is a Makefile one."""
+    text = path.read_text()
+    arch = re.search(r'^arch = "(\w+)"', text, re.MULTILINE)
+    variant = re.search(r'^variant = "([\w-]+)"', text, re.MULTILINE)
+    assert arch is not None and variant is not None
+    assert (arch[1], variant[1]) in ARCH_VARIANTS
+    for line in text.splitlines():
+        code, _, comment = line.partition("#")
+        marked = re.fullmatch(r"\s*firmware: (\w+)\s*", comment)
+        if marked is None:
+            continue
+        numbers = {int(n, 0) for n in re.findall(r"\b0x[0-9a-fA-F]+\b|\b\d+\b", code)}
+        assert _fact(arch[1], marked[1]) in numbers, line

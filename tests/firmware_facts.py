@@ -42,3 +42,35 @@ def facts(arch: str) -> FirmwareFacts:
         timeout=300,
     )
     return firmware_facts(elf_path(arch))
+
+
+_TSS_SHOWN = ("rsp0", "ist", "esp0", "ss0", "iomap_base")
+
+
+def numbers_table() -> str:
+    """The Markdown table of docs/firmware.md's "The numbers" section, from the DWARF of
+    both architectures (regenerate it with ``PYTHONPATH=. .venv/bin/python -c "from
+    tests.firmware_facts import numbers_table; print(numbers_table())"``)."""
+    rows = ["| enumerator | " + " | ".join(ARCHES) + " |", "| --- |" + " --- |" * len(ARCHES)]
+    groups = (("LHV_SEL_", "selectors"), ("LHV_VEC_", "vectors"), ("LHV_PORT_", "ports"))
+    groups += (("LHV_EXIT_", "exit_codes"),)
+    for prefix, mapping in groups:
+        names: dict[str, None] = {}
+        for arch in ARCHES:
+            names.update(dict.fromkeys(getattr(facts(arch), mapping)))
+        for name in names:
+            cells = []
+            for arch in ARCHES:
+                value = getattr(facts(arch), mapping).get(name)
+                cells.append("-" if value is None else f"{value:#04x}")
+            rows.append(f"| `{prefix}{name}` | " + " | ".join(cells) + " |")
+    offsets = ", ".join(
+        f"{arch}: "
+        + ", ".join(
+            f"`{m}` {o:#x}"
+            for m, o in facts(arch).tss_offsets.items()
+            if not m.startswith("reserved")
+        )
+        for arch in ARCHES
+    )
+    return "\n".join(rows) + f"\n\n`struct tss` ({facts(ARCHES[0]).tss_size} bytes) — {offsets}.\n"

@@ -174,3 +174,9 @@ def test_scenario_numbers_marked_firmware_are_the_firmware_s(path: Path) -> None
             continue
         numbers = {int(n, 0) for n in re.findall(r"\b0x[0-9a-fA-F]+\b|\b\d+\b", code)}
         assert _fact(arch[1], marked[1]) in numbers, line
+
+
+def test_the_docs_numbers_table_is_the_dwarf_s() -> None:
+    from tests.firmware_facts import numbers_table
+
+    assert numbers_table() in (ROOT / "docs" / "firmware.md").read_text()

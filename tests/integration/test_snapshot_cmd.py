@@ -13,6 +13,7 @@ from lhvdbg.cli import main
 from lhvdbg.state.elf import inspect_kernel
 from lhvdbg.state.snapshot import load_snapshot
 from tests.conftest import firmware_elf
+from tests.firmware_facts import facts
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +27,15 @@ def test_snapshot_after_ticks(
     out = tmp_path / "ticks.json"
     assert main(["snapshot", "--variant", "good", "--after-ticks", "2", "-o", str(out)]) == 0
     stdout = capsys.readouterr().out
-    assert stdout.startswith(f"snapshot: wrote {out} (amd64, long mode, ip isr_32, ")
-    assert "stopped: vector 0x20 handler isr_32 reached (timer tick 2)" in stdout
+    pit = facts("amd64").vectors["PIT"]  # the timer's vector, from the firmware's DWARF
+    assert stdout.startswith(f"snapshot: wrote {out} (amd64, long mode, ip isr_{pit}, ")
+    assert f"stopped: vector {pit:#x} handler isr_{pit} reached (timer tick 2)" in stdout
     snap = load_snapshot(out)
-    assert snap.cpu.ip == elf.symbols["isr_32"]
+    assert snap.cpu.ip == elf.symbols[f"isr_{pit}"]
     assert snap.cpu.idtr.base == elf.symbols["idt"]
     assert snap.provenance.kernel_sha256 == elf.sha256
     assert snap.provenance.accel == "tcg" and snap.provenance.qemu_version
-    assert snap.pic is not None and snap.pic.master.irq_base == 0x20
+    assert snap.pic is not None and snap.pic.master.irq_base == pit
     assert {"gdt", "idt", "tss", "stack", "code"} <= {r.label for r in snap.memory}
 
 

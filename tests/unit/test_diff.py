@@ -9,9 +9,14 @@ import pytest
 from lhvdbg.state.diff import Difference, diff_cpu, diff_snapshots, in_scope
 from lhvdbg.state.references import load_reference
 from lhvdbg.x86.hmp import parse_info_registers
+from tests.firmware_facts import facts
 from tests.unit.recorded_snapshots import recorded
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+AMD64 = facts("amd64")
+TSS = AMD64.selectors["TSS"]
 
 
 def by_path(diffs: list[Difference]) -> dict[str, Difference]:
@@ -26,8 +31,8 @@ def test_good_vs_pic_unremapped_points_at_the_pic() -> None:
     diffs = by_path(
         diff_snapshots(recorded("lhv-good-amd64"), recorded("lhv-pic-unremapped-amd64"))
     )
-    assert diffs["pic.master.irq_base"].a == 0x20
-    assert diffs["pic.master.irq_base"].b == 0x08
+    assert diffs["pic.master.irq_base"].a == AMD64.pic_bases[0]
+    assert diffs["pic.master.irq_base"].b == 0x08  # the BIOS's mapping
     assert diffs["pic.slave.irq_base"].b == 0x70
     assert diffs["pic.master.isr"].b == 0x01
     # same IDT; the pic-unremapped amd64 build never runs ltr (as LHV amd64), so TR's
@@ -38,18 +43,15 @@ def test_good_vs_pic_unremapped_points_at_the_pic() -> None:
         "cpu.segments.tr.base",
         "cpu.segments.tr.limit",
         "cpu.segments.tr.flags.type",
-        "gdt[0x20].type",
+        f"gdt[{TSS:#04x}].type",
         "tss",
     }
-    assert (diffs["cpu.segments.tr.selector"].a, diffs["cpu.segments.tr.selector"].b) == (0x20, 0)
+    assert (diffs["cpu.segments.tr.selector"].a, diffs["cpu.segments.tr.selector"].b) == (TSS, 0)
 
 
 def test_good_vs_no_ltr_points_at_tr() -> None:
     diffs = by_path(diff_snapshots(recorded("lhv-good-amd64"), recorded("lhv-no-ltr-amd64")))
-    assert (diffs["cpu.segments.tr.selector"].a, diffs["cpu.segments.tr.selector"].b) == (
-        0x20,
-        0,
-    )
+    assert (diffs["cpu.segments.tr.selector"].a, diffs["cpu.segments.tr.selector"].b) == (TSS, 0)
     assert diffs["cpu.segments.tr.base"].a == 0x111000
     assert diffs["cpu.segments.tr.limit"].b == 0xFFFF
     tr_type = diffs["cpu.segments.tr.flags.type"]
@@ -57,7 +59,8 @@ def test_good_vs_no_ltr_points_at_tr() -> None:
     assert "not a real difference" in tr_type.meaning
     assert "64-bit TSS (available) -> 64-bit TSS (busy)" in tr_type.meaning
     # ltr marked the GDT's TSS descriptor busy; without ltr it stays available
-    assert (diffs["gdt[0x20].type"].a, diffs["gdt[0x20].type"].b) == (0xB, 0x9)
+    gdt_type = diffs[f"gdt[{TSS:#04x}].type"]
+    assert (gdt_type.a, gdt_type.b) == (0xB, 0x9)
     assert diffs["tss"].b == "TR was never loaded (null selector)"
 
 
@@ -67,8 +70,8 @@ def test_pebbles_scope_keeps_tables_and_drops_registers() -> None:
     assert "pic.master.imr" not in diffs
     assert "pic.master.irq_base" not in diffs  # both at 0x20
     assert (diffs["cpu.segments.tr.selector"].a, diffs["cpu.segments.tr.selector"].b) == (
-        0x08,
-        0x18,
+        0x08,  # Pebbles' SEGSEL_TSS
+        facts("i386").selectors["TSS"],
     )
     assert diffs["cpu.gdtr.base"].a == 0x100900
     assert (diffs["idt[8].offset"].a, diffs["idt[8].offset"].b) == (0x1009B8, 0x1000E0)

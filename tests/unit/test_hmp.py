@@ -9,6 +9,7 @@ import pytest
 from lhvdbg.errors import ParseError
 from lhvdbg.x86.cpustate import SegmentRegister, TableRegister
 from lhvdbg.x86.hmp import cpu_mode, parse_info_lapic, parse_info_pic, parse_info_registers
+from tests.firmware_facts import ARCHES, facts
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "hmp"
 
@@ -258,18 +259,22 @@ def test_lapic_errors(edit: tuple[str, str], message: str) -> None:
 
 
 def test_lhv_good_amd64() -> None:
+    """The firmware's numbers (selectors, PIC bases, LAPIC timer vector) from its DWARF;
+    addresses as the recorded text has them."""
+    sel, vec = facts("amd64").selectors, facts("amd64").vectors
     cpu = parse_info_registers(fixture("registers-lhv-good-amd64.txt"))
     assert cpu.mode == "long"
-    assert cpu.segments["cs"] == SegmentRegister(0x08, 0, 0xFFFFFFFF, 0x00AF9A00)
-    assert cpu.segments["ss"].selector == 0x18
-    assert cpu.tr == SegmentRegister(0x20, 0x111000, 0x67, 0x8900)
+    assert cpu.segments["cs"] == SegmentRegister(sel["KERNEL_CS"], 0, 0xFFFFFFFF, 0x00AF9A00)
+    assert cpu.segments["ss"].selector == sel["KERNEL_DS"]
+    assert cpu.tr == SegmentRegister(sel["TSS"], 0x111000, 0x67, 0x8900)
     assert cpu.gdtr == TableRegister(0x103730, 0x3F)
     assert cpu.idtr == TableRegister(0x10F030, 0xFFF)
     pic = parse_info_pic(fixture("pic-lhv-good-amd64.txt"))
-    assert (pic.master.irq_base, pic.slave.irq_base) == (0x20, 0x28)
+    assert (pic.master.irq_base, pic.slave.irq_base) == facts("amd64").pic_bases
     assert pic.master.imr == 0xF8
     lapic = parse_info_lapic(fixture("lapic-lhv-good-amd64.txt"))
-    assert lapic.lvt_timer == 0x20022
+    assert lapic.lvt_timer == 0x20000 | vec["LAPIC_TIMER"]  # periodic (bit 17)
+    assert lapic.irr == 1 << vec["LAPIC_TIMER"]
     assert lapic.timer_initial == 625000
     assert lapic.irr == 1 << 34 and lapic.isr == 0
     assert lapic.lvt["lint0"] == 0x700
@@ -280,10 +285,10 @@ def test_lhv_good_i386_paging() -> None:
     assert cpu.mode == "protected"
     assert cpu.cr0 == 0x80010011
     assert cpu.cr3 == 0x10B000
-    assert cpu.tr == SegmentRegister(0x18, 0x109000, 0x67, 0x8900)
+    assert cpu.tr == SegmentRegister(facts("i386").selectors["TSS"], 0x109000, 0x67, 0x8900)
 
 
-@pytest.mark.parametrize("arch", ["amd64", "i386"])
+@pytest.mark.parametrize("arch", ARCHES)
 def test_lhv_pic_unremapped(arch: str) -> None:
     pic = parse_info_pic(fixture(f"pic-lhv-pic-unremapped-{arch}.txt"))
     assert (pic.master.irq_base, pic.slave.irq_base) == (0x08, 0x70)

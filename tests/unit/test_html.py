@@ -297,3 +297,74 @@ def test_the_examples_in_docs_are_whole_pages(name: str) -> None:
     kinds = [r.attrs["data-kind"] for r in dom.find("tr", "chain-row")]
     assert "stop" in kinds
     assert ("triple" in kinds) == name.endswith("ist-without-tss")
+
+
+MODEL = {
+    "first_failure": {
+        "role": "delivery",
+        "event_vector": 0x20,
+        "id": "gate-present",
+        "ok": False,
+        "text": "IDT[0x20] is not present (P=0)",
+        "sdm": "Vol. 2A INT n",
+        "fix_fields": ["idt[0x20].present"],
+        "raises": {"vector": 11, "error_code": 0x103, "cr2": None},
+    },
+    "accounts": [
+        {
+            "vector": 0x20,
+            "source": "hardware",
+            "log_line": 62,
+            "origin": None,
+            "agreement": "confirmed",
+            "notes": ["a note <b>escaped</b>"],
+            "deliveries": [
+                {
+                    "vector": 0x20,
+                    "kind": "hardware",
+                    "ext": True,
+                    "mode": "ia32e",
+                    "stack": None,
+                    "new_sp": None,
+                    "checks": [
+                        {"id": "idt-limit", "ok": True, "text": "IDT limit 0xfff covers it"},
+                        {
+                            "id": "gate-present",
+                            "ok": False,
+                            "text": "IDT[0x20] is not present (P=0)",
+                            "sdm": "Vol. 2A INT n",
+                            "fix_fields": ["idt[0x20].present"],
+                            "raises": {"vector": 11, "error_code": 0x103, "cr2": None},
+                        },
+                    ],
+                }
+            ],
+        }
+    ],
+}
+
+
+def test_what_the_cpu_checked_from_the_model() -> None:
+    from lhvdbg.ui.html.model import failing_fix_fields, model_section
+
+    html = model_section(MODEL)
+    dom = parse(html)
+    checks = dom.find("tr", "check")
+    assert [c.attrs["data-check"] for c in checks] == ["idt-limit", "gate-present"]
+    assert "ok" in checks[0].classes and {"problem", "error"} <= checks[1].classes
+    assert "#NP(0x103)" in checks[1].text
+    assert "first failing check: gate-present" in " ".join(
+        dom.find("div", "first-failure")[0].text.split()
+    )
+    assert "agrees with QEMU" in html and "&lt;b&gt;escaped&lt;/b&gt;" in html
+    assert failing_fix_fields(MODEL) == [
+        ("idt[0x20].present", "check gate-present failed: IDT[0x20] is not present (P=0)")
+    ]
+
+
+@pytest.mark.parametrize("model", [None, {}, {"accounts": "nonsense"}, [1, 2]])
+def test_no_or_odd_model_renders_nothing(model: object) -> None:
+    from lhvdbg.ui.html.model import failing_fix_fields, model_section
+
+    assert model_section(model) == ""
+    assert failing_fix_fields(model) == []

@@ -19,6 +19,7 @@ from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.state.system import tables_from_reader
 from lhvdbg.ui.html.chain import chain_rows, chain_section
 from lhvdbg.ui.html.markup import collect_problems, esc, meta, page
+from lhvdbg.ui.html.model import failing_fix_fields, model_section
 from lhvdbg.ui.html.sections import (
     causes_section,
     findings_section,
@@ -53,6 +54,8 @@ def report_page(
     chain_vectors = [r.vector for r in chain_rows(data) if r.vector is not None]
     differences = (*report.relevant, *report.irrelevant)
     problems = collect_problems(report.findings, data["diagnosis"], differences)
+    for field, why in failing_fix_fields(data.get("model")):
+        problems.add(field, "error", why)
     stop = report.stop
     outcome = report.outcome
     body = [
@@ -75,6 +78,7 @@ def report_page(
         f'<div class="text">{esc(report.verdict)}</div></div>',
         chain_section(data),
         causes_section(data["diagnosis"]),
+        model_section(data.get("model")),
         vector_map(tables, snapshot, chain_vectors, problems.vectors()),
         gdt_section(tables, problems),
         idt_section(tables, problems, chain_vectors),

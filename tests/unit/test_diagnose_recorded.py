@@ -20,6 +20,7 @@ from lhvdbg.diagnose.report import Report, make_report
 from lhvdbg.diagnose.rules import Cause
 from lhvdbg.state.references import load_reference
 from lhvdbg.state.snapshot import MemoryRegion, load_snapshot
+from tests.firmware_facts import ARCH_VARIANTS, ARCHES
 
 INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"
 SESSION = INTLOG / "session"
@@ -80,6 +81,12 @@ EXPECTED = [
 ]
 
 
+def test_every_makefile_variant_is_recorded_and_expected() -> None:
+    """EXPECTED and the recordings follow firmware/Makefile's VARIANTS_<arch>."""
+    assert {(arch, variant) for variant, arch, _, _ in EXPECTED} == set(ARCH_VARIANTS)
+    assert set(STOPS) == {f"{variant}.{arch}" for arch, variant in ARCH_VARIANTS}
+
+
 @pytest.mark.parametrize(("variant", "arch", "outcome", "first"), EXPECTED)
 def test_outcome_and_first_cause(variant: str, arch: str, outcome: str, first: str | None) -> None:
     report = report_of(variant, arch)
@@ -91,7 +98,7 @@ def test_outcome_and_first_cause(variant: str, arch: str, outcome: str, first: s
         assert report.diagnosis[0].confidence == "high"
 
 
-@pytest.mark.parametrize("arch", ["amd64", "i386"])
+@pytest.mark.parametrize("arch", ARCHES)
 def test_pic_unremapped_names_irq0_base_8_no_error_code_and_if(arch: str) -> None:
     report = report_of("pic-unremapped", arch)
     (step,) = report.chain.steps
@@ -193,7 +200,7 @@ def test_ist_without_tss_reads_ist1_from_the_ivt() -> None:
     assert any(d.field == "tr.selector" and d.matters for d in report.relevant)
 
 
-@pytest.mark.parametrize("arch", ["amd64", "i386"])
+@pytest.mark.parametrize("arch", ARCHES)
 def test_stack_overflow_cr2_at_rsp_then_df_then_triple(arch: str) -> None:
     report = report_of("stack-overflow", arch)
     pf, pf_folded, df, pf_last = report.chain.steps
@@ -230,7 +237,7 @@ def test_stack_overflow_walks_cr2_to_the_guard_page(arch: str, levels: int) -> N
     assert "the page is not present: the guard page below the stack?" in bare.diagnosis[0].evidence
 
 
-@pytest.mark.parametrize("arch", ["amd64", "i386"])
+@pytest.mark.parametrize("arch", ARCHES)
 def test_stop_rip_is_named_by_its_symbol(arch: str) -> None:
     ev = recorded("pic-unremapped", arch)
     isr_8 = ev.symbols["isr_8"]

@@ -70,3 +70,14 @@ def test_live_case_shows_the_injected_failure(firmware_built: Path, name: str) -
         assert "#DF verdict: " in result.serial
     recorded = (MATRIX / f"{name}.log").read_text()
     assert rows(case, result.log) == rows(case, recorded)
+
+
+@pytest.mark.parametrize("arch", ["amd64", "i386"])
+def test_malformed_fault_word_is_named_and_ignored(firmware_built: Path, arch: str) -> None:
+    elf = firmware_elf(arch, "good")
+    result = run_qemu(arch, kernel=elf, append="ticks=2 every=1 fault=idt-limit exc=0x1ffffffff")
+    lines = result.serial.splitlines()
+    assert 'inject: cannot parse "fault=idt-limit" (ignored)' in lines
+    assert 'inject: cannot parse "exc=0x1ffffffff" (ignored)' in lines
+    assert result.returncode == exit_status(elf, "LHV_EXIT_OK")
+    assert "done: 2 PIT ticks" in result.serial

@@ -434,3 +434,20 @@ def test_bench_judges_a_right_report_right_and_tolerates_missing_fields() -> Non
     # lhvdbg failing is every part wrong, with its message kept.
     failed = fm.judge(case, log, "exit 2: boom")
     assert not any(failed.parts.values()) and failed.error == "exit 2: boom"
+
+
+@pytest.mark.parametrize(
+    ("name", "limit"),
+    [("amd64-idt-limit-short", 0x4F), ("i386-idt-limit-short", 0x4F)],
+)
+def test_fault_mode_gdtr_covers_the_extra_descriptors(name: str, limit: int) -> None:
+    """In fault mode GDTR also covers gdt_extra (amd64 2, i386 4 extra descriptors); the
+    compile-time variants keep the GDT limit of their 8 / 6 entries."""
+    gdtr = re.compile(r"^GDT=\s+[0-9a-f]+ ([0-9a-f]{8})$", re.M)
+    faulty = {int(x, 16) for x in gdtr.findall((MATRIX / f"{name}.log").read_text())}
+    assert faulty == {limit}
+    arch = BY_NAME[name].arch
+    plain = ROOT / "tests" / "fixtures" / "intlog" / f"lhv-good.{arch}.log"
+    kernel_dumps = {int(x, 16) for x in gdtr.findall(plain.read_text())}
+    assert (8 if arch == "amd64" else 6) * 8 - 1 in kernel_dumps
+    assert limit not in kernel_dumps

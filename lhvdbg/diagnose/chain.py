@@ -247,13 +247,17 @@ def decode_error_code(
     cr2: int | None = None,
     *,
     qemu_long_mode: bool = False,
+    delivering: int | None = None,
 ) -> ErrorCodeInfo | None:
     """The error code of ``vector`` decoded in its format (None if it pushes none).
 
-    ``qemu_long_mode``: the code comes from QEMU TCG in IA-32e mode, whose
-    ``do_interrupt64`` (``target/i386/tcg/seg_helper.c``, 7.2) raises gate faults with
-    ``vector * 16 + 2`` — the gate's byte offset — where a CPU pushes ``vector * 8 + 2``
-    (Intel SDM Vol. 3A §6.13): the index printed is then twice the vector.
+    ``qemu_long_mode``: the code comes from QEMU TCG in IA-32e mode, where QEMU before 8.0
+    (``do_interrupt64``, ``target/i386/tcg/seg_helper.c``, 7.2) raises gate faults with
+    ``vector * 16 + 2`` — the gate's byte offset — while a CPU, and QEMU 8.0 on, push
+    ``vector * 8 + 2`` (Intel SDM Vol. 3A §6.13; QEMU bug #1382). ``delivering``, the
+    vector whose delivery raised this exception when the chain knows it, tells the two
+    apart: an index of twice that vector is the old quirk, the vector itself is not.
+    Without it, an even index in long mode is read as the quirk.
     """
     info = exception_info(vector)
     if info is None or not info.has_error_code:
@@ -266,7 +270,12 @@ def decode_error_code(
         if values["idt"]:
             index = values["index"]
             quirk = None
-            if qemu_long_mode and index % 2 == 0:
+            doubled = (
+                index == 2 * delivering and index != delivering
+                if delivering is not None
+                else index % 2 == 0
+            )
+            if qemu_long_mode and doubled:
                 quirk = (
                     f"QEMU TCG in long mode reports IDT faults as vector*16+2: index "
                     f"{index:#x} is vector {index // 2:#04x} (a CPU pushes "
@@ -330,6 +339,7 @@ def _step(
     lapic: LapicState | None,
     ioapic: Mapping[int, int] | None,
     qemu_tcg: bool,
+    delivering: int | None = None,
 ) -> ChainStep:
     hardware = event.source == "hardware"
     origin = attribute(event.vector, pic, lapic, ioapic) if hardware else None
@@ -342,6 +352,7 @@ def _step(
             tables,
             event.cr2,
             qemu_long_mode=qemu_tcg and _long_mode(event, tables),
+            delivering=delivering,
         )
     return ChainStep(
         event=event,
@@ -450,7 +461,8 @@ def build_chain(
     chain_triple = triple if triple is not None and _triple_ends(events, selected, triple) else None
     steps = []
     for i, event in enumerate(selected):
-        step = _step(event, tables, symbols, pic, lapic, ioapic, qemu_tcg)
+        delivering = _delivering(selected[i - 1] if i > 0 else None, event, tables)
+        step = _step(event, tables, symbols, pic, lapic, ioapic, qemu_tcg, delivering)
         following = selected[i + 1] if i + 1 < len(selected) else None
         if not event.delivered:
             step = replace(step, folded_into=_folded_into(following, chain_triple))
@@ -470,6 +482,18 @@ def build_chain(
         reset=_reset_after(events, chain_triple),
         earlier=max(0, start - 1),
     )
+
+
+def _delivering(
+    previous: InterruptEvent | None, event: InterruptEvent, tables: SystemTables | None
+) -> int | None:
+    """The vector whose delivery raised ``event``: QEMU's ``check_exception old``, else
+    the previous event when ``event`` was raised while delivering it; None otherwise."""
+    if event.check_old is not None and event.check_old != -1:
+        return event.check_old
+    if previous is not None and raised_during_delivery(previous, event, tables):
+        return previous.vector
+    return None
 
 
 def _folded_into(following: InterruptEvent | None, triple: TripleFault | None) -> FoldedInto | None:

@@ -173,3 +173,30 @@ def test_read_frame_shapes() -> None:
     assert outside.kind == "unknown"
     garbage = read_frame([1, 2, 3, 4], kernel_cs=0x08)
     assert garbage.kind == "unknown" and "neither" in garbage.describe(8)
+
+
+@pytest.mark.parametrize(
+    ("code", "quirk"),
+    [
+        (0x202, True),  # QEMU 7.2 in long mode: vector*16+2 (the gate's byte offset)
+        (0x102, False),  # QEMU >= 8.0 (measured with 10.0.2) and a CPU: vector*8+2
+    ],
+)
+def test_long_mode_idt_code_read_against_the_vector_being_delivered(code: int, quirk: bool) -> None:
+    """IRQ0 on 0x20 through a not-present gate, in long mode: QEMU 7.2 logs #NP e=0202,
+    QEMU 10 e=0102 (qemu-facts). The vector being delivered tells the two apart."""
+    snapshot = load_snapshot(INTLOG / "session" / "timer-gate-missing.amd64.json")
+    tables = tables_from_reader(snapshot.cpu, snapshot.read)
+    assert tables.mode == "ia32e"
+    events = [
+        InterruptEvent(0x20, "hardware", None, 0x102427, cs=8, line=10),
+        InterruptEvent(11, "exception", code, 0x102427, cs=8, check_old=-1, line=11),
+    ]
+    np = build_chain(events, tables=tables).steps[1]
+    assert np.error is not None and (np.error.index, np.error.quirk is not None) == (0x20, quirk)
+    assert np.error.names is not None and np.error.names.startswith("IDT[0x20]")
+    # Without the delivering vector, an even index in long mode is taken for the old quirk.
+    alone = decode_error_code(11, 0x102, tables, qemu_long_mode=True)
+    assert alone is not None and alone.index == 0x10
+    told = decode_error_code(11, 0x102, tables, qemu_long_mode=True, delivering=0x20)
+    assert told is not None and (told.index, told.quirk) == (0x20, None)

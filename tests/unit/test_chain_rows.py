@@ -178,3 +178,23 @@ def test_the_ioapic_pin_behind_vector_8_and_the_lapic_timer_before_it() -> None:
     }
     assert data["context"]["origin"]["source"] == "lapic-lvt-timer"
     assert report.chain.steps[0].title == "hardware interrupt, I/O APIC entry 2 (ioapic)"
+
+
+@pytest.mark.parametrize(
+    ("name", "raised", "line"),
+    [("qemu10-gate-present.amd64.log", 0x0B, 218), ("qemu10-idt-limit.amd64.log", 0x0D, 217)],
+)
+def test_qemu10_logs_read_the_same_way(name: str, raised: int, line: int) -> None:
+    """QEMU 10.0.2 (bookworm-backports) runs of the lhv-good amd64 firmware with
+    ``fault=gate-present:0x20:0`` / ``fault=idt-limit:0x1ff``: the same line formats as 7.2,
+    and IDT codes as vector*8+2 (e=0102 for IRQ0 on 0x20, no EXT) — read as vector 0x20,
+    not as 7.2's vector*16+2. The #NP of the #DF is folded, as in 7.2."""
+    chain = build_chain(parse_int_log((INTLOG / name).read_text()))
+    assert rows(name) == [
+        (0x20, "0x20", "hardware", None, True, None, line - 22),
+        (raised, chain.steps[1].name, "exception", 0x102, True, None, line),
+        (0x0B, "#NP", "exception", None, False, "#DF", line + 21),
+        (0x08, "#DF", "exception", 0, True, None, line + 22),
+    ]
+    error = chain.steps[1].error
+    assert error is not None and (error.table, error.index, error.quirk) == ("IDT", 0x20, None)

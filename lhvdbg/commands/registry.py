@@ -113,11 +113,23 @@ class Context:
 
 
 class Registry:
-    """Name → Command, with aliases."""
+    """Name → Command, with aliases.
 
-    def __init__(self) -> None:
+    ``loader`` (the global registry's: :func:`load_all`) completes the registry the first
+    time a question needs every command — a name not registered yet, a listing — so a
+    process that imported one command module (the CLI does) still finds the others when
+    that command asks (the shell, ``until-df`` running ``diagnose``).
+    """
+
+    def __init__(self, loader: Callable[[], object] | None = None) -> None:
         self._commands: dict[str, Command] = {}
         self._aliases: dict[str, str] = {}
+        self._loader = loader
+
+    def _complete(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader()
 
     def add(self, cmd: Command) -> Command:
         """Register ``cmd``; names and aliases must be unique."""
@@ -131,6 +143,8 @@ class Registry:
 
     def get(self, name: str) -> Command:
         """The command called ``name`` (or aliased so), or UsageError."""
+        if name not in self._commands and name not in self._aliases:
+            self._complete()
         key = self._aliases.get(name, name)
         try:
             return self._commands[key]
@@ -138,9 +152,13 @@ class Registry:
             raise UsageError(f"unknown command: {name}") from None
 
     def __contains__(self, name: object) -> bool:
+        if name in self._commands or name in self._aliases:
+            return True
+        self._complete()
         return name in self._commands or name in self._aliases
 
     def __iter__(self) -> Iterator[Command]:
+        self._complete()
         return iter(sorted(self._commands.values(), key=lambda c: (c.category, c.name)))
 
     def offered_in(self, where: str) -> list[Command]:
@@ -148,7 +166,7 @@ class Registry:
         return [c for c in self if where in c.where]
 
 
-REGISTRY = Registry()
+REGISTRY = Registry(loader=lambda: load_all())
 
 
 def command(

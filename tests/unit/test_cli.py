@@ -170,3 +170,19 @@ def test_size_limit_is_checked_before_reading_and_named(tmp_path: Path) -> None:
         read_text(tmp_path / "five", small)
     assert read_bytes(tmp_path / "five", KERNEL, head=2) == b"12"
     assert SCENARIO.limit_text == "1 MiB" and RAW_BYTES.limit_text == "64 KiB"
+
+
+def test_one_command_loaded_still_finds_the_others() -> None:
+    """The CLI imports only its command's module; a command that asks the registry for
+    another (the shell, until-df running diagnose) still finds it."""
+    code = (
+        "from lhvdbg.commands.index import COMMANDS\n"
+        "from lhvdbg.commands.registry import REGISTRY, load_command\n"
+        "load_command('shell', COMMANDS)\n"
+        "print(REGISTRY.get('diagnose').name, 'until-df' in REGISTRY,"
+        " len(REGISTRY.offered_in('shell')) > 20)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert done.stdout.split() == ["diagnose", "True", "True"]

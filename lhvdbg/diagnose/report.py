@@ -17,10 +17,12 @@ from typing import Any, Literal
 from lhvdbg.diagnose.chain import Chain, ChainStep, build_chain
 from lhvdbg.diagnose.events import EventSource, InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence, StopInfo
+from lhvdbg.diagnose.explain import Explanation, explain
 from lhvdbg.diagnose.rules import Cause, diagnose
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff, diff_tss, tss_needs
 from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.checks import Finding, check_system
+from lhvdbg.x86.delivery import CHECKS, CheckResult
 from lhvdbg.x86.interrupt_sources import ioapic_entries
 from lhvdbg.x86.vectors import DOUBLE_FAULT
 
@@ -62,6 +64,7 @@ class Report:
     kernel: str | None = None
     int_log: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    model: Explanation | None = None  # the delivery model's reading of the chain
 
     @property
     def verdict(self) -> str:
@@ -99,6 +102,7 @@ class Report:
             "irrelevant_differences": [d.to_json() for d in self.irrelevant],
             "findings": [f.to_dict() for f in self.findings],
             "notes": list(self.notes),
+            "model": model_to_json(self.model) if self.model is not None else None,
         }
 
 
@@ -154,6 +158,56 @@ def _origin_json(step: ChainStep) -> dict[str, Any] | None:
         "irq": origin.irq,
         "device": origin.device,
         "masked": origin.masked,
+    }
+
+
+def _check_json(check: CheckResult) -> dict[str, Any]:
+    raised = check.raises
+    return {
+        "id": check.id,
+        "ok": check.ok,
+        "text": check.text,
+        "sdm": CHECKS.get(check.id),
+        "fields": dict(check.fields),
+        "fix_fields": list(check.fix_fields),
+        "raises": None
+        if raised is None
+        else {"vector": raised.vector, "error_code": raised.error_code, "cr2": raised.cr2},
+    }
+
+
+def model_to_json(x: Explanation) -> dict[str, Any]:
+    """The delivery model's account: per explained event its origin, each delivery's
+    checks in the SDM's order (the failing one last), agreement with the log, notes."""
+    first = x.first
+    return {
+        "first_failure": None
+        if first is None
+        else {"role": first.role, "event_vector": first.step.vector, **_check_json(first.check)},
+        "accounts": [
+            {
+                "vector": a.step.vector,
+                "source": a.step.source,
+                "log_line": a.step.event.line or None,
+                "origin": _check_json(a.origin) if a.origin is not None else None,
+                "deliveries": [
+                    {
+                        "vector": d.event.vector,
+                        "kind": d.event.kind,
+                        "ext": d.event.ext,
+                        "mode": d.mode,
+                        "stack": d.stack,
+                        "new_sp": d.new_sp,
+                        "checks": [_check_json(c) for c in d.checks],
+                    }
+                    for d in a.deliveries
+                ],
+                "triple_fault": a.triple_fault,
+                "agreement": a.agreement,
+                "notes": list(a.notes),
+            }
+            for a in x.accounts
+        ],
     }
 
 
@@ -381,4 +435,5 @@ def make_report(ev: Evidence) -> Report:
         kernel=ev.kernel,
         int_log=ev.int_log,
         notes=tuple(notes),
+        model=explain(chain, ev) if chain.steps and tables is not None else None,
     )

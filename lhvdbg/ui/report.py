@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from lhvdbg.diagnose.chain import Chain, ChainStep
+from lhvdbg.diagnose.explain import Explanation
 from lhvdbg.diagnose.report import Report
 from lhvdbg.diagnose.rules import Cause
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff
@@ -149,6 +150,56 @@ def _differences(diffs: tuple[Difference, ...], *, title: str) -> RenderableType
     return Group(table, bullet(shared, "(*) "))
 
 
+_AGREEMENT = {
+    "confirmed": "agrees with QEMU's log",
+    "quirk": "agrees with QEMU's log up to a known QEMU quirk",
+    "differs": "differs from QEMU's log",
+    "unknown": "not compared with a log",
+}
+
+
+def _model_lines(model: Explanation) -> list[RenderableType]:
+    """One line per event the model explained: origin, each delivery's failing check
+    (or where its handler runs), what it raises, and agreement with the log."""
+    lines: list[RenderableType] = []
+    for account in model.accounts:
+        step = account.step
+        head = f"{step.name} {step.title}"
+        if account.origin is not None and account.origin.ok is False:
+            lines.append(
+                bullet(f"{head}: raised because [{account.origin.id}] {account.origin.text}")
+            )
+        for d in account.deliveries:
+            failed = d.failed
+            what = f"deliver {vector_name(d.event.vector)}" + (" (EXT)" if d.event.ext else "")
+            if failed is None:
+                where = f"handler {d.handler:#x}" if d.handler is not None else "delivered"
+                stack = f" on the {d.stack} stack" if d.stack else ""
+                text = f"{what}: {len(d.checks)} checks pass — {where}{stack}"
+                if d.undecided:
+                    text += f" ({len(d.undecided)} undecided: state not captured)"
+                lines.append(bullet(text, "  ✓ "))
+            else:
+                raised = failed.raises
+                code = (
+                    f"({raised.error_code:#x})"
+                    if raised is not None and raised.error_code is not None
+                    else ""
+                )
+                into = f" → {vector_name(raised.vector)}{code}" if raised is not None else ""
+                lines.append(
+                    bullet(f"{what}: [{failed.id}] {failed.text}{into}", "  ✗ ", style="red")
+                )
+        if account.triple_fault:
+            lines.append(
+                bullet("the #DF cannot be delivered either: shutdown (triple fault)", "  ✗ ")
+            )
+        verdict = _AGREEMENT[account.agreement]
+        lines.append(bullet(verdict, "    ", style="dim"))
+        lines += [bullet(note, "    ", style="dim") for note in account.notes]
+    return lines
+
+
 def render_report(report: Report) -> RenderableType:
     """The whole report as one renderable."""
     parts: list[RenderableType] = []
@@ -171,6 +222,10 @@ def render_report(report: Report) -> RenderableType:
     if report.chain.steps or report.chain.context is not None:
         parts.append(_heading("chain"))
         parts.append(_timeline(report.chain))
+    if report.model is not None and report.model.accounts:
+        parts.append(_heading("what the CPU checked (the delivery model, Intel SDM order)"))
+        parts += _model_lines(report.model)
+        parts.append(Text(""))
     if report.diagnosis:
         parts.append(_heading("diagnosis (most likely first)"))
         for n, cause in enumerate(report.diagnosis, start=1):

@@ -71,6 +71,8 @@ def pic_not_masked_with_apic(chain: Chain, ev: Evidence) -> Cause | None:
     idt = tables.idt
     if any(idt.covers(v) and idt.gate(v) is None for v in wanted):
         return None  # those IDT bytes were not read: intent unknown
+    if not any(idt.covers(v) for v in wanted):
+        return None  # the IDT limit ends before them: a short limit, not a statement of intent
     handled = [v for v in wanted if idt.covers(v) and gate_unusable(tables, v) is None]
     if handled:
         return None  # handlers for PIC IRQs: the kernel takes them on purpose

@@ -7,6 +7,7 @@ machine state is changed with ``dataclasses.replace`` where a rule needs it.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,9 @@ RULES_DIR = ROOT / "lhvdbg" / "diagnose" / "rules"
 DOCS = ROOT / "docs" / "diagnosis.md"
 TABLE_BEGIN = "<!-- rules table: generated from the registry (test_rules.py --update-golden) -->"
 TABLE_END = "<!-- end of the rules table -->"
+EXAMPLES_BEGIN = "<!-- examples: generated from firmware/fault-cases.toml (test_rules.py) -->"
+EXAMPLES_END = "<!-- end of the examples -->"
+CASES = ROOT / "firmware" / "fault-cases.toml"
 # The cause ids of the shared vocabulary (issue 9, DELIVERY-MODEL).
 CAUSE_VOCABULARY = frozenset(
     {
@@ -190,6 +194,50 @@ def test_registering_a_cause_twice_or_on_a_taken_order_fails() -> None:
         rule("stack-overflow", order=5000, sdm="Vol. 3A §6.15")(lambda chain, ev: None)
     with pytest.raises(ValueError, match="order 10 already taken by 'pic-not-remapped'"):
         rule("a-new-cause", order=10, sdm="Vol. 3A §6.15")(lambda chain, ev: None)
+
+
+def examples_table() -> str:
+    """Per registered cause, the fault-matrix cases that produce it (``firmware/
+    fault-cases.toml``): how to run one, the check that fails first, the field the fix
+    must name."""
+    cases = tomllib.loads(CASES.read_text())["case"]
+    lines = [
+        "| cause | a case (arch) | `break-on-df --variant good --arch ARCH --append ...` "
+        "| first failing check | fix field | cases |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for cause_id in CAUSE_IDS:
+        mine = [c for c in cases if c["cause"] == cause_id]
+        if not mine:
+            continue
+        first = mine[0]
+        lines.append(
+            f"| `{cause_id}` | `{first['name']}` ({first['arch']}) | `{first['append']}` "
+            f"| `{first['check']}` | `{first['fix_field']}` | {len(mine)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _generated(text: str, begin: str, end: str, table: str, update: bool) -> tuple[str, str]:
+    """(the table now between ``begin`` and ``end`` in ``text``, the text with ``table``
+    written there when ``update``)."""
+    head, rest = text.split(begin + "\n", 1)
+    current, tail = rest.split(end, 1)
+    return (table if update else current), head + begin + "\n" + table + end + tail
+
+
+def test_the_docs_examples_table_is_the_fault_case_table(request: pytest.FixtureRequest) -> None:
+    """docs/diagnosis.md's per-cause examples come from firmware/fault-cases.toml (and the
+    registry's order); ``--update-golden`` rewrites them."""
+    update = bool(request.config.getoption("--update-golden"))
+    table, text = _generated(
+        DOCS.read_text(), EXAMPLES_BEGIN, EXAMPLES_END, examples_table(), update
+    )
+    if update:
+        DOCS.write_text(text)
+    assert table == examples_table(), "docs/diagnosis.md examples differ; --update-golden"
+    cases = tomllib.loads(CASES.read_text())["case"]
+    assert {c["cause"] for c in cases} <= set(CAUSE_IDS)  # every case names a registered cause
 
 
 def test_the_docs_rules_table_is_the_registry(request: pytest.FixtureRequest) -> None:

@@ -23,7 +23,11 @@ from lhvdbg.diagnose.rules.pic_not_masked_with_apic import pic_not_masked_with_a
 from lhvdbg.diagnose.rules.spurious_irq import spurious_irq
 from lhvdbg.diagnose.rules.tss_rsp0_invalid import tss_rsp0_invalid
 from lhvdbg.state.snapshot import Snapshot, load_snapshot
+from lhvdbg.x86.apic import lvt_timer_layout
+from tests.firmware_facts import facts
 from tests.unit.snapshot_edit import with_gate, with_tss, write
+
+AMD64 = facts("amd64")  # the recorded snapshots' firmware
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SESSION = ROOT / "tests" / "fixtures" / "intlog" / "session"
@@ -256,7 +260,7 @@ def test_the_docs_rules_table_is_the_registry(request: pytest.FixtureRequest) ->
 
 def test_spurious_irq7_with_isr_clear_and_no_handler() -> None:
     base = snap("timer-gate-missing.amd64")
-    assert base.pic is not None and base.pic.master.irq_base == 0x20
+    assert base.pic is not None and base.pic.master.irq_base == AMD64.pic_bases[0]
     pic = replace(base.pic, master=replace(base.pic.master, isr=0x00))
     events = [hw(0x27, 10), exc(11, 0x27 * 16 + 2, line=11), exc(8, 0, old=11, line=12)]
     ev = evidence(replace(base, pic=pic), events)
@@ -281,8 +285,9 @@ def test_pic_not_masked_with_apic_when_the_idt_has_no_pic_handlers() -> None:
     """An APIC-only kernel: PIC remapped to 0x20/0x28, LAPIC timer on 0x22, and no gate
     for any PIC IRQ vector. IRQ0 still arrives (on 0x20): the PIC was left unmasked."""
     base = _without_gates(snap("timer-gate-missing.amd64"), range(0x20, 0x30))
-    assert base.pic is not None and base.pic.master.irq_base == 0x20
-    assert base.lapic is not None and base.lapic.lvt_timer & 0xFF == 0x22
+    assert base.pic is not None and base.pic.master.irq_base == AMD64.pic_bases[0]
+    assert base.lapic is not None
+    assert lvt_timer_layout().decode(base.lapic.lvt_timer).vector == AMD64.vectors["LAPIC_TIMER"]
     events = [hw(0x20), exc(11, 0x202), exc(8, 0, old=11, line=12)]
     ev = evidence(base, events)
     chain = build_chain(events, tables=ev.tables, pic=base.pic)

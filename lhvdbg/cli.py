@@ -16,10 +16,18 @@ import sys
 from lhvdbg import __version__
 from lhvdbg.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, install, restore
 
-# SIGTERM is handled from the moment the program's entry module loads (``lhvdbg`` and
-# ``python -m lhvdbg`` import this first), not only once main() runs; main(argv) called
-# in-process puts back what was there before when it returns.
-install()
+
+def _started_as_program() -> bool:
+    """Whether this process is the ``lhvdbg`` program (its console script, or
+    ``python -m lhvdbg``), not a process that imports the CLI (a test)."""
+    started = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+    return started.endswith(("/lhvdbg", "lhvdbg/__main__.py"))
+
+
+# As the program, SIGTERM is handled from the moment this entry module loads (the console
+# script and ``python -m lhvdbg`` import it first), not only once main() runs.
+if _started_as_program():
+    install()
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:

@@ -153,14 +153,21 @@ def test_truncated_log_keeps_what_is_complete() -> None:
     assert isinstance(last, InterruptEvent) and last.vector == 13 and last.registers is None
 
 
-def test_every_prefix_parses_and_the_chain_only_grows() -> None:
-    text = read("probe-null-idt.i386.log")
-    start = text.index("Servicing hardware INT=0x08\n     0:")
+@pytest.mark.parametrize(
+    ("name", "first", "total"),
+    [
+        ("probe-null-idt.i386.log", "Servicing hardware INT=0x08\n     0:", 6),
+        ("lhv-stack-overflow.amd64.log", "     0: v=30", 6),  # 2 of them folded raises
+    ],
+)
+def test_every_prefix_parses_and_the_chain_only_grows(name: str, first: str, total: int) -> None:
+    text = read(name)
+    start = text.index(first)
     counts = []
     for end in [*range(start, len(text), 37), len(text)]:
         counts.append(len(parse_int_log(text[:end])))
     assert counts == sorted(counts)
-    assert counts[0] == 0 and counts[-1] == 6
+    assert counts[0] == 0 and counts[-1] == total
 
 
 def test_malformed_record_in_the_middle_is_a_parse_error() -> None:

@@ -98,3 +98,23 @@ def test_stack_overflow_pushes_fail_on_the_same_dead_stack_until_shutdown() -> N
     account = x.accounts[0]
     assert account.triple_fault and account.agreement == "confirmed"
     assert [d.failed.id for d in account.deliveries if d.failed] == ["stack-push", "stack-push"]
+
+
+def test_without_a_log_the_model_infers_which_device_interrupt_failed() -> None:
+    """KVM gives no interrupt log: stopped at the #DF handler with an error code of 0, the
+    model tries the device vectors of the captured PIC/LAPIC and names the one whose
+    delivery fails (timer-gate-missing: IRQ0 on 0x20 has no present gate), and says the
+    chain was inferred."""
+    from dataclasses import replace
+
+    from lhvdbg.diagnose.report import make_report
+
+    ev = recorded("timer-gate-missing", "amd64")
+    kvm = replace(ev, events=(), int_log=False, accel="kvm")
+    report = make_report(kvm)
+    assert report.outcome == "double-fault"
+    assert report.model is not None and report.model.first is not None
+    assert report.model.first.check.id == "gate-present"
+    assert report.model.first.check.fix_fields == ("idt[0x20].present",)
+    assert any("inferred" in n for a in report.model.accounts for n in a.notes)
+    assert report.diagnosis[0].id == "gate-not-present"

@@ -18,15 +18,47 @@ from tests.unit.test_diagnose_recorded import recorded
 
 CASES = [
     # variant, arch, role, check, raised vector, fix fields, agreement of the first account
-    ("pic-unremapped", "amd64", "event", "hardware-on-exception-vector", None, ("pic.master.base",), "confirmed"),
-    ("pic-unremapped", "i386", "event", "hardware-on-exception-vector", None, ("pic.master.base",), "confirmed"),
-    ("timer-gate-missing", "amd64", "delivery", "gate-present", 11, ("idt[0x20].present",), "quirk"),
+    (
+        "pic-unremapped",
+        "amd64",
+        "event",
+        "hardware-on-exception-vector",
+        None,
+        ("pic.master.base",),
+        "confirmed",
+    ),
+    (
+        "pic-unremapped",
+        "i386",
+        "event",
+        "hardware-on-exception-vector",
+        None,
+        ("pic.master.base",),
+        "confirmed",
+    ),
+    (
+        "timer-gate-missing",
+        "amd64",
+        "delivery",
+        "gate-present",
+        11,
+        ("idt[0x20].present",),
+        "quirk",
+    ),
     ("timer-gate-missing", "i386", "delivery", "gate-present", 11, ("idt[0x20].present",), "quirk"),
     ("iret-bad-ss", "amd64", "origin", "iret-ss-type", 13, ("iret_frame.ss",), "confirmed"),
     ("iret-bad-ss", "i386", "origin", "iret-cs-type", 13, ("iret_frame.cs",), "confirmed"),
     ("ist-without-tss", "amd64", "delivery", "stack-pointer", 12, ("tr",), "quirk"),
-    ("stack-overflow", "amd64", "origin", "stack-push", 14, ("stack", "page[0x10a000]"), "confirmed"),
-]  # fmt: skip  # noqa: E501
+    (
+        "stack-overflow",
+        "amd64",
+        "origin",
+        "stack-push",
+        14,
+        ("stack", "page[0x10a000]"),
+        "confirmed",
+    ),
+]
 
 
 def _explained(variant: str, arch: str):  # type: ignore[no-untyped-def]

@@ -200,10 +200,10 @@ class ScenarioRun:
 
     def until_df(self, timeout: float | None = None) -> StopEvent:
         """Run until the CPU enters the vector-8 handler (or a triple fault, exit, timeout),
-        then diagnose when the CPU can be inspected."""
+        then diagnose when the CPU can be inspected (and a command host was given)."""
         event = self.session.run_to_vector(DOUBLE_FAULT, timeout=self._timeout(timeout))
         self._stopped(event)
-        if event.reason != "timeout" and self.session.alive:
+        if event.reason != "timeout" and self.session.alive and self.commands is not None:
             self.diagnose()
         return event
 

@@ -11,10 +11,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lhvdbg.errors import QemuError, TargetTimeout
+from lhvdbg.errors import MachineError, QemuError, TargetTimeout
 from lhvdbg.machine import process as processes
 from lhvdbg.machine.process import exit_status, is_running, kill_process_group
+
+if TYPE_CHECKING:
+    from lhvdbg.machine.qmp import QmpClient
 
 
 class QemuProcess:
@@ -90,6 +94,18 @@ class QemuProcess:
                     qemu_command=self.argv,
                 )
             time.sleep(0.001)
+
+    def connect_qmp(self, socket_path: Path, timeout: float) -> QmpClient:
+        """A QMP client connected to this QEMU's monitor; QEMU's start error (with its
+        stderr) when QEMU exits before it accepts."""
+        from lhvdbg.machine.qmp import QmpClient
+
+        try:
+            return QmpClient(socket_path, timeout=timeout, alive=self.running)
+        except MachineError as exc:
+            if not self.running():
+                raise self.start_error() from exc
+            raise
 
     def wait_gone(self, grace: float) -> bool:
         """Whether QEMU has exited within ``grace`` seconds."""

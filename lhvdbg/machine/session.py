@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lhvdbg.errors import GdbError, MachineError, TargetTimeout, UsageError
 from lhvdbg.machine import launch, registers, stops
@@ -61,6 +61,7 @@ __all__ = [  # what callers import from here (most of it lives in launch, stops,
 
 log = logging.getLogger(__name__)
 S = Runstate
+T = TypeVar("T")
 RUNNABLE = (S.STOPPED, S.SHUTDOWN, S.EXITED)  # run control answers "exited" when QEMU is gone
 
 
@@ -134,7 +135,8 @@ class Session(SessionBreakpoints, SessionOutputs):
             pending = gdb.send(setup)
             qemu = self._qemu = QemuProcess(self.qemu_argv, self.paths.qemu_stderr)
             self.kernel_info = choice.read_info()
-            self._connect_qmp(qemu)
+            self._qmp = qemu.connect_qmp(self.paths.qmp_socket, self.start_timeout)
+            self.qemu_version = self._qmp.qemu_version
             results = gdb.finish(pending, timeout=self.start_timeout, check=False)
             raise_first_error(results[:-1])
             if results[-1].message == "error":
@@ -148,19 +150,6 @@ class Session(SessionBreakpoints, SessionOutputs):
             self.close()
             raise
         log.debug("session up: %s", " ".join(self.qemu_argv))
-
-    def _connect_qmp(self, qemu: QemuProcess) -> None:
-        from lhvdbg.machine.qmp import QmpClient
-
-        try:
-            self._qmp = QmpClient(
-                self.paths.qmp_socket, timeout=self.start_timeout, alive=qemu.running
-            )
-        except MachineError as exc:
-            if not qemu.running():
-                raise qemu.start_error() from exc
-            raise
-        self.qemu_version = self._qmp.qemu_version
 
     def close(self) -> None:
         """Stop gdb and QEMU (quit, then SIGTERM, then SIGKILL to their process groups)
@@ -199,16 +188,12 @@ class Session(SessionBreakpoints, SessionOutputs):
     @property
     def gdb(self) -> GdbMi:
         """The gdb/MI client."""
-        if self._gdb is None:
-            raise MachineError("session is not started")
-        return self._gdb
+        return _started(self._gdb)
 
     @property
     def qmp(self) -> QmpClient:
         """The QMP client."""
-        if self._qmp is None:
-            raise MachineError("session is not started")
-        return self._qmp
+        return _started(self._qmp)
 
     def refresh_runstate(self) -> None:
         """EXITED when QEMU's process is found gone (gdb dying is reported as GdbError by
@@ -276,6 +261,12 @@ class Session(SessionBreakpoints, SessionOutputs):
         event = stops.exited_event(status, debug_exit=self.config.debug_exit, elapsed=elapsed)
         return self._record_stop(event)
 
+    def _ended(self, exc: GdbError, elapsed: float) -> StopEvent:
+        """The exited stop when gdb failed because QEMU exited meanwhile; else ``exc``."""
+        if self._qemu is None or not self._qemu.wait_gone(0.3):
+            raise exc
+        return self._exited_event(elapsed)
+
     def _not_runnable(self) -> StopEvent | None:
         """What cont/stepi answer at once: ``exited`` or the shutdown stop; else None."""
         if self.runstate is S.EXITED:
@@ -307,7 +298,10 @@ class Session(SessionBreakpoints, SessionOutputs):
             and self._breakpoints.has_watchpoint()
         )
         self.set_runstate(S.RUNNING)
-        gdb.command("-exec-continue")
+        try:
+            gdb.command("-exec-continue")
+        except GdbError as exc:
+            return self._ended(exc, 0.0)
         while True:
             record = gdb.wait_stopped(max(0.0, min(0.05, deadline - time.monotonic())))
             elapsed = time.monotonic() - started
@@ -354,7 +348,10 @@ class Session(SessionBreakpoints, SessionOutputs):
         gdb.drain_stopped()
         for _ in range(count):
             self.set_runstate(S.RUNNING)
-            gdb.command("-exec-step-instruction")
+            try:
+                gdb.command("-exec-step-instruction")
+            except GdbError as exc:
+                return self._ended(exc, time.monotonic() - started)
             record = gdb.wait_stopped(5.0)
             if record is None:
                 assert self._qemu is not None
@@ -493,3 +490,9 @@ class Session(SessionBreakpoints, SessionOutputs):
     def capture(self, *, note: str = "") -> Snapshot:
         """Shortcut for ``self.target.capture(note=note)`` (guarded as the reads are)."""
         return self.target.capture(note=note)
+
+
+def _started(client: T | None) -> T:
+    if client is None:
+        raise MachineError("session is not started")
+    return client

@@ -225,3 +225,14 @@ def test_qemu_exiting_at_start_shows_its_stderr(forever: Path) -> None:
     line = one_error_line(result)
     assert line.startswith("lhvdbg: QEMU exited at start (status 1): ")
     assert "-no-such-option: invalid option" in line
+
+
+def test_qemu_quitting_under_a_step_is_an_exit(forever: Path) -> None:
+    # HMP quit answers before QEMU is gone: the step finds it exiting or exited, and
+    # either way reports the exit, not a gdb error
+    with Session(LaunchConfig(kernel=forever)) as s:
+        s.hmp("quit")
+        ev = s.stepi()
+        assert (ev.reason, ev.exit_code) == ("exited", 0)
+        assert s.runstate is Runstate.EXITED
+        assert s.cont(timeout=1).reason == "exited"

@@ -342,11 +342,17 @@ def host_uses(scenario: Scenario, writable: Writable) -> list[HostUse]:
 def _first_word(text: str) -> str:
     """The command word of a gdb/HMP line: up to a space or a ``/FMT`` (``x/4x``)."""
     word = text.split(maxsplit=1)[0] if text.split() else ""
-    return word.split("/", 1)[0] if len(word) > 1 else word
+    return word.split("/", 1)[0] if "/" in word[1:] and not word.startswith("/") else word
 
 
 def _words(line: str) -> list[str]:
+    """The words of a ``run`` line as the shell splits them (``x/FMT`` is ``x`` and
+    ``/FMT``), so the policy judges what will run."""
     try:
-        return shlex.split(line, comments=True)
+        words = shlex.split(line, comments=True)
     except ValueError:
-        return line.split()
+        words = line.split()
+    if words and "/" in words[0] and not words[0].startswith(("/", ".", "~")):
+        name, _, fmt = words[0].partition("/")
+        words[0:1] = [name, "/" + fmt]
+    return words

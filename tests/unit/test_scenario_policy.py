@@ -47,6 +47,8 @@ from lhvdbg.scenario.runner import run_scenario
         ("monitor pmemsave 0 4096 /tmp/m", "monitor 'pmemsave'"),
         ("monitor dump-guest-memory /tmp/core", "monitor 'dump-guest-memory'"),
         ("save /tmp/x.json", "'save' writes a file"),
+        ("gdb/x shell id", "gdb '/x' is not an inspection"),  # split as the shell splits it
+        ("monitor/x migrate exec:id", "monitor '/x' may execute"),
     ],
 )
 def test_host_commands_are_named(line: str, reason: str) -> None:

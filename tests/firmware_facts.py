@@ -52,8 +52,12 @@ def numbers_table() -> str:
     both architectures (regenerate it with ``PYTHONPATH=. .venv/bin/python -c "from
     tests.firmware_facts import numbers_table; print(numbers_table())"``)."""
     rows = ["| enumerator | " + " | ".join(ARCHES) + " |", "| --- |" + " --- |" * len(ARCHES)]
-    groups = (("LHV_SEL_", "selectors"), ("LHV_VEC_", "vectors"), ("LHV_PORT_", "ports"))
-    groups += (("LHV_EXIT_", "exit_codes"),)
+    groups = (
+        ("LHV_SEL_", "selectors"),
+        ("LHV_VEC_", "vectors"),
+        ("LHV_PORT_", "ports"),
+        ("LHV_EXIT_", "exit_codes"),
+    )
     for prefix, mapping in groups:
         names: dict[str, None] = {}
         for arch in ARCHES:

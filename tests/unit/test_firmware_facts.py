@@ -4,13 +4,19 @@ rules and against lhvdbg's own declarations (the SDM's TSS, the debug-exit devic
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from lhvdbg.errors import KernelError
 from lhvdbg.machine.launch import DEBUG_EXIT_PORT
-from lhvdbg.state.firmware_facts import firmware_facts, firmware_variants, parse_variants
+from lhvdbg.state.firmware_facts import (
+    FirmwareFacts,
+    firmware_facts,
+    firmware_variants,
+    parse_variants,
+)
 from lhvdbg.x86.layout import Layout
 from lhvdbg.x86.tss import tss32_layout, tss64_layout
 from tests.firmware_facts import ARCH_VARIANTS, ARCHES, FIRMWARE, ROOT, VARIANTS, elf_path, facts
@@ -180,3 +186,49 @@ def test_the_docs_numbers_table_is_the_dwarf_s() -> None:
     from tests.firmware_facts import numbers_table
 
     assert numbers_table() in (ROOT / "docs" / "firmware.md").read_text()
+
+
+# What the diagnosis rules say of LHV-good: phrase -> the firmware's number(s) it quotes.
+def _amd64() -> FirmwareFacts:
+    return facts("amd64")
+
+
+_RULE_PHRASES: list[tuple[str, tuple[Callable[[], int], ...]]] = [
+    (r"ltr (0x\w+)", (lambda: _amd64().selectors["TSS"],)),
+    (r"LAPIC timer uses vector (0x\w+)", (lambda: _amd64().vectors["LAPIC_TIMER"],)),
+    (
+        r"iretq to CS (0x\w+) / SS (0x\w+)",
+        (lambda: _amd64().selectors["KERNEL_CS"], lambda: _amd64().selectors["KERNEL_DS"]),
+    ),
+    (r"no IRQ below vector (0x\w+)", (lambda: _amd64().vectors["PIT"],)),
+    (r"vector (0x\w+) \(spurious IRQ7\)", (lambda: _amd64().vectors["IRQ7"],)),
+    (r"PIT on the remapped PIC \(vector (0x\w+)", (lambda: _amd64().vectors["PIT"],)),
+    (r"TSS descriptor has limit (0x\w+)", (lambda: _amd64().tss_size - 1,)),
+]
+_ARCHITECTURAL = {"0xE"}  # the interrupt-gate type (SDM Table 3-2), not the firmware's
+
+
+def _rule_strings() -> list[str]:
+    strings = []
+    for path in sorted((ROOT / "lhvdbg" / "diagnose").rglob("*.py")):
+        strings += re.findall(r'"(LHV[^"]*)"', path.read_text())
+    return strings
+
+
+def test_what_the_rules_say_of_lhv_good_is_the_firmware_s() -> None:
+    """Each number in a rule's "LHV..." text is the one the firmware declares (or an
+    architectural constant); a new such number needs a phrase here."""
+    strings = _rule_strings()
+    assert len(strings) >= 10
+    unchecked = []
+    for text in strings:
+        checked = set(_ARCHITECTURAL)
+        for pattern, values in _RULE_PHRASES:
+            found = re.search(pattern, text)
+            if found is None:
+                continue
+            for quoted, value in zip(found.groups(), values, strict=True):
+                assert int(quoted, 16) == value(), text
+                checked.add(quoted)
+        unchecked += [n for n in re.findall(r"0x[0-9a-fA-F]+", text) if n not in checked]
+    assert unchecked == []

@@ -487,6 +487,7 @@ class Session(SessionBreakpoints, SessionOutputs):
         """The text of an HMP command (``info registers``, ``info pic``...) via QMP."""
         return self.qmp.hmp(command)
 
+    @require(*INSPECTABLE)
     def capture(self, *, note: str = "") -> Snapshot:
         """Shortcut for ``self.target.capture(note=note)`` (guarded as the reads are)."""
         return self.target.capture(note=note)

@@ -185,6 +185,7 @@ READS = [
     ("backtrace", ()),
     ("hmp", ("info registers",)),
     ("pc", ()),
+    ("capture", ()),
     ("break_at", (0x1000,)),
     ("watch", (0x1000, 8)),
     ("delete", ()),

@@ -241,7 +241,9 @@ def test_capture_keeps_the_stack_above_an_unmapped_guard_page(
         assert s.cont(timeout=10).reason == "shutdown"
         snap = s.capture()
         sp = snap.cpu.sp
-        assert guard <= sp < stack  # the stack pointer is inside the not-present page
+        # the stack pointer is inside the not-present page, or at its top when the push
+        # that faulted left it unchanged (amd64 since firmware b8527d8)
+        assert guard <= sp <= stack
         region = snap.region("stack")
         assert region is not None
         # the window RSP-0x100..RSP+0x200 clipped to its readable part, from boot_stack
@@ -252,7 +254,7 @@ def test_capture_keeps_the_stack_above_an_unmapped_guard_page(
         )
         assert {"gdt", "idt", "tss", "code"} <= {r.label for r in snap.memory}
         with pytest.raises(MemoryNotCaptured):
-            snap.read(sp, 4)
+            snap.read(sp - 4, 4)  # where the faulting push went
         # a region with a hole in the middle: both sides kept, the hole named
         runs = s.read_memory_readable([(guard - 0x10, 0x1020)])[0]
         assert runs == [

@@ -348,7 +348,7 @@ def _regions(bits: int) -> st.SearchStrategy[MemoryRegion]:
     """Memory regions inside a ``bits``-bit address space (ending at most at its top)."""
     return st.binary(max_size=64).flatmap(
         lambda data: st.builds(
-            MemoryRegion, st.integers(0, 2**bits - len(data)), st.just(data), names
+            MemoryRegion, st.integers(0, 2**bits - max(len(data), 1)), st.just(data), names
         )
     )
 

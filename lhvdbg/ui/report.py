@@ -171,7 +171,12 @@ def _model_lines(model: Explanation) -> list[RenderableType]:
             )
         for d in account.deliveries:
             failed = d.failed
-            what = f"deliver {vector_name(d.event.vector)}" + (" (EXT)" if d.event.ext else "")
+            if d.event.kind == "hardware":  # a device interrupt, whatever the vector's name
+                what = f"deliver the device interrupt on vector {d.event.vector:#04x}"
+            elif d.event.kind == "software":
+                what = f"deliver int {d.event.vector:#04x}"
+            else:
+                what = f"deliver {vector_name(d.event.vector)}" + (" (EXT)" if d.event.ext else "")
             if failed is None:
                 where = f"handler {d.handler:#x}" if d.handler is not None else "delivered"
                 stack = f" on the {d.stack} stack" if d.stack else ""

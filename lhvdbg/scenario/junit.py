@@ -41,17 +41,17 @@ def junit_xml(results: Sequence[ScenarioResult], *, suite: str = "lhvdbg scenari
             file=r.file,
             time=f"{r.elapsed:.3f}",
         )
+        if r.allow_host:  # first, as the JUnit schema orders a testcase's children
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", name="allow-host", value="true")
+            for use in r.host_access:
+                ET.SubElement(properties, "property", name="host-access", value=_clean(use))
         if r.status != "pass":
             tag = "failure" if r.status == "fail" else "error"
             element = ET.SubElement(
                 case, tag, message=_clean(r.failures[0] if r.failures else r.status)
             )
             element.text = _clean("\n".join([*r.failures, f"at {r.where}" if r.where else ""]))
-        if r.allow_host:
-            properties = ET.SubElement(case, "properties")
-            ET.SubElement(properties, "property", name="allow-host", value="true")
-            for use in r.host_access:
-                ET.SubElement(properties, "property", name="host-access", value=_clean(use))
         if r.log:
             ET.SubElement(case, "system-out").text = _clean(r.log)
         if r.serial:

@@ -114,3 +114,28 @@ def test_junit_xml_is_valid_and_complete(tmp_path: Path) -> None:
 def test_result_round_trip() -> None:
     for result in _results():
         assert ScenarioResult.from_dict(result.to_dict()) == result
+
+
+def test_host_access_is_reported_in_junit_json_and_the_result_line() -> None:
+    """A run with --allow-host says so: JUnit properties (before the failure element),
+    the JSON fields, and the result line with one 'allowed:' line per use."""
+    from lhvdbg.ui.scenarios import result_line
+
+    use = "h.toml:4: gdb 'shell' is not an inspection or breakpoint command"
+    result = ScenarioResult(
+        "h", "h", "h.toml", "fail", 1.0, failures=["x"], allow_host=True, host_access=[use]
+    )
+    case = ET.fromstring(junit_xml([result])).find("testcase")
+    assert case is not None
+    assert [child.tag for child in case] == ["properties", "failure"]
+    properties = [(p.get("name"), p.get("value")) for p in case.iter("property")]
+    assert properties == [("allow-host", "true"), ("host-access", use)]
+    assert ScenarioResult.from_dict(result.to_dict()) == result
+    assert result.to_dict()["host_access"] == [use]
+    line = result_line("pass", "h", 1.0, "tcg", "h.toml", [], [use])
+    assert str(line).splitlines() == [
+        "PASS  h  1.0 s tcg  host access allowed (1 use)",
+        f"      allowed: {use}",
+    ]
+    plain = result_line("pass", "h", 1.0, "tcg", "h.toml", [])
+    assert "host access" not in str(plain)

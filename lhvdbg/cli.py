@@ -46,7 +46,8 @@ OPTIONS = (
     (("-v", "--verbose"), "show error context and debug logs"),
     (("--no-color",), "plain text output"),
 )
-_GLOBAL_FLAGS = ("-v", "--verbose", "--no-color")
+# The flags that may come before the command's name (not -h/--version: they end the run).
+_GLOBAL_FLAGS = tuple(flag for flags, _ in OPTIONS[2:] for flag in flags)
 
 
 def build_parser(

@@ -236,11 +236,7 @@ def run_line_host_use(line: str) -> str | None:
     words = _words(line)
     if not words:
         return None
-    args = words[1:]
-    if words[0] in ("gdb", "monitor"):
-        while args and args[0].startswith("--"):  # the pass-through's own (--json)
-            args = args[1:]
-    name, rest = words[0], " ".join(args)  # the line the pass-through sends
+    name, rest = words[0], " ".join(_sent(words))  # the line a pass-through sends
     if name == "gdb":
         return gdb_host_use(rest)
     if name == "monitor":
@@ -263,7 +259,7 @@ def run_line_runs_guest(line: str) -> str | None:
         )
     if name == "serial" and any(w in ("--follow", "-f") for w in words[1:]):
         return "'serial --follow' lets the guest run: use a wait_serial step"
-    sent = [w for w in words[1:] if not w.startswith("--")]
+    sent = _sent(words)
     if name == "gdb" and sent and _first_word(sent[0]) in GDB_RUNS_GUEST:
         return f"gdb {sent[0]!r} lets the guest run: use a continue or stepi step"
     if name == "monitor" and sent and _first_word(sent[0]) in HMP_RUNS_GUEST:
@@ -343,6 +339,15 @@ def _first_word(text: str) -> str:
     """The command word of a gdb/HMP line: up to a space or a ``/FMT`` (``x/4x``)."""
     word = text.split(maxsplit=1)[0] if text.split() else ""
     return word.split("/", 1)[0] if "/" in word[1:] and not word.startswith("/") else word
+
+
+def _sent(words: list[str]) -> list[str]:
+    """The words a ``gdb``/``monitor`` pass-through sends: those after its own options
+    (``--json``)."""
+    rest = words[1:]
+    while rest and rest[0].startswith("--"):
+        rest = rest[1:]
+    return rest
 
 
 def _words(line: str) -> list[str]:

@@ -58,10 +58,10 @@ class ShellArgumentParser(ArgumentParser):
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
             self._print_message(message, sys.stderr)
-        raise _ParserExit(status)
+        raise HelpShown(status)
 
 
-class _ParserExit(Exception):
+class HelpShown(Exception):
     """Raised by ``ShellArgumentParser.exit`` (``--help`` inside the shell)."""
 
     def __init__(self, status: int) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lhvdbg.commands.registry import Context, Registry, _ParserExit, command
+from lhvdbg.commands.registry import Context, HelpShown, Registry, command
 from lhvdbg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class RegistryCommands:
         try:
             args = cmd.parser(prog=cmd.name).parse_args(words[1:])
             status = cmd.run(args, ctx)
-        except _ParserExit:
+        except HelpShown:
             raise UsageError(f"{shown!r}: --help is not a scenario step") from None
         finally:
             out.write(buffer.getvalue())

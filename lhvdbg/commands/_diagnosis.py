@@ -22,6 +22,7 @@ from lhvdbg.diagnose.evidence import (
 )
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.diagnose.report import Report, make_report
+from lhvdbg.diagnose.reset import ResetReading, reset_cause
 from lhvdbg.errors import LhvdbgError, MachineError
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.state.system import tables_from_reader
@@ -68,7 +69,48 @@ def load_reference_or_note(name: str | None, arch: str) -> tuple[Snapshot | None
         return None, chosen, f"reference {chosen} not available ({exc}); differences not weighed"
 
 
-def _stop_info(event: StopEvent) -> StopInfo:
+EXIT_ENUM = "lhv_exit_code"  # the DWARF enum that names a kernel's exit values
+OUT_LENGTH = 2  # the longest `out` that asks for a reset: E6 ib
+CODE_BEFORE_RESET = 8  # bytes before RIP read at a reset (TCG may run past the out)
+
+
+def exit_name(session: Session, value: int | None) -> str | None:
+    """The exit value's name in the kernel's ``lhv_exit_code`` DWARF enum, if any."""
+    from lhvdbg.state.elf import dwarf_enum
+
+    info = session.kernel_info
+    if value is None or info is None:
+        return None
+    return dwarf_enum(info.path, EXIT_ENUM).get(value)
+
+
+def reset_reading(session: Session, event: StopEvent) -> ResetReading | None:
+    """Why a ``shutdown`` stop's machine reset (:mod:`lhvdbg.diagnose.reset`): QEMU's
+    log under TCG, the instruction before the stopped RIP without one."""
+    if event.reason != "shutdown":
+        return None
+    log = session.int_log_text() if session.accel == "tcg" and session.int_log_path else None
+    code, registers = b"", {}
+    size = CODE_BEFORE_RESET if log is not None else OUT_LENGTH
+    if session.alive and event.address is not None and event.address >= size:
+        try:
+            code = session.read_memory(event.address - size, size)
+            registers = session.read_registers()
+        except MachineError:
+            code = b""
+    return reset_cause(log, code, registers)
+
+
+def stop_info(
+    session: Session,
+    event: StopEvent,
+    *,
+    limit: float | None = None,
+    kernel_entered: bool | None = None,
+) -> StopInfo:
+    """What the diagnosis knows of how ``event`` ended the run (``limit``: the run's time
+    limit; ``kernel_entered``: whether the kernel's entry point was reached)."""
+    reading = reset_reading(session, event)
     return StopInfo(
         reason=event.reason,
         vector=event.vector,
@@ -76,6 +118,11 @@ def _stop_info(event: StopEvent) -> StopInfo:
         exit_value=event.guest_exit_value,
         detail=event.detail,
         elapsed=event.elapsed,
+        exit_name=exit_name(session, event.guest_exit_value),
+        reset=reading.cause if reading else None,
+        reset_how=reading.how if reading else "",
+        limit=limit,
+        kernel_entered=kernel_entered,
     )
 
 
@@ -215,6 +262,8 @@ def collect_evidence(
     stop: StopEvent,
     *,
     reference: str | None = None,
+    limit: float | None = None,
+    kernel_entered: bool | None = None,
 ) -> tuple[Evidence, list[str]]:
     """Everything the diagnosis reads from ``session`` stopped at ``stop``, and notes on
     what could not be collected."""
@@ -251,7 +300,7 @@ def collect_evidence(
     ev = Evidence(
         arch=session.arch,
         accel=session.accel,
-        stop=_stop_info(stop),
+        stop=stop_info(session, stop, limit=limit, kernel_entered=kernel_entered),
         events=tuple(events),
         int_log=int_log,
         snapshot=snapshot,
@@ -289,10 +338,14 @@ def diagnose_session_with_evidence(
     stop: StopEvent,
     *,
     reference: str | None = None,
+    limit: float | None = None,
+    kernel_entered: bool | None = None,
 ) -> tuple[Report, Evidence]:
     """:func:`diagnose_session`, and the evidence it rests on (the capture and its tables,
-    which the HTML page shows)."""
-    ev, notes = collect_evidence(session, stop, reference=reference)
+    which the HTML page shows). ``limit``/``kernel_entered``: see :func:`stop_info`."""
+    ev, notes = collect_evidence(
+        session, stop, reference=reference, limit=limit, kernel_entered=kernel_entered
+    )
     return _with_notes(make_report(ev), notes), ev
 
 

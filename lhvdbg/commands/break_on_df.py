@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
 from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
@@ -28,7 +29,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"give up waiting for vector 8 after this long (default {DEFAULT_TIMEOUT:g})",
+        help=f"give up waiting for vector 8 after this long, counted from the kernel's "
+        f"entry (default {DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=DEFAULT_BOOT_TIMEOUT,
+        metavar="SECONDS",
+        help="give up waiting for the kernel's entry point (firmware and loader) after "
+        f"this long (default {DEFAULT_BOOT_TIMEOUT:g}; a KVM guest may spend seconds in "
+        "the BIOS)",
     )
     parser.add_argument(
         "--reference",
@@ -60,17 +71,25 @@ def _print(ctx: Context, report: object, as_json: bool) -> None:
     where={"cli"},
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    """Launch, run to IDT[8]'s handler (or a triple fault/exit/timeout), diagnose."""
+    """Launch, run to the kernel's entry, then to IDT[8]'s handler (or a triple fault, a
+    requested reset, an exit, the timeout), diagnose."""
+    from lhvdbg.commands._boot import run_to_entry
     from lhvdbg.commands._diagnosis import diagnose_session_with_evidence
     from lhvdbg.machine.session import Session
 
-    if args.timeout <= 0:
-        raise UsageError("--timeout needs a positive number of seconds")
+    if args.timeout <= 0 or args.boot_timeout <= 0:
+        raise UsageError("--timeout and --boot-timeout need a positive number of seconds")
     check_html_path(args.html)
     config = launch_config_from_args(args)
     with Session(config) as session:
-        stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout)
-        report, ev = diagnose_session_with_evidence(session, stop, reference=args.reference)
+        boot = run_to_entry(session, timeout=args.boot_timeout)
+        if boot.stop is not None:
+            stop, limit = boot.stop, args.boot_timeout
+        else:
+            stop, limit = session.run_to_vector(DF_VECTOR, timeout=args.timeout), args.timeout
+        report, ev = diagnose_session_with_evidence(
+            session, stop, reference=args.reference, limit=limit, kernel_entered=boot.entered
+        )
     _print(ctx, report, args.json)
     if args.html is not None:
         from lhvdbg.ui.html import report_page

@@ -2,7 +2,9 @@
 
 Outcomes: ``debug-exit`` (the guest wrote to isa-debug-exit; its value is shown, named
 from the kernel's ``lhv_exit_code`` DWARF enum when it has one), ``triple-fault`` (QEMU
-paused on the reset a triple fault causes), ``shutdown`` (any other guest shutdown),
+paused on the reset a triple fault causes), ``reset-requested`` (paused on a reset the
+guest asked for: 0xFE to port 0x64, port 0xCF9, port 0x92 — see
+:mod:`lhvdbg.diagnose.reset`), ``shutdown`` (any other guest shutdown),
 ``qemu-exit`` (QEMU ended otherwise), ``timeout``. Every outcome exits 0: a guest that
 faults or hangs is a result, not an error of lhvdbg.
 """
@@ -60,12 +62,19 @@ def outcome_of(session: Session, event: StopEvent) -> dict[str, Any]:
             result["outcome"] = "qemu-exit"
         result["qemu_status"] = event.exit_code
     elif event.reason == "shutdown":
+        from lhvdbg.commands._diagnosis import reset_reading
+
         shutdown = [e for e in session.events() if e.name == "SHUTDOWN"]
         reason = str(shutdown[-1].data.get("reason", "")) if shutdown else ""
-        triple = "Triple fault" in session.int_log_text() or reason == "guest-reset"
-        result["outcome"] = "triple-fault" if triple else "shutdown"
-        result["shutdown_reason"] = reason or None
         result.update(_where(session, event.address))
+        if reason in ("guest-reset", ""):  # QEMU says guest-reset for both; tell them apart
+            reading = reset_reading(session, event)
+            assert reading is not None
+            result["outcome"] = reading.cause
+            result["reset_how"] = reading.how
+        else:
+            result["outcome"] = "shutdown"
+        result["shutdown_reason"] = reason or None
     elif event.reason == "timeout":
         result["outcome"] = "timeout"
         result.update(_where(session, event.address))
@@ -88,6 +97,9 @@ def summary_line(result: dict[str, Any], where: str) -> str:
         text = f"guest exited through isa-debug-exit with {result['exit_value']:#x}{name}"
     elif outcome == "triple-fault":
         text = f"triple fault: QEMU paused at {result.get('where') or '?'}"
+    elif outcome == "reset-requested":
+        how = result.get("reset_how") or "no triple fault"
+        text = f"the guest asked for a reset ({how}): QEMU paused at {result.get('where') or '?'}"
     elif outcome == "shutdown":
         text = f"guest shut down ({result.get('shutdown_reason') or 'unknown reason'})"
     elif outcome == "timeout":

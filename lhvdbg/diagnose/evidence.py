@@ -48,8 +48,10 @@ _RFLAGS_IF = 1 << 9
 @dataclass(frozen=True)
 class StopInfo:
     """How the run stopped: ``vector`` (at the handler IDT[vector] names), ``shutdown``
-    (triple fault, QEMU paused), ``exited`` (the guest's own exit), ``timeout``, or what a
-    shell user was doing (``breakpoint``, ``step``, ``interrupted``, ``snapshot``)."""
+    (a triple fault or a reset the guest asked for, QEMU paused: ``reset`` says which),
+    ``exited`` (the guest's own exit), ``timeout`` (``kernel_entered`` False: before the
+    kernel's entry point), or what a shell user was doing (``breakpoint``, ``step``,
+    ``interrupted``, ``snapshot``)."""
 
     reason: str
     vector: int | None = None
@@ -57,6 +59,11 @@ class StopInfo:
     exit_value: int | None = None
     detail: str = ""
     elapsed: float | None = None
+    exit_name: str | None = None  # the exit value's name in the kernel's DWARF enum
+    reset: str | None = None  # a shutdown stop: "triple-fault" or "reset-requested"
+    reset_how: str = ""  # how that was told (lhvdbg.diagnose.reset)
+    limit: float | None = None  # the run's time limit (counted from the kernel's entry)
+    kernel_entered: bool | None = None  # whether the kernel's entry point was reached
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,22 @@ from lhvdbg.x86.vectors import DOUBLE_FAULT
 
 __all__ = ["OUTCOMES", "Outcome", "Report", "chain_to_json", "make_report", "outcome_of"]
 
-Outcome = Literal["hardware-interrupt-on-vector-8", "double-fault", "triple-fault", "no-fault"]
+Outcome = Literal[
+    "hardware-interrupt-on-vector-8",
+    "double-fault",
+    "triple-fault",
+    "reset-requested",
+    "guest-exited",
+    "kernel-never-started",
+    "no-fault",
+]
 OUTCOMES: tuple[Outcome, ...] = (
     "hardware-interrupt-on-vector-8",
     "double-fault",
     "triple-fault",
+    "reset-requested",
+    "guest-exited",
+    "kernel-never-started",
     "no-fault",
 )
 
@@ -40,8 +51,44 @@ VERDICTS: dict[Outcome, str] = {
     "hardware-interrupt-on-vector-8": "vector 8 was a hardware interrupt, not a double fault",
     "double-fault": "a real double fault (#DF)",
     "triple-fault": "triple fault: the CPU gave up and reset",
+    "reset-requested": "the guest asked for a reset (not a triple fault)",
+    "guest-exited": "the guest exited before vector 8 fired",
+    "kernel-never-started": "the kernel never started",
     "no-fault": "no fault: vector 8 never fired",
 }
+SERIAL_TAIL_LINES = 5  # the serial lines a guest-exited verdict's evidence quotes
+PANIC_WORD = "panic"
+EXIT_OK_NAMES = ("OK", "SUCCESS")  # an exit enumerator ending so is not a failure
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+def exit_text(stop: StopInfo) -> str:
+    """``0x12 (LHV_EXIT_PANIC)``, or the bare value."""
+    if stop.exit_value is None:
+        return "no exit value"
+    name = f" ({stop.exit_name})" if stop.exit_name else ""
+    return f"{stop.exit_value:#x}{name}"
+
+
+def stop_verdict(outcome: Outcome, stop: StopInfo) -> str:
+    """The verdict's words for how the run ended, when the chain does not say it all."""
+    text = VERDICTS[outcome]
+    if outcome == "reset-requested" and stop.reset_how:
+        return f"{text}: {stop.reset_how}"
+    if outcome == "guest-exited":
+        return f"the guest exited with {exit_text(stop)} before vector 8 fired"
+    if outcome == "kernel-never-started":
+        limit = f" within {_seconds(stop.limit)}" if stop.limit is not None else ""
+        where = f" (entry {stop.address:#x})" if stop.address is not None else ""
+        return f"{text}: its entry point{where} was not reached{limit}"
+    if outcome == "no-fault" and stop.reason == "timeout":
+        limit = f" within {_seconds(stop.limit)}" if stop.limit is not None else ""
+        since = " of the kernel's entry" if stop.kernel_entered else ""
+        return f"no fault seen: no vector 8{limit}{since} (the run timed out)"
+    return text
 
 
 @dataclass(frozen=True)
@@ -69,7 +116,7 @@ class Report:
     @property
     def verdict(self) -> str:
         """The one-line verdict for the outcome and the top cause."""
-        text = VERDICTS[self.outcome]
+        text = stop_verdict(self.outcome, self.stop)
         if self.diagnosis and self.diagnosis[0].id != "unexplained-chain":
             text += f": {self.diagnosis[0].summary}"
         return text
@@ -89,6 +136,11 @@ class Report:
                 "vector": self.stop.vector,
                 "address": self.stop.address,
                 "exit_value": self.stop.exit_value,
+                "exit_name": self.stop.exit_name,
+                "reset": self.stop.reset,
+                "reset_how": self.stop.reset_how or None,
+                "limit": self.stop.limit,
+                "kernel_entered": self.stop.kernel_entered,
                 "detail": self.stop.detail,
             },
             "chain": chain_to_json(self.chain),
@@ -218,16 +270,40 @@ def chain_to_json(chain: Chain) -> list[dict[str, Any]]:
     return [_step_json(s) for s in chain.steps]
 
 
-def outcome_of(chain: Chain, stop: StopInfo, int_log: bool) -> Outcome:
+def guest_failed(stop: StopInfo, serial: str) -> bool:
+    """Whether the guest's own exit was a failure: an exit value whose DWARF name is not
+    an OK/SUCCESS one, or ``panic`` in its serial output (an unnamed value alone says
+    nothing: kernels choose their own codes)."""
+    if PANIC_WORD in serial.lower():
+        return True
+    if stop.exit_value is None or not stop.exit_name:
+        return False
+    return not stop.exit_name.upper().endswith(EXIT_OK_NAMES)
+
+
+def outcome_of(chain: Chain, stop: StopInfo, int_log: bool, serial: str = "") -> Outcome:
     """The outcome from the chain (TCG log) or, without a log, from how the run stopped."""
     if chain.triple_fault is not None:
         return "triple-fault"
     step = chain.stop
     if step is not None:
         return "hardware-interrupt-on-vector-8" if step.source == "hardware" else "double-fault"
-    if stop.reason == "shutdown" and not int_log:
-        return "triple-fault"  # no log under KVM: a guest reset is the only sign
+    if stop.reason == "timeout" and stop.kernel_entered is False:
+        return "kernel-never-started"
+    if stop.reason == "shutdown":
+        if stop.reset == "reset-requested":
+            return "reset-requested"
+        if stop.reset == "triple-fault" or not int_log:
+            return "triple-fault"  # no log under KVM: a guest reset is the only sign
+    if stop.reason == "exited" and guest_failed(stop, serial):
+        return "guest-exited"
     return "no-fault"
+
+
+def serial_tail(serial: str, lines: int = SERIAL_TAIL_LINES) -> list[str]:
+    """The last non-empty lines of the serial output."""
+    kept = [line.rstrip() for line in serial.replace("\r\n", "\n").splitlines() if line.strip()]
+    return kept[-lines:]
 
 
 def _frame_events(ev: Evidence) -> tuple[InterruptEvent, ...]:
@@ -316,8 +392,25 @@ def _at(address: int, symbols: Mapping[str, int]) -> str:
     return f"{address:#x} ({name})" if name else f"{address:#x}"
 
 
-def _general_evidence(chain: Chain, ev: Evidence, symbols: Mapping[str, int]) -> list[str]:
+def _stop_evidence(ev: Evidence) -> list[str]:
+    """How the run ended, when that is the story: the reset's cause, the guest's exit
+    and its last serial lines."""
+    stop = ev.stop
     lines: list[str] = []
+    if stop.reason == "shutdown" and stop.reset_how:
+        lines.append(f"the reset: {stop.reset} ({stop.reset_how})")
+    failed = stop.reason == "exited" and guest_failed(stop, ev.serial)
+    if failed:
+        lines.append(f"the guest exited with {exit_text(stop)}")
+    quiet = stop.reason == "exited" and not failed  # a clean exit needs no serial quote
+    never = stop.kernel_entered is False
+    if (stop.reason in ("exited", "shutdown") or never) and not quiet and ev.serial.strip():
+        lines += [f"serial: {line}" for line in serial_tail(ev.serial)]
+    return lines
+
+
+def _general_evidence(chain: Chain, ev: Evidence, symbols: Mapping[str, int]) -> list[str]:
+    lines: list[str] = _stop_evidence(ev)
     snapshot = ev.snapshot
     if snapshot is not None:
         cpu = snapshot.cpu
@@ -385,7 +478,7 @@ def make_report(ev: Evidence) -> Report:
             ioapic=ioapic,
             qemu_tcg=False,
         )
-    outcome = outcome_of(chain, ev.stop, ev.int_log)
+    outcome = outcome_of(chain, ev.stop, ev.int_log, ev.serial)
     causes = diagnose(chain, ev)
     relevant: list[Difference] = []
     irrelevant: list[Difference] = []

@@ -27,8 +27,12 @@ _OUTCOME_STYLE = {
     "hardware-interrupt-on-vector-8": "bold yellow",
     "double-fault": "bold red",
     "triple-fault": "bold red",
+    "reset-requested": "bold yellow",
+    "guest-exited": "bold red",
+    "kernel-never-started": "bold yellow",
     "no-fault": "bold green",
 }
+TIMED_OUT_STYLE = "bold yellow"  # no-fault because the run ran out of time: not green
 _CONFIDENCE_STYLE = {"high": "bold", "medium": "", "low": "dim"}
 
 
@@ -209,7 +213,10 @@ def render_report(report: Report) -> RenderableType:
     """The whole report as one renderable."""
     parts: list[RenderableType] = []
     verdict = Text("verdict: ", style="bold")
-    verdict.append(report.outcome, style=_OUTCOME_STYLE[report.outcome])
+    style = _OUTCOME_STYLE.get(report.outcome, "bold")
+    if report.outcome == "no-fault" and report.stop.reason == "timeout":
+        style = TIMED_OUT_STYLE
+    verdict.append(report.outcome, style=style)
     parts.append(verdict)
     parts.append(Text(report.verdict))
     where = f"{report.arch}, accelerator {report.accel or 'none (offline)'}"
@@ -236,7 +243,7 @@ def render_report(report: Report) -> RenderableType:
         for n, cause in enumerate(report.diagnosis, start=1):
             parts.append(_cause(n, cause))
         parts.append(Text(""))
-    elif report.outcome == "no-fault":
+    elif report.outcome == "no-fault" and report.stop.reason != "timeout":
         parts.append(Text("nothing to diagnose: vector 8 never fired during the run"))
         parts.append(Text(""))
     if report.evidence:

@@ -68,6 +68,10 @@ def after_stop(ctx: Context, event: StopEvent, *, as_json: bool = False) -> None
     ctx.stdout.write(line + "\n")
     if event.reason == "exited":
         ctx.stdout.write("QEMU has exited; type reset to start it again\n")
+        return
+    from lhvdbg.commands.context import show_after_stop
+
+    show_after_stop(ctx, event)
 
 
 def _interruptible(ctx: Context, run: Any) -> StopEvent:
@@ -462,7 +466,9 @@ def reset_command(args: argparse.Namespace, ctx: Context) -> int:
     start = time.monotonic()
     session.reset()
     ctx.target = session.target
+    kept = {k: ctx.state[k] for k in ("context",) if k in ctx.state}
     ctx.state.clear()
+    ctx.state.update(kept)
     elapsed = time.monotonic() - start
     text = f"machine restarted in {elapsed:.2f} s; the CPU waits at reset"
     return _reply(ctx, args.json, {"reset": True, "elapsed": round(elapsed, 3)}, text)
@@ -485,34 +491,52 @@ def _configure_x(parser: argparse.ArgumentParser) -> None:
     where=WHERE,
 )
 def x_command(args: argparse.Namespace, ctx: Context) -> int:
-    from lhvdbg.ui.examine import eval_address, parse_format, render_memory, units
-
     fmt_text, address_text = args.format, args.address
     if fmt_text is not None and not fmt_text.startswith("/") and address_text is None:
         fmt_text, address_text = None, fmt_text
     if address_text is None:
         raise UsageError("x: give an address, e.g. x/8xb $rsp")
     target = ctx.require_target()
+    return examine(ctx, target, fmt_text, address_text, as_json=args.json)
+
+
+def examine(
+    ctx: Context, target: Any, fmt_text: str | None, address_text: str, *, as_json: bool
+) -> int:
+    """``x`` on ``target`` (``xp`` hands a physical-memory target)."""
+    from lhvdbg.commands._expr import current_mode, evaluate
+    from lhvdbg.ui.examine import parse_format, render_memory, units
+
     pointer = 8 if target.arch == "amd64" else 4
     fmt = parse_format(fmt_text, ctx.state.get("x_format"), pointer_size=pointer)
     ctx.state["x_format"] = fmt
     symbols = target.symbols()
-
-    def registers() -> dict[str, int]:
-        cpu = target.cpu()
-        regs = dict(cpu.gprs)
-        regs.update(ip=cpu.ip, rip=cpu.ip, eip=cpu.ip, flags=cpu.flags, eflags=cpu.flags)
-        regs.update(cr0=cpu.cr0, cr2=cpu.cr2, cr3=cpu.cr3, cr4=cpu.cr4)
-        return regs
-
-    address = eval_address(address_text, symbols, registers)
+    address = evaluate(ctx, address_text, target=target)
     if fmt.letter == "i":
-        session = _session(ctx)
-        ctx.stdout.write(session.gdb.console(f"x/{fmt.count}i {address:#x}").console())
+        from lhvdbg.ui.context import decode_at, render_instructions
+
+        mode = current_mode(target)
+        instructions = decode_at(target.read_memory, address, mode, fmt.count)
+        pc = mode.linear(target.cpu().ip)
+        if as_json:
+            ctx.print_json(
+                {
+                    "address": f"{address:#x}",
+                    "mode": mode.name,
+                    "bits": mode.bits,
+                    "instructions": [
+                        {"address": f"{i.address:#x}", "bytes": i.raw.hex(), "text": i.text}
+                        for i in instructions
+                    ],
+                }
+            )
+            return 0
+        lines = render_instructions(instructions, pc, symbols)
+        ctx.stdout.write("\n".join(lines) + "\n")
         return 0
     size = 256 if fmt.letter == "s" else fmt.count * fmt.size
     data = target.read_memory(address, size)
-    if args.json:
+    if as_json:
         values = units(data, fmt) if fmt.letter != "s" else None
         ctx.print_json(
             {

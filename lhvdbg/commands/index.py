@@ -36,6 +36,14 @@ COMMANDS = (
         where=("cli",),
     ),
     IndexEntry(
+        aliases=(),
+        category="views",
+        module="lhvdbg.commands.context",
+        name="context",
+        summary="show the stop: registers (changed ones marked *), code in the CPU's mode, stack",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
         aliases=("c", "cont"),
         category="run",
         module="lhvdbg.commands.control",
@@ -218,6 +226,14 @@ COMMANDS = (
         name="serial",
         summary="show the guest's serial console output (--follow: run and stream it)",
         where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="views",
+        module="lhvdbg.commands.context",
+        name="set",
+        summary="shell settings: set context off|on|regs,code,stack",
+        where=("shell",),
     ),
     IndexEntry(
         aliases=(),

@@ -2,9 +2,10 @@
 
 FMT is ``[count][format][size]`` as in gdb: formats ``x`` hex, ``d`` signed, ``u``
 unsigned, ``o`` octal, ``t`` binary, ``c`` char, ``a`` address (with symbol), ``s`` string;
-sizes ``b`` (1), ``h`` (2), ``w`` (4), ``g`` (8). ``i`` (instructions) is left to gdb.
-ADDR is a number, a symbol, ``$register``, or a sum/difference of those (``$rsp+0x10``,
-``kernel_main+4``).
+sizes ``b`` (1), ``h`` (2), ``w`` (4), ``g`` (8); ``i`` instructions (decoded in the CPU's
+mode by :mod:`lhvdbg.x86.disasm`). ADDR is an expression: a number, a symbol,
+``$register``, sums and differences, parentheses, and ``*EXPR`` for the pointer stored at
+EXPR (``$rsp+0x10``, ``kernel_main+4``, ``*($rsp+8)``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from lhvdbg.errors import UsageError
 SIZES = {"b": 1, "h": 2, "w": 4, "g": 8}
 FORMATS = "xduotcasi"
 _FMT = re.compile(r"^/?(\d*)([a-z]*)$")
-_TERM = re.compile(r"\s*([+-]?)\s*(\$?[A-Za-z_.][A-Za-z0-9_.]*|0[xX][0-9a-fA-F]+|\d+)\s*")
 
 
 @dataclass(frozen=True)
@@ -65,39 +65,86 @@ def parse_format(text: str | None, last: Format | None = None, *, pointer_size: 
     return Format(count, letter, size)
 
 
+_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+|\$?[A-Za-z_.][A-Za-z0-9_.]*|[-+*()])")
+_ALIASES = {"pc": ("rip", "eip", "ip"), "sp": ("rsp", "esp"), "fp": ("rbp", "ebp")}
+
+
 def eval_address(
-    expr: str, symbols: Mapping[str, int], registers: Callable[[], Mapping[str, int]]
+    expr: str,
+    symbols: Mapping[str, int],
+    registers: Callable[[], Mapping[str, int]],
+    deref: Callable[[int], int] | None = None,
 ) -> int:
-    """Evaluate ``expr`` (numbers, symbols, ``$reg``, ``+``/``-``); UsageError if unknown.
+    """Evaluate ``expr``: numbers, symbols, ``$reg``, ``+``/``-``, parentheses, and
+    ``*EXPR`` (the pointer stored at EXPR, read through ``deref``; as in gdb ``*$rsp+8`` is
+    ``(*$rsp)+8``). UsageError for anything unknown.
 
     ``registers`` is called only when the expression names one.
     """
-    text = expr.strip().lstrip("*")
+    text = expr.strip()
     if not text:
         raise UsageError("missing address")
-    total, position, regs = 0, 0, None
+    tokens: list[str] = []
+    position = 0
     while position < len(text):
-        match = _TERM.match(text, position)
-        if match is None or (position and not match.group(1)):
-            raise UsageError(f"cannot evaluate address {expr!r}")
-        sign, term = match.group(1), match.group(2)
+        match = _TOKEN.match(text, position)
+        if match is None:
+            if text[position:].strip() == "":
+                break
+            raise UsageError(f"cannot evaluate {expr!r} (at {text[position:]!r})")
+        tokens.append(match.group(1))
+        position = match.end()
+    regs: dict[str, Mapping[str, int]] = {}
+
+    def value_of(term: str) -> int:
         if term[0].isdigit():
-            value = int(term, 0)
-        elif term.startswith("$"):
-            regs = regs if regs is not None else registers()
+            return int(term, 0)
+        if term.startswith("$"):
+            table = regs.setdefault("r", registers())
             name = term[1:].lower()
-            alias = {"pc": ("rip", "eip", "ip"), "sp": ("rsp", "esp"), "fp": ("rbp", "ebp")}
-            found = next((regs[n] for n in (name, *alias.get(name, ())) if n in regs), None)
+            found = next((table[n] for n in (name, *_ALIASES.get(name, ())) if n in table), None)
             if found is None:
                 raise UsageError(f"unknown register {term}")
-            value = found
-        elif term in symbols:
-            value = symbols[term]
-        else:
-            hint = " (the kernel has no symbols)" if not symbols else ""
-            raise UsageError(f"unknown symbol: {term}{hint}")
-        total += -value if sign == "-" else value
-        position = match.end()
+            return found
+        if term in symbols:
+            return symbols[term]
+        hint = " (the kernel has no symbols)" if not symbols else ""
+        raise UsageError(f"unknown symbol: {term}{hint}")
+
+    def unary(i: int) -> tuple[int, int]:
+        if i >= len(tokens):
+            raise UsageError(f"cannot evaluate {expr!r}: it ends too soon")
+        token = tokens[i]
+        if token == "*":
+            if deref is None:
+                raise UsageError(f"cannot dereference in {expr!r} here")
+            value, i = unary(i + 1)
+            return deref(value), i
+        if token == "-":
+            value, i = unary(i + 1)
+            return -value, i
+        if token == "+":
+            return unary(i + 1)
+        if token == "(":
+            value, i = sum_of(i + 1)
+            if i >= len(tokens) or tokens[i] != ")":
+                raise UsageError(f"cannot evaluate {expr!r}: missing )")
+            return value, i + 1
+        if token == ")":
+            raise UsageError(f"cannot evaluate {expr!r}: unexpected )")
+        return value_of(token), i + 1
+
+    def sum_of(i: int) -> tuple[int, int]:
+        total, i = unary(i)
+        while i < len(tokens) and tokens[i] in "+-":
+            sign = tokens[i]
+            value, i = unary(i + 1)
+            total = total + value if sign == "+" else total - value
+        return total, i
+
+    total, end = sum_of(0)
+    if end != len(tokens):
+        raise UsageError(f"cannot evaluate address {expr!r}")
     if total < 0:
         raise UsageError(f"address {expr!r} is negative")
     return total

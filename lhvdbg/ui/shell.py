@@ -27,6 +27,8 @@ from lhvdbg.errors import LhvdbgError, MachineError
 PROMPT = "lhvdbg> "
 BUILTINS = {"help": "list commands, or show the help of one (help CMD)", "quit": "leave"}
 QUIT_WORDS = ("quit", "exit", "q")
+# Lines Enter does not run again (gdb repeats stepping and examining, not these).
+NOT_REPEATED = frozenset({"reset", "save", "snapshot", "set", "delete", "d", "quit", "exit", "q"})
 
 
 class ShellCommand(Protocol):
@@ -98,6 +100,7 @@ class Shell:
         self.err = err or sys.stderr
         self.on_error = on_error
         self.done = False
+        self.last_line = ""
 
     # --- commands -------------------------------------------------------------------
 
@@ -117,6 +120,15 @@ class Shell:
         return name in self.registry and "shell" in getattr(
             self.registry.get(name), "where", ("shell",)
         )
+
+    def execute_or_repeat(self, line: str) -> int:
+        """As gdb at its prompt: an empty line runs the last non-empty line again."""
+        if line.strip():
+            self.last_line = line
+            return self.execute(line)
+        if self.last_line and self.last_line.split()[0] not in NOT_REPEATED:
+            return self.execute(self.last_line)
+        return 0
 
     def execute(self, line: str) -> int:
         """Run one line; return the command's exit status (0 for an empty line)."""
@@ -336,8 +348,12 @@ def run_shell(
     two-word spellings to commands (``("snapshot", "save") -> "save"``); ``first`` lines
     run before any input is read, echoed after the prompt.
     """
+    from lhvdbg.ui.context import SECTIONS
+
     stdin = stdin or sys.stdin
     shell = Shell(registry, ctx, on_error=on_error, phrases=phrases)
+    if isinstance(getattr(ctx, "state", None), dict):
+        ctx.state.setdefault("context", SECTIONS)  # the context view after each stop
     if banner:
         ctx.stdout.write(banner.rstrip("\n") + "\n")
         ctx.stdout.flush()
@@ -363,7 +379,7 @@ def run_shell(
         except EOFError:
             ctx.stdout.write("quit\n")
             break
-        shell.execute(line)
+        shell.execute_or_repeat(line)
         ctx.stdout.flush()
     return 0
 

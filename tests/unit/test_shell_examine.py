@@ -11,6 +11,7 @@ import pytest
 
 from lhvdbg.commands.registry import Context, load_all
 from lhvdbg.errors import UsageError
+from lhvdbg.state.snapshot import MemoryRegion
 from lhvdbg.state.target import SnapshotTarget
 from lhvdbg.ui.examine import Format, eval_address, parse_format, render_memory, units
 from lhvdbg.ui.shell import Shell
@@ -59,7 +60,16 @@ def test_eval_address() -> None:
     assert calls == []  # registers are read only when named
     assert eval_address("$rsp+0x10", symbols, regs) == 0x10EFD0
     assert eval_address("$pc - 5", symbols, regs) == 0x102280
-    assert eval_address("*$sp", symbols, regs) == 0x10EFC0
+    memory = {0x10EFC0: 0x102427, 0x10EFC8: 0x10EFE0, 0x10EFE0: 0x1234}
+    deref = memory.__getitem__
+    assert eval_address("*$sp", symbols, regs, deref) == 0x102427  # where it points
+    assert eval_address("*$sp+8", symbols, regs, deref) == 0x10242F  # gdb: (*$sp)+8
+    assert eval_address("*($rsp+8)", symbols, regs, deref) == 0x10EFE0
+    assert eval_address("**($rsp + 8) + 8 - 8", symbols, regs, deref) == 0x1234
+    with pytest.raises(UsageError, match="cannot dereference"):
+        eval_address("*$sp", symbols, regs)
+    with pytest.raises(UsageError, match="missing \\)"):
+        eval_address("*($sp+8", symbols, regs, deref)
     with pytest.raises(UsageError, match="unknown symbol: nosuch"):
         eval_address("nosuch", symbols, regs)
     with pytest.raises(UsageError, match=r"unknown symbol: x \(the kernel has no symbols\)"):
@@ -112,7 +122,43 @@ def test_x_command_on_a_snapshot() -> None:
     data = json.loads(out.getvalue())
     assert data["format"] == "/4xg" and data["bytes"] == snapshot.read(idt, 32).hex()
     assert err.getvalue() == ""
-    assert shell.execute("x/i idt") == 2  # a UsageError
+    assert shell.execute("x/i 0x10") == 1  # not captured: one line
+    assert err.getvalue().startswith("error: memory 0x10..0x")
+    assert err.getvalue().endswith(" is not in the snapshot\n")
+
+
+# pit_init's first instructions (objdump -d -m i386:x86-64 of lhv-good.elf) and the i386
+# build's `inc %eax; mov %eax,0x109004` (which 64-bit decoding turns into a movabs).
+CODE_64 = bytes.fromhex("31d2b8de341200f7f7")
+CODE_32 = bytes.fromhex("40a304901000")
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "expected"),
+    [
+        ("lhv-good-amd64", CODE_64, ["xorl %edx,%edx", "movl $0x1234de,%eax", "divl %edi"]),
+        ("lhv-good-i386", CODE_32, ["incl %eax", "movl %eax,0x109004"]),
+    ],
+)
+def test_x_i_decodes_captured_code_in_the_cpu_mode(
+    name: str, code: bytes, expected: list[str]
+) -> None:
+    snapshot = recorded(name)
+    ip = snapshot.cpu.ip
+    code_region = MemoryRegion(ip, code + bytes(16), "code")
+    snapshot = replace(snapshot, memory=(*snapshot.memory, code_region), symbols={"f": ip - 2})
+    out, err = io.StringIO(), io.StringIO()
+    ctx = Context(stdout=out, color=False, target=SnapshotTarget(snapshot))
+    shell = Shell(load_all(), ctx, err=err)
+    assert shell.execute(f"x/{len(expected)}i $pc") == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith(f"=> {ip:#x} <f+0x2>:\t")
+    assert [" ".join(line.split("\t")[1].split()) for line in lines] == expected
+    out.truncate(0), out.seek(0)
+    assert shell.execute("x/1i $pc --json") == 0
+    data = json.loads(out.getvalue())
+    assert data["bits"] == (64 if name.endswith("amd64") else 32)
     assert (
-        err.getvalue() == "error: this needs a live machine: start the shell without --snapshot\n"
+        bytes.fromhex(data["instructions"][0]["bytes"])
+        == code[: len(data["instructions"][0]["bytes"]) // 2]
     )

@@ -1,127 +1,14 @@
-"""The history of what a kernel programmed, in order (pure).
-
-A :class:`History` is a list of :class:`HistoryEvent` s: port writes to the legacy
-devices, local APIC / I/O APIC register writes, system instructions (``lgdt``, ``lidt``,
-``ltr``, ``mov CRn``, ``wrmsr``, ``sti``, ``cli``) and the interrupts of QEMU's ``-d int``
-log, each named by its meaning (:mod:`lhvdbg.x86.pio`). ``source`` is ``kernel`` from the
-kernel's entry on, ``firmware`` before it (the BIOS programs the PICs itself).
-
-:func:`build_history` numbers and decodes raw events; :func:`pic_story` says in one line
-what happened to the master PIC's vector base (evidence for the diagnosis).
-"""
+"""Reading histories (:mod:`lhvdbg.state.history`): what the kernel did to the PIC, as
+evidence for the diagnosis, and where two runs diverge (``lhvdbg compare``). Pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
-from lhvdbg.x86.pio import DeviceDecoder, lapic_write_text
+from lhvdbg.state.history import History, HistoryEvent
 
-KINDS = ("port", "lapic", "ioapic", "insn", "interrupt", "fault")
 BIOS_MASTER_BASE = 0x08
-
-
-@dataclass(frozen=True)
-class HistoryEvent:
-    """One event. ``kind`` is one of :data:`KINDS`; ``port`` (port writes), ``address``
-    (MMIO register writes), ``insn`` (instructions) say what was touched; ``value`` what
-    was written or loaded (for ``lgdt``/``lidt`` the base, ``limit`` beside it; for an
-    interrupt the vector); ``rip``/``symbol`` where (when known); ``name`` a short key
-    (``ICW2``, ``OCW1``, ``lidt``, ``irq``...); ``decoded`` the one-line meaning."""
-
-    seq: int
-    kind: str
-    value: int | None = None
-    port: int | None = None
-    address: int | None = None
-    insn: str | None = None
-    rip: int | None = None
-    symbol: str | None = None
-    decoded: str = ""
-    name: str = ""
-    source: str = "kernel"
-    facts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def function(self) -> str | None:
-        """The function the event happened in (the symbol without ``+0x..``)."""
-        if not self.symbol or self.symbol.startswith("0x"):
-            return None
-        return self.symbol.split("+", 1)[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``{seq, kind, port|address|insn, value, rip, symbol, decoded}``."""
-        out: dict[str, Any] = {"seq": self.seq, "kind": self.kind}
-        if self.port is not None:
-            out["port"] = f"{self.port:#x}"
-        if self.address is not None:
-            out["address"] = f"{self.address:#x}"
-        if self.insn is not None:
-            out["insn"] = self.insn
-        out["value"] = None if self.value is None else f"{self.value:#x}"
-        out["rip"] = None if self.rip is None else f"{self.rip:#x}"
-        out["symbol"] = self.symbol
-        out["decoded"] = self.decoded
-        out["name"] = self.name
-        out["source"] = self.source
-        if self.facts:
-            out["facts"] = dict(self.facts)
-        return out
-
-
-@dataclass(frozen=True)
-class History:
-    """A run's events in order, with how the run ended and what ran it."""
-
-    events: tuple[HistoryEvent, ...]
-    ended: str = ""
-    qemu_version: str = ""
-    kernel: str = ""
-    seconds: float = 0.0
-
-    def kernel_events(self) -> list[HistoryEvent]:
-        """The events from the kernel's entry on."""
-        return [e for e in self.events if e.source == "kernel"]
-
-    def named(self, name: str, *, chip: str | None = None) -> list[HistoryEvent]:
-        """The kernel's events called ``name`` (``ICW1``...), of one PIC when ``chip``."""
-        return [
-            e
-            for e in self.kernel_events()
-            if e.name == name and (chip is None or e.decoded.startswith(chip))
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form of the whole history."""
-        return {
-            "ended": self.ended,
-            "qemu_version": self.qemu_version,
-            "kernel": self.kernel,
-            "seconds": round(self.seconds, 3),
-            "events": [e.to_dict() for e in self.events],
-        }
-
-
-def build_history(raw: list[HistoryEvent], **meta: Any) -> History:
-    """Number ``raw`` (already in order) and name each port write and LAPIC write by its
-    meaning; the firmware's writes and the kernel's go through separate device models
-    (the kernel starts with the devices as the firmware left them)."""
-    decoders = {"firmware": DeviceDecoder(), "kernel": DeviceDecoder()}
-    out: list[HistoryEvent] = []
-    for seq, event in enumerate(raw, start=1):
-        event = replace(event, seq=seq)
-        if event.kind == "port" and event.port is not None and event.value is not None:
-            d = decoders[event.source].port_write(event.port, event.value)
-            event = replace(event, decoded=d.text, name=d.name, facts=dict(d.facts))
-        elif event.kind == "lapic" and event.address is not None and event.value is not None:
-            offset = event.address & 0xFFF
-            event = replace(
-                event,
-                decoded=lapic_write_text(offset, event.value),
-                name="LAPIC EOI" if offset == 0xB0 else f"LAPIC {offset:#x}",
-            )
-        out.append(event)
-    return History(tuple(out), **meta)
 
 
 def master_base(history: History) -> int | None:
@@ -151,3 +38,243 @@ def first_hardware_interrupt(history: History, after: int = 0) -> HistoryEvent |
         if event.seq > after and event.kind == "interrupt" and event.name == "irq":
             return event
     return None
+
+
+# --- comparing two runs -----------------------------------------------------------------
+
+_QUIET_NAMES = frozenset({"OCW2", "OCW3", "LAPIC EOI", "debug exit", "KBC data"})
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One place two histories differ: ``kind`` is ``missing`` (the good run did it,
+    this one never did), ``extra`` (only this run did it) or ``changed`` (both, with
+    other values); ``good``/``bad`` the events; ``matters`` whether it changes how
+    interrupts are delivered; ``explanation`` one line."""
+
+    kind: str
+    good: tuple[HistoryEvent, ...]
+    bad: tuple[HistoryEvent, ...]
+    matters: bool
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {
+            "kind": self.kind,
+            "matters": self.matters,
+            "explanation": self.explanation,
+            "good": [e.to_dict() for e in self.good],
+            "bad": [e.to_dict() for e in self.bad],
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Where a run diverges from a good one: the first difference that matters most
+    (first in ``differences``; None when nothing matters), then the others in order."""
+
+    good: History
+    bad: History
+    differences: tuple[Difference, ...]
+
+    @property
+    def first_divergence(self) -> Difference | None:
+        """The difference that matters most, earliest first (listed first)."""
+        first = self.differences[0] if self.differences else None
+        return first if first is not None and first.matters else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{first_divergence: {good, bad, kind, explanation}, differences: [...]}``."""
+        first = self.first_divergence
+        return {
+            "good": {k: v for k, v in self.good.to_dict().items() if k != "events"},
+            "bad": {k: v for k, v in self.bad.to_dict().items() if k != "events"},
+            "first_divergence": None if first is None else first.to_dict(),
+            "differences": [d.to_dict() for d in self.differences],
+        }
+
+
+def milestone_key(event: HistoryEvent) -> tuple[object, ...]:
+    """What makes two events "the same step" in two runs (addresses and values that
+    differ between builds of one kernel, like RIPs, are left out; an instruction that
+    can run in many places, ``sti``/``cli``, is keyed by its function)."""
+    if event.kind == "port":
+        return ("port", event.name, event.port, event.value)
+    if event.kind in ("lapic", "ioapic"):
+        return (event.kind, event.name, event.value)
+    if event.kind == "insn":
+        if event.insn in ("sti", "cli"):
+            return ("insn", event.insn, event.function)
+        if event.insn in ("lgdt", "lidt"):
+            return ("insn", event.insn, event.facts.get("limit"))
+        return ("insn", event.name, event.value)
+    return (event.kind, event.name, event.value)
+
+
+def milestones(history: History) -> list[HistoryEvent]:
+    """The kernel's events that happen for the first time (a timer tick, an EOI, a
+    ``cli`` in a print routine count once), in order."""
+    seen: set[tuple[object, ...]] = set()
+    out: list[HistoryEvent] = []
+    for event in history.kernel_events():
+        key = milestone_key(event)
+        if key not in seen:
+            seen.add(key)
+            out.append(event)
+    return out
+
+
+_DELIVERY_PORT_NAMES = ("ICW", "OCW1", "PIT", "reset")
+
+
+def weight(event: HistoryEvent) -> int:
+    """How much a difference in this step matters: 2 when it changes how interrupts
+    are delivered (PIC, PIT, LAPIC, I/O APIC programming, ``lidt``, the vectors that
+    arrived), 1 when it is latent (``ltr``, ``wrmsr``, ``mov cr0/cr4``, ``sti``: state
+    the CPU reads later), 0 when it is noise or an outcome (``cli`` in a print routine,
+    EOIs, ``lgdt`` of another length, CR3 reloads, the exit code)."""
+    if event.name in _QUIET_NAMES:
+        return 0
+    if event.kind == "port":
+        return 2 if event.name.startswith(_DELIVERY_PORT_NAMES) else 0
+    if event.kind in ("lapic", "ioapic", "interrupt", "fault"):
+        return 2
+    if event.insn == "lidt":
+        return 2
+    if event.insn in ("ltr", "wrmsr", "sti", "mov cr0", "mov cr4"):
+        return 1
+    return 0
+
+
+def _where(event: HistoryEvent) -> str:
+    fn = event.function
+    return f" in {fn}" if fn else ""
+
+
+def _pic_words(events: tuple[HistoryEvent, ...]) -> str | None:
+    """``ICW1–ICW4 (base 0x20)`` when ``events`` hold the master's initialisation."""
+    names = sorted({e.name for e in events if e.name.startswith("ICW")})
+    if not names:
+        return None
+    base = next((e.facts["base"] for e in events if e.name == "ICW2" and "base" in e.facts), None)
+    span = names[0] if len(names) == 1 else f"{names[0]}–{names[-1]}"
+    return span + (f" (base {base:#04x})" if base is not None else "")
+
+
+def _irq_text(history: History, event: HistoryEvent) -> str:
+    vector = event.value or 0
+    base = master_base(history)
+    base = BIOS_MASTER_BASE if base is None else base
+    if base <= vector < base + 8:
+        return f"IRQ{vector - base} arrived on {vector:#04x}"
+    return f"an interrupt arrived on {vector:#04x}"
+
+
+def _what(event: HistoryEvent) -> str:
+    """``ltr (TR = selector 0x20 ...)`` for an instruction, the meaning otherwise."""
+    if event.kind == "insn" and event.insn not in ("sti", "cli"):
+        return f"{event.insn} ({event.decoded})"
+    return event.decoded
+
+
+def _explain(kind: str, good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...]) -> str:
+    g, b = (good[0] if good else None), (bad[0] if bad else None)
+    pic = _pic_words(good) if kind == "missing" else None
+    if pic is not None and g is not None:
+        return f"the good build wrote {pic}{_where(g)}; this build never did"
+    if kind == "missing" and g is not None:
+        return f"the good build did {_what(g)}{_where(g)}; this build never did"
+    if kind == "extra" and b is not None:
+        return f"this build did {_what(b)}{_where(b)}; the good build never did"
+    assert g is not None and b is not None
+    return f"the good build did {_what(g)}{_where(g)}; this build did {_what(b)}{_where(b)}"
+
+
+def _then(bad: History, after: HistoryEvent | None, good: History) -> str:
+    """What followed in the bad run: its first hardware interrupt after ``after``."""
+    irq = first_hardware_interrupt(bad, after.seq if after is not None else 0)
+    if irq is None:
+        return ""
+    first_good = first_hardware_interrupt(good)
+    if first_good is not None and first_good.value == irq.value:
+        return ""  # the same interrupt as in the good run: nothing followed from it
+    text = _irq_text(bad, irq)
+    if first_good is not None:
+        text += f" (in the good build: {first_good.value or 0:#04x})"
+    return f"; then {text}"
+
+
+def compare_histories(good: History, bad: History) -> Comparison:
+    """Align the first occurrences of each step in both runs and list the differences;
+    the first one that matters explains itself with what followed in the bad run."""
+    import difflib
+
+    a, b = milestones(good), milestones(bad)
+    matcher = difflib.SequenceMatcher(
+        None, [milestone_key(e) for e in a], [milestone_key(e) for e in b], autojunk=False
+    )
+    found: list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...], int]] = []
+    anchors: list[HistoryEvent | None] = []
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        kind = {"delete": "missing", "insert": "extra", "replace": "changed"}[op]
+        ga, ba = tuple(a[i1:i2]), tuple(b[j1:j2])
+        groups = _split(ga, ba) if op == "replace" else [(kind, ga, ba)]
+        for k, gg, bb in groups:
+            found.append((k, gg, bb, max(weight(e) for e in (*gg, *bb))))
+            anchors.append(bb[-1] if bb else (b[j1 - 1] if j1 > 0 else None))
+    top = max((w for *_, w in found), default=0)
+    first = next((n for n, item in enumerate(found) if item[3] == top), None) if top else None
+    diffs: list[Difference] = []
+    for n, (k, gg, bb, w) in enumerate(found):
+        text = _explain(k, gg, bb)
+        if n == first:
+            text += _latent(gg, bb, bad) + _then(bad, anchors[n], good)
+        diffs.append(Difference(k, gg, bb, w > 0, text))
+    if first is not None:  # the first divergence that matters comes first
+        diffs.insert(0, diffs.pop(first))
+    return Comparison(good, bad, tuple(diffs))
+
+
+def _latent(good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...], run: History) -> str:
+    """For a missing ``ltr``: whether this run ever needed the TSS."""
+    if not any(e.insn == "ltr" for e in (*good, *bad)):
+        return ""
+    needed = [
+        e
+        for e in run.kernel_events()
+        if e.kind == "fault" or e.name == "exception" or e.facts.get("cpl", 0) == 3
+    ]
+    if needed:
+        return ""
+    return (
+        " (the CPU reads the TSS only on a privilege change, an IST stack or a task"
+        " switch; this run had no exception and no interrupt from ring 3)"
+    )
+
+
+def _split(
+    good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...]
+) -> list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...]]]:
+    """A replaced block as pairs of the same kind of step (``changed``), the rest as
+    ``missing``/``extra``."""
+    out: list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...]]] = []
+    rest = list(bad)
+    for g in good:
+        twin = next((x for x in rest if milestone_key(x)[:2] == milestone_key(g)[:2]), None)
+        if twin is not None:
+            rest.remove(twin)
+            out.append(("changed", (g,), (twin,)))
+        else:
+            out.append(("missing", (g,), ()))
+    out += [("extra", (), (x,)) for x in rest]
+    merged: list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...]]] = []
+    for kind, g_events, b_events in out:
+        if merged and kind != "changed" and merged[-1][0] == kind:
+            last = merged[-1]
+            merged[-1] = (kind, last[1] + g_events, last[2] + b_events)
+        else:
+            merged.append((kind, g_events, b_events))
+    return merged

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lhvdbg.diagnose.history import History, HistoryEvent, build_history
+from lhvdbg.state.history import History, HistoryEvent, build_history
 from lhvdbg.x86.insn_sites import Site, scan
 from lhvdbg.x86.pio import DEBUG_EXIT, RESET_CONTROL, TRACKED_PORTS
 
@@ -54,7 +54,7 @@ _IOAPIC = re.compile(
     r"^ioapic_mem_write addr (0x[0-9a-f]+) regsel: (0x[0-9a-f]+) size 0x\d+ val (0x[0-9a-f]+)"
 )
 _PIC = re.compile(r"^pic_ioport_write (master|slave) \d+ addr (0x[0-9a-f]+) val (0x[0-9a-f]+)")
-_INT = re.compile(r"^\s*\d+: v=([0-9a-f]+) e=([0-9a-f]+) i=(\d) cpl=\d IP=[0-9a-f]+:([0-9a-f]+)")
+_INT = re.compile(r"^\s*\d+: v=([0-9a-f]+) e=([0-9a-f]+) i=(\d) cpl=(\d) IP=[0-9a-f]+:([0-9a-f]+)")
 _SERVICING = re.compile(r"^Servicing hardware INT=(0x[0-9a-f]+)")
 _GDTR = re.compile(r"^(GDT|IDT)=\s+([0-9a-f]+) ([0-9a-f]+)", re.M)
 _TR = re.compile(r"^TR =([0-9a-f]+) ([0-9a-f]+) ([0-9a-f]+)", re.M)
@@ -102,7 +102,7 @@ def parse_log(text: str, start: int = 0) -> list[tuple[int, HistoryEvent]]:
             hardware = True
             continue
         if m := _INT.match(line):
-            vector, code, soft, ip = int(m[1], 16), int(m[2], 16), m[3] == "1", int(m[4], 16)
+            vector, code, soft, ip = int(m[1], 16), int(m[2], 16), m[3] == "1", int(m[5], 16)
             if hardware:
                 name, text_ = "irq", f"hardware interrupt on vector {vector:#04x}"
             elif soft:
@@ -111,7 +111,18 @@ def parse_log(text: str, start: int = 0) -> list[tuple[int, HistoryEvent]]:
                 name, text_ = "exception", f"exception vector {vector:#04x} (error code {code:#x})"
             hardware = False
             out.append(
-                (at, HistoryEvent(0, "interrupt", value=vector, rip=ip, name=name, decoded=text_))
+                (
+                    at,
+                    HistoryEvent(
+                        0,
+                        "interrupt",
+                        value=vector,
+                        rip=ip,
+                        name=name,
+                        decoded=text_,
+                        facts={"cpl": int(m[4])},
+                    ),
+                )
             )
             continue
         hardware = False  # only the line right before ` v=` counts

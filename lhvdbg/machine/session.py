@@ -62,6 +62,7 @@ __all__ = [  # what callers import from here (most of it lives in launch, stops,
 log = logging.getLogger(__name__)
 S = Runstate
 T = TypeVar("T")
+KVM_STATUS_EVERY = 0.25  # seconds between QMP status checks while a KVM guest runs
 RUNNABLE = (S.STOPPED, S.SHUTDOWN, S.EXITED)  # run control answers "exited" when QEMU is gone
 
 
@@ -298,6 +299,7 @@ class Session(SessionBreakpoints, SessionOutputs):
             and self._breakpoints.has_watchpoint()
         )
         self.set_runstate(S.RUNNING)
+        next_status = started + KVM_STATUS_EVERY
         try:
             gdb.command("-exec-continue")
         except GdbError as exc:
@@ -322,6 +324,15 @@ class Session(SessionBreakpoints, SessionOutputs):
                 return self._exited_event(elapsed)
             if not gdb.alive:
                 raise GdbError("continue: gdb exited unexpectedly", command="-exec-continue")
+            if self.accel == "kvm" and time.monotonic() >= next_status:
+                # KVM: QEMU pausing on a guest reset does not reach gdb (TCG reports it
+                # as SIGQUIT); ask QMP now and then instead of waiting for the timeout
+                next_status = time.monotonic() + KVM_STATUS_EVERY
+                if self._shutdown_seen():
+                    stopped = gdb.interrupt_and_wait(qemu.running)
+                    if stopped is None:
+                        return self._exited_event(elapsed)
+                    return self._stopped(stopped, elapsed)
             if time.monotonic() >= deadline:
                 return self._timed_out(timeout, elapsed)
 

@@ -87,23 +87,38 @@ def _interruptible(ctx: Context, run: Any) -> StopEvent:
 
 
 def _configure_break(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("location", nargs="?", help="symbol[+off] or address; none: list them")
+    parser.add_argument(
+        "location", nargs="*", help="symbol, address or expression ($pc+8, *ADDR); none: list"
+    )
     parser.add_argument("--temporary", action="store_true", help="delete it when hit")
     _json_flag(parser)
 
 
 def _set_break(args: argparse.Namespace, ctx: Context, hardware: bool | None) -> int:
     session = _session(ctx)
-    if args.location is None:
+    if not args.location:
         return _list_breakpoints(session, ctx, args.json)
-    number = session.break_at(args.location, hardware=hardware, temporary=args.temporary)
+    from lhvdbg.commands._expr import evaluate
+
+    text = " ".join(args.location).strip().removeprefix("*")  # gdb: break *ADDR
+    symbols = ctx.require_target().symbols()
+    address = symbols[text] if text in symbols else evaluate(ctx, text)
+    for other in session.breakpoints():
+        if other.get("address") == address and other.get("type", "breakpoint") == "breakpoint":
+            raise UsageError(
+                f"breakpoint {other.get('number')} is already at {session.symbolize(address)}"
+                f" ({address:#x})"
+            )
+    location: str | int = text if text in symbols else address
+    number = session.break_at(location, hardware=hardware, temporary=args.temporary)
     entry = next((b for b in session.breakpoints() if b.get("number") == number), {})
     if args.json:
         ctx.print_json(_bp_json(entry) if entry else {"number": number})
         return 0
     kind = "hardware breakpoint" if entry.get("hardware") else "breakpoint"
-    address = entry.get("address")
-    where = f" at {session.symbolize(address)} ({address:#x})" if isinstance(address, int) else ""
+    # the name asked for, when it was one (gdb: `break _start` says _start, not an alias)
+    shown = text if text in symbols else session.symbolize(address)
+    where = f" at {shown} ({address:#x})" if shown != f"{address:#x}" else f" at {shown}"
     ctx.stdout.write(f"{kind} {number}{where}\n")
     return 0
 

@@ -29,6 +29,14 @@ COMMANDS = (
     ),
     IndexEntry(
         aliases=(),
+        category="diagnosis",
+        module="lhvdbg.commands.compare",
+        name="compare",
+        summary="run a good and a bad kernel, align what each programmed, and name the first divergence that matters",
+        where=("cli", "scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
         category="general",
         module="lhvdbg.commands.completion",
         name="completion",
@@ -282,6 +290,14 @@ COMMANDS = (
         name="stepi",
         summary="execute N instructions (default 1)",
         where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="diagnosis",
+        module="lhvdbg.commands.trace",
+        name="trace",
+        summary="record what the kernel programmed (PIC, PIT, LAPIC, GDT/IDT/TR, CRs) and the interrupts that followed, decoded",
+        where=("cli", "scenario", "shell"),
     ),
     IndexEntry(
         aliases=(),

@@ -398,7 +398,7 @@ for _name, (_summary, _configure) in _SUMMARIES.items():
 
 
 def _pt_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("va", help="linear address to translate (hex)")
+    parser.add_argument("va", nargs="+", help="linear address expression ($rsp, symbol, *EXPR)")
     _json_only(parser)
 
 
@@ -415,7 +415,9 @@ def run_pt(args: argparse.Namespace, ctx: Context) -> int:
 
     target = ctx.require_target()
     cpu = target.cpu()
-    va = _parse_int(args.va, "pt")
+    from lhvdbg.commands._expr import evaluate
+
+    va = evaluate(ctx, " ".join(args.va), target=target)
     result = walk(target.read_memory, cpu.cr3, cpu.cr4, cpu.efer, cpu.cr0, va)
     if args.json:
         ctx.print_json(

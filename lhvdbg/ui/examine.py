@@ -65,7 +65,7 @@ def parse_format(text: str | None, last: Format | None = None, *, pointer_size: 
     return Format(count, letter, size)
 
 
-_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+|\$?[A-Za-z_.][A-Za-z0-9_.]*|[-+*()])")
+_TOKEN = re.compile(r"\s*(0[xX][0-9a-fA-F]+|\d+|\$?[A-Za-z_.][A-Za-z0-9_.]*|[-+*&()])")
 _ALIASES = {"pc": ("rip", "eip", "ip"), "sp": ("rsp", "esp"), "fp": ("rbp", "ebp")}
 
 
@@ -123,7 +123,7 @@ def eval_address(
         if token == "-":
             value, i = unary(i + 1)
             return -value, i
-        if token == "+":
+        if token in ("+", "&"):  # &symbol: its address, which a symbol already is
             return unary(i + 1)
         if token == "(":
             value, i = sum_of(i + 1)

@@ -92,6 +92,7 @@ class Instruction:
     mnemonic: str
     operands: str
     raw: bytes
+    cs_base: int = 0  # what a 16/32-bit branch target (an offset in CS) is relative to
 
     @property
     def text(self) -> str:
@@ -99,14 +100,15 @@ class Instruction:
         return f"{self.mnemonic} {self.operands}".strip()
 
     def target(self) -> int | None:
-        """The destination of a direct jump or call (a plain number operand)."""
+        """The linear destination of a direct jump or call (a plain number operand)."""
         if not self.mnemonic.startswith(("j", "call", "loop")):
             return None
         operand = self.operands.strip()
         try:
-            return int(operand, 16) if operand.startswith("0x") else None
+            offset = int(operand, 16) if operand.startswith("0x") else None
         except ValueError:
             return None
+        return None if offset is None else self.cs_base + offset
 
 
 _IMMEDIATE = re.compile(r"\$(-?)(\d+)\b(?!x)")
@@ -160,6 +162,7 @@ def disassemble(
                     mnemonic=insn.mnemonic,
                     operands=_hex_operands(insn.op_str),
                     raw=bytes(insn.bytes),
+                    cs_base=base if mode.bits != 64 else 0,
                 )
             )
             position += insn.size

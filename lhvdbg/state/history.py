@@ -101,19 +101,56 @@ class History:
         }
 
 
+BIOS_BASES = {"master": 0x08, "slave": 0x70}
+
+
+@dataclass
+class _InterruptSources:
+    """Which device a vector comes from, as programmed so far (PIC bases start as the
+    BIOS left them)."""
+
+    bases: dict[str, int] = field(default_factory=lambda: dict(BIOS_BASES))
+    set_by: dict[str, str] = field(default_factory=dict)
+    lapic_timer: int | None = None
+
+    def note_port(self, event: HistoryEvent) -> None:
+        if event.name == "ICW2" and "base" in event.facts:
+            chip = "master" if event.decoded.startswith("master") else "slave"
+            self.bases[chip] = event.facts["base"]
+            self.set_by[chip] = event.source
+
+    def name(self, vector: int) -> str:
+        if self.lapic_timer is not None and vector == self.lapic_timer:
+            return "the LAPIC timer"
+        for chip, first_irq in (("master", 0), ("slave", 8)):
+            base = self.bases[chip]
+            if base <= vector < base + 8:
+                whose = (
+                    "the BIOS's" if chip not in self.set_by else "set by the " + self.set_by[chip]
+                )
+                return f"IRQ{first_irq + vector - base} ({chip} PIC base {base:#04x}, {whose})"
+        return "not a PIC or LAPIC timer vector"
+
+
 def build_history(raw: list[HistoryEvent], **meta: Any) -> History:
     """Number ``raw`` (already in order) and name each port write and LAPIC write by its
     meaning; the firmware's writes and the kernel's go through separate device models
     (the kernel starts with the devices as the firmware left them)."""
     decoders = {"firmware": DeviceDecoder(), "kernel": DeviceDecoder()}
+    sources = _InterruptSources()
     out: list[HistoryEvent] = []
     for seq, event in enumerate(raw, start=1):
         event = replace(event, seq=seq)
         if event.kind == "port" and event.port is not None and event.value is not None:
             d = decoders[event.source].port_write(event.port, event.value)
             event = replace(event, decoded=d.text, name=d.name, facts=dict(d.facts))
+            sources.note_port(event)
+        elif event.kind == "interrupt" and event.name == "irq" and event.value is not None:
+            event = replace(event, decoded=f"{event.decoded}: {sources.name(event.value)}")
         elif event.kind == "lapic" and event.address is not None and event.value is not None:
             offset = event.address & 0xFFF
+            if offset == 0x320:
+                sources.lapic_timer = event.value & 0xFF
             event = replace(
                 event,
                 decoded=lapic_write_text(offset, event.value),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cache
 
-from lhvdbg.x86.apic import lvt_layout, lvt_timer_layout, svr_layout
+from lhvdbg.x86.apic import divide_layout, lvt_layout, lvt_timer_layout, svr_layout
 from lhvdbg.x86.layout import Field, Layout, bit, bits, catalogued
 
 PIC_MASTER_CMD, PIC_MASTER_DATA, PIC_SLAVE_CMD, PIC_SLAVE_DATA = 0x20, 0x21, 0xA0, 0xA1
@@ -378,4 +378,6 @@ def lapic_write_text(offset: int, value: int) -> str:
         return f"LAPIC {name}: {d.describe('delivery')}, vector {d.vector:#04x}{masked}"
     if offset == 0x380:
         return f"LAPIC timer initial count {value}"
+    if offset == 0x3E0:
+        return f"LAPIC timer {divide_layout().decode(value & 0xB).describe('divide')}"
     return f"LAPIC {name} = {value:#x}"

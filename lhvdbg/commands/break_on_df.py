@@ -120,7 +120,7 @@ def run_diagnose(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.commands._diagnosis import diagnose_session, diagnose_snapshot
 
     session = ctx.session
-    if session is not None and getattr(session, "alive", False):
+    if session is not None:  # a guest that exited is diagnosed from what was recorded
         from lhvdbg.machine.session import StopEvent
 
         stop = session.last_stop or StopEvent("interrupted", detail="session state")

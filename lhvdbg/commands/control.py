@@ -444,7 +444,7 @@ _pass_through(
     forbidden=_GDB_RUN_COMMANDS,
     why="run control goes through the shell (continue, stepi, break, delete) so the "
     "session keeps track",
-    send=lambda session, line: session.gdb.console(line).console(),
+    send=lambda session, line: _gdb_console(session, line),
 )
 _pass_through(
     "monitor",
@@ -454,6 +454,14 @@ _pass_through(
     why="gdb alone controls run state; use continue/stepi or Ctrl-C",
     send=lambda session, line: session.hmp(line),
 )
+
+
+def _gdb_console(session: Session, line: str) -> str:
+    """The output of one gdb CLI command, and only its own: the text gdb printed on its
+    own after the last stop (``Breakpoint 1, pit_init (hz=100) at src/pit.c:15``) is read
+    and dropped by an empty ``echo`` first."""
+    session.gdb.console("echo")
+    return session.gdb.console(line).console()
 
 
 def _reply(ctx: Context, as_json: bool, data: object, text: str) -> int:

@@ -167,17 +167,25 @@ class Shell:
             self._interrupt_guest()
             return 130
         except LhvdbgError as exc:
-            return self._fail(self._explain(exc), exc)
+            return self._fail(self._explain(exc, cmd.name), exc)
         except Exception as exc:  # one line, back to the prompt; never a traceback
             return self._fail(f"internal error in {cmd.name}: {type(exc).__name__}: {exc}", exc)
 
-    def _explain(self, exc: LhvdbgError) -> str:
+    def _explain(self, exc: LhvdbgError, name: str = "") -> str:
+        """One line: a command that needed a CPU after the guest exited says just that."""
         text = str(exc)
         session = getattr(self.ctx, "session", None)
         if isinstance(exc, MachineError) and session is not None:
             alive = _safe(lambda: bool(session.alive), default=True)
             if not alive:
-                text += " (QEMU is not running: type reset to restart it)"
+                how = _safe(lambda: str(session.state_reason() or ""), default="")
+                return (
+                    f"{name}: {how or 'the guest has exited'}: no CPU to read (log, serial "
+                    "and diagnose work from what was recorded; reset starts it again)"
+                )
+            state = _safe(lambda: str(session.runstate.name), default="")
+            if state == "RUNNING":
+                return f"{name}: the guest is running (Ctrl-C stops it)"
         return text
 
     def _interrupt_guest(self) -> None:

@@ -180,7 +180,7 @@ class Shell:
             if not alive:
                 how = _safe(lambda: str(session.state_reason() or ""), default="")
                 return (
-                    f"{name}: {how or 'the guest has exited'}: no CPU to read (log, serial "
+                    f"{name}: {how or text}: no CPU to read (log, serial "
                     "and diagnose work from what was recorded; reset starts it again)"
                 )
             state = _safe(lambda: str(session.runstate.name), default="")

@@ -158,7 +158,8 @@ def test_dead_qemu_suggests_reset(shell: tuple[Shell, io.StringIO, io.StringIO])
     sh.ctx.session = _DeadSession()
     assert sh.execute("dead") == 1
     assert err.getvalue() == (
-        "error: QEMU exited with status 1 (QEMU is not running: type reset to restart it)\n"
+        "error: dead: QEMU exited with status 1: no CPU to read (log, serial and diagnose work"
+        " from what was recorded; reset starts it again)\n"
     )
 
 

@@ -27,7 +27,8 @@ from lhvdbg.errors import LhvdbgError, MachineError
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.state.system import tables_from_reader
 from lhvdbg.x86.cpustate import CpuState
-from lhvdbg.x86.delivery import CpuView, Event, simulate
+from lhvdbg.x86.cpuview import CpuView, Event
+from lhvdbg.x86.delivery import simulate
 from lhvdbg.x86.paging import walk
 from lhvdbg.x86.tables import SystemTables
 
@@ -69,6 +70,7 @@ def load_reference_or_note(name: str | None, arch: str) -> tuple[Snapshot | None
         return None, chosen, f"reference {chosen} not available ({exc}); differences not weighed"
 
 
+KVM_SUSPECT_OUTCOMES = ("guest-exited", "triple-fault")  # where a weak KVM may be the cause
 EXIT_ENUM = "lhv_exit_code"  # the DWARF enum that names a kernel's exit values
 OUT_LENGTH = 2  # the longest `out` that asks for a reset: E6 ib
 CODE_BEFORE_RESET = 8  # bytes before RIP read at a reset (TCG may run past the out)
@@ -99,6 +101,19 @@ def reset_reading(session: Session, event: StopEvent) -> ResetReading | None:
         except MachineError:
             code = b""
     return reset_cause(log, code, registers)
+
+
+def kvm_note(session: Session, *, ended_badly: bool) -> str | None:
+    """Under KVM: the one line saying this host's KVM could not run the guest, if so."""
+    from lhvdbg.machine.kvmhost import kvm_limit_line
+
+    if session.accel != "kvm":
+        return None
+    try:
+        stderr = session.paths.qemu_stderr.read_text(errors="replace")
+    except OSError:
+        stderr = ""
+    return kvm_limit_line(stderr, ended_badly=ended_badly)
 
 
 def stop_info(
@@ -346,7 +361,9 @@ def diagnose_session_with_evidence(
     ev, notes = collect_evidence(
         session, stop, reference=reference, limit=limit, kernel_entered=kernel_entered
     )
-    return _with_notes(make_report(ev), notes), ev
+    report = make_report(ev)
+    kvm = kvm_note(session, ended_badly=report.outcome in KVM_SUSPECT_OUTCOMES)
+    return _with_notes(report, [*notes, kvm] if kvm else notes), ev
 
 
 def diagnose_snapshot(snapshot: Snapshot, *, reference: str | None = None) -> Report:

@@ -81,6 +81,15 @@ def outcome_of(session: Session, event: StopEvent) -> dict[str, Any]:
     return result
 
 
+def ended_badly(result: dict[str, Any]) -> bool:
+    """A fault, a reset, QEMU ending on its own, or an exit value not named OK/SUCCESS."""
+    outcome = result["outcome"]
+    if outcome == "debug-exit":
+        name = str(result.get("exit_name") or "")
+        return not name.upper().endswith(("OK", "SUCCESS"))
+    return outcome in ("triple-fault", "reset-requested", "qemu-exit", "shutdown")
+
+
 def _where(session: Session, address: int | None) -> dict[str, Any]:
     if address is None:
         return {"address": None, "where": "?"}
@@ -143,6 +152,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 result["int_log"] = str(args.int_log)
         for note in session.notes:
             result.setdefault("notes", []).append(note)
+        if session.accel == "kvm":
+            from lhvdbg.commands._diagnosis import kvm_note
+
+            kvm = kvm_note(session, ended_badly=ended_badly(result))
+            if kvm:
+                result.setdefault("notes", []).append(kvm)
         serial = session.serial_text()
     if args.json:
         result["serial"] = serial

@@ -22,7 +22,8 @@ from typing import Literal
 from lhvdbg.diagnose.events import ChainEvent, CpuReset, InterruptEvent, TripleFault
 from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.cpustate import LapicState, PicState
-from lhvdbg.x86.delivery import CpuView, Event, deliver
+from lhvdbg.x86.cpuview import CpuView, Event
+from lhvdbg.x86.delivery import deliver
 from lhvdbg.x86.errorcodes import error_code_layout
 from lhvdbg.x86.interrupt_sources import InterruptSource, attribute
 from lhvdbg.x86.layout import Decoded

@@ -22,20 +22,11 @@ from lhvdbg.diagnose.chain import Chain, ChainStep
 from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.errors import MemoryNotCaptured
-from lhvdbg.x86.delivery import (
-    CheckResult,
-    CpuView,
-    Delivery,
-    Event,
-    Raised,
-    combine,
-    iret,
-    is_canonical,
-    pop_frame,
-    simulate,
-)
+from lhvdbg.x86.cpuview import CheckResult, CpuView, Event, Raised, is_canonical
+from lhvdbg.x86.delivery import Delivery, combine, simulate
 from lhvdbg.x86.errorcodes import page_fault_error_code_layout
 from lhvdbg.x86.interrupt_sources import attribute, interrupt_sources, ioapic_entries
+from lhvdbg.x86.iret import iret, pop_frame
 from lhvdbg.x86.paging import walk
 from lhvdbg.x86.vectors import DOUBLE_FAULT, FIRST_USER_VECTOR, vector_name
 

@@ -22,7 +22,7 @@ from lhvdbg.diagnose.rules import Cause, diagnose
 from lhvdbg.diagnose.tss_diff import Difference, TssDiff, diff_tss, tss_needs
 from lhvdbg.state.symbols import symbolize
 from lhvdbg.x86.checks import Finding, check_system
-from lhvdbg.x86.delivery import CHECKS, CheckResult
+from lhvdbg.x86.cpuview import CHECKS, CheckResult
 from lhvdbg.x86.interrupt_sources import ioapic_entries
 from lhvdbg.x86.vectors import DOUBLE_FAULT
 

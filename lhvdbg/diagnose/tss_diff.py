@@ -23,8 +23,8 @@ from lhvdbg.diagnose.events import ChainEvent, InterruptEvent
 from lhvdbg.errors import LhvdbgError
 from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.state.system import tables_from_reader
-from lhvdbg.x86.checks import is_canonical
 from lhvdbg.x86.cpustate import CpuState
+from lhvdbg.x86.cpuview import is_canonical
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.segments import (
     TYPE_TASK_GATE,

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from lhvdbg.x86.cpustate import CpuState, PicState
+from lhvdbg.x86.cpuview import is_canonical
 from lhvdbg.x86.interrupt_sources import interrupt_sources
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.segments import (
@@ -74,12 +75,6 @@ class Finding:
     def to_dict(self) -> dict[str, str]:
         """JSON form: id, severity, entry, message."""
         return asdict(self)
-
-
-def is_canonical(address: int, bits: int = 48) -> bool:
-    """Whether a 64-bit address is canonical for ``bits`` linear-address bits (§3.3.7.1)."""
-    top = address >> (bits - 1)
-    return top == 0 or top == (1 << (65 - bits)) - 1
 
 
 def pic_vectors(pic: PicState | None) -> dict[int, str]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from lhvdbg.state.snapshot import Snapshot
-from lhvdbg.x86.checks import FINDING_IDS, Finding, check_system, is_canonical, pic_vectors
+from lhvdbg.x86.checks import FINDING_IDS, Finding, check_system, pic_vectors
 from lhvdbg.x86.cpustate import PicChip, PicState, SegmentRegister, TableRegister
+from lhvdbg.x86.cpuview import is_canonical
 from lhvdbg.x86.segments import gate_layout
 from lhvdbg.x86.tss import tss64_layout
 from tests.unit.recorded_snapshots import recorded, recorded_tables

@@ -8,17 +8,9 @@ from dataclasses import replace
 import pytest
 
 from lhvdbg.x86.cpustate import SegmentRegister
-from lhvdbg.x86.delivery import (
-    CHECKS,
-    CpuView,
-    Event,
-    combine,
-    deliver,
-    idt_error_code,
-    iret,
-    pop_frame,
-    simulate,
-)
+from lhvdbg.x86.cpuview import CHECKS, CpuView, Event, idt_error_code
+from lhvdbg.x86.delivery import combine, deliver, simulate
+from lhvdbg.x86.iret import iret, pop_frame
 from tests.unit.x86_state import (
     CODE_32,
     HANDLER,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from lhvdbg.x86.cpustate import CpuState, SegmentRegister, TableRegister
-from lhvdbg.x86.delivery import CpuView
+from lhvdbg.x86.cpuview import CpuView
 from lhvdbg.x86.segments import gate_layout, segment_descriptor_layout, system_descriptor_layout
 from lhvdbg.x86.tables import SystemTables, decode_gdt, decode_idt
 from lhvdbg.x86.tss import decode_tss, tss_layout

@@ -12,7 +12,7 @@ from lhvdbg.diagnose.rules._common import escalation, gate_at, next_step
 from lhvdbg.diagnose.rules._model import cause_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
 from lhvdbg.diagnose.tss_diff import vector_ranges
-from lhvdbg.x86.checks import is_canonical
+from lhvdbg.x86.cpuview import is_canonical
 from lhvdbg.x86.tables import SystemTables
 from lhvdbg.x86.tss import ist_min_limit, ist_offset
 

@@ -12,7 +12,7 @@ from lhvdbg.diagnose.explain import Failure
 from lhvdbg.diagnose.rules._common import escalation, where
 from lhvdbg.diagnose.rules._model import cause_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, rule
-from lhvdbg.x86.checks import is_canonical
+from lhvdbg.x86.cpuview import is_canonical
 from lhvdbg.x86.tables import SystemTables
 from lhvdbg.x86.tss import rsp_min_limit
 

@@ -249,17 +249,75 @@ def _register_names(ctx: Any) -> list[str]:
     cpu = _safe(target.cpu, default=None)
     if cpu is None:
         return []
-    names = [*cpu.gprs, *cpu.segments, "ip", "flags", "cr0", "cr2", "cr3", "cr4", "efer"]
-    names += ["gdtr", "idtr"]
+    names = [*cpu.gprs, "pc", "sp", "fp", "ip", "eflags", "cr0", "cr2", "cr3", "cr4"]
+    names += ["rip" if "rax" in cpu.gprs else "eip", *cpu.segments]
     return sorted(set(names))
 
 
-def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[str, str]]:
-    """Completions for the word being typed: ``(text, kind)`` pairs.
+# Commands whose arguments are address expressions: symbols and $registers complete there.
+EXPRESSION_COMMANDS = frozenset(
+    {"break", "b", "hbreak", "x", "xp", "pt", "watch", "rwatch", "awatch", "p", "print",
+     "last-write", "until", "advance"}
+)  # fmt: skip
+# QEMU monitor commands offered after `monitor` (those that leave run control to gdb).
+HMP_COMMANDS = (
+    "info", "x", "xp", "p", "print", "gva2gpa", "memsave", "pmemsave", "dump-guest-memory",
+    "sendkey", "nmi", "system_reset", "system_powerdown", "log", "logfile", "trace-event",
+    "i", "o", "mce", "help",
+)  # fmt: skip
+HMP_INFO = (
+    "registers", "pic", "lapic", "irq", "mem", "tlb", "mtree", "cpus", "status", "version",
+    "roms", "pci", "qtree", "chardev", "kvm", "jit", "opcount", "profile", "history",
+    "network", "block", "ioapic", "hpet", "numa", "mice", "qom-tree", "snapshots",
+)  # fmt: skip
+# Where a file name or a reference name is expected.
+PATH_COMMANDS = frozenset({"save", "snapdiff", "source"})
+REFERENCE_OPTIONS = frozenset({"--reference"})
 
-    The first word completes to command names; later words to option names (after
-    ``-``), command names (after ``help``), file paths (after ``/``, ``.`` or ``~``), and
-    otherwise to symbols and register names.
+
+def _expression_words(shell: Shell, current: str) -> Iterator[tuple[str, str]]:
+    """Symbols, and ``$registers`` once a ``$`` is typed (after an operator too)."""
+    cut = max(current.rfind(c) for c in "+-*(&")
+    head, word = current[: cut + 1], current[cut + 1 :]
+    if word.startswith("$"):
+        for name in _register_names(shell.ctx):
+            if name.startswith(word[1:]):
+                yield head + "$" + name, "register"
+        return
+    target = getattr(shell.ctx, "target", None)
+    symbols: Mapping[str, int] = _safe(target.symbols, default={}) if target is not None else {}
+    for name in sorted(symbols):
+        if name.startswith(word):
+            yield head + name, "symbol"
+    if not word:
+        for name in _register_names(shell.ctx):
+            yield head + "$" + name, "register"
+
+
+def _references(current: str) -> Iterator[tuple[str, str]]:
+    from lhvdbg.state.references import REFERENCE_NAMES
+
+    for name in REFERENCE_NAMES:
+        if name.startswith(current):
+            yield name, "reference"
+
+
+def _positional_choices(parser: argparse.ArgumentParser, index: int) -> list[str]:
+    """The choices of the ``index``-th positional argument, if it has any."""
+    positionals = [a for a in parser._actions if not a.option_strings]
+    choices = positionals[index].choices if index < len(positionals) else None
+    return [str(c) for c in choices] if choices is not None else []
+
+
+def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[str, str]]:
+    """Completions for the word being typed: ``(text, kind)`` pairs, by context.
+
+    The first word completes to command names; later words by the command: symbols and
+    ``$registers`` where an address expression goes (``break``, ``x``, ``pt``, ``watch``,
+    ``p`` ...), QEMU monitor commands after ``monitor``, the choices of a positional
+    argument (``decode`` kinds, ``set context``), option names after ``-``, reference
+    names and paths after ``--reference`` and ``snapshot save|diff``, and file paths
+    after ``/``, ``.`` or ``~``. Nothing else offers register names.
     """
     head = words[0] if words else ""
     if len(words) == 1 and any(head == first for first, _ in shell.phrases):
@@ -267,33 +325,53 @@ def candidates(shell: Shell, words: list[str], current: str) -> Iterator[tuple[s
             if first == head and second.startswith(current):
                 yield second, "command"
         return
+    args = words[1:]
     if tuple(words[:2]) in shell.phrases:
         head = shell.phrases[(words[0], words[1])]
+        args = words[2:]
     if not words or head == "help":
         for name in shell.names():
             if name.startswith(current):
                 yield name, "command"
         return
-    if current.startswith("-") and head in shell.registry:
+    if head not in shell.registry:
+        return
+    if head == "monitor":
+        pool = HMP_INFO if args[:1] == ["info"] and len(args) == 1 else HMP_COMMANDS
+        if len(args) <= 1:
+            yield from ((w, "monitor") for w in pool if w.startswith(current))
+        return
+    if args and args[-1] in REFERENCE_OPTIONS:
+        yield from _references(current)
+        yield from ((p, "file") for p in _paths(current))
+        return
+    if current.startswith("-"):
         parser = shell.registry.get(head).parser(prog=head)
         for action in parser._actions:
             for option in action.option_strings:
                 if option.startswith(current):
                     yield option, "option"
         return
+    name = shell.registry.get(head).name
+    if name in PATH_COMMANDS:
+        if name == "snapdiff":
+            yield from _references(current)
+        yield from ((p, "file") for p in _paths(current))
+        return
     if current.startswith(("/", ".", "~")) or "/" in current:
         yield from ((p, "file") for p in _paths(current))
         return
-    bare = current.lstrip("$")
-    for name in _register_names(shell.ctx):
-        if name.startswith(bare):
-            yield current[: len(current) - len(bare)] + name, "register"
-    target = getattr(shell.ctx, "target", None)
-    symbols: Mapping[str, int] = _safe(target.symbols, default={}) if target is not None else {}
-    if bare == current:
-        for name in sorted(symbols):
-            if name.startswith(current):
-                yield name, "symbol"
+    if name in EXPRESSION_COMMANDS or (
+        name == "info" and args[:1] and "symbol".startswith(args[0])
+    ):
+        yield from _expression_words(shell, current)
+        return
+    parser = shell.registry.get(head).parser(prog=head)
+    positional = [w for w in args if not w.startswith("-")]
+    choices = _positional_choices(parser, len(positional))
+    if name == "info" and not positional:
+        choices = ["registers", "breakpoints", "symbol"]
+    yield from ((c, "choice") for c in choices if c.startswith(current))
 
 
 def _paths(prefix: str) -> Iterable[str]:
@@ -330,7 +408,13 @@ def _completer(shell: Shell) -> Any:
             if words and words[0] == "x" and len(words) == 1 and current.startswith("/"):
                 return
             for value, kind in candidates(shell, words, current):
-                yield Completion(value, start_position=-len(current), display_meta=kind)
+                # a command name, a monitor command or a choice ends the word: the space
+                # follows, so the next word never glues on (`break ` not `breakpit_`)
+                ends = kind in ("command", "monitor", "choice", "reference")
+                text = value + " " if ends else value
+                yield Completion(
+                    text, start_position=-len(current), display=value, display_meta=kind
+                )
 
     return ShellCompleter()
 

@@ -47,6 +47,11 @@ def _configure_x(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("addr")
 
 
+def _configure_decode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=("gdt", "gate", "tss"))
+    parser.add_argument("value")
+
+
 def _dead(args: argparse.Namespace, ctx: Context) -> int:
     raise QemuError("QEMU exited with status 1")
 
@@ -234,8 +239,17 @@ def test_completion(shell: tuple[Shell, io.StringIO, io.StringIO], tmp_path: Pat
     assert list(candidates(sh, ["read"], "--j")) == [("--json", "option")]
     registers = dict(candidates(sh, ["x", "/4gx"], "$rs"))
     assert registers == {"$rsp": "register", "$rsi": "register"}
-    plain = [value for value, kind in candidates(sh, ["read"], "c") if kind == "register"]
-    assert plain == ["cr0", "cr2", "cr3", "cr4", "cs"]
+    assert dict(candidates(sh, ["x", "/4gx"], "$rsp+8-$r1")) == {
+        "$rsp+8-$r10": "register",
+        "$rsp+8-$r11": "register",
+        "$rsp+8-$r12": "register",
+        "$rsp+8-$r13": "register",
+        "$rsp+8-$r14": "register",
+        "$rsp+8-$r15": "register",
+    }
+    # register names only where an address expression goes, never after other commands
+    assert [kind for _, kind in candidates(sh, ["read"], "c")] == []
+    assert [kind for _, kind in candidates(sh, ["read"], "$r")] == []
     (tmp_path / "snap.json").write_text("{}")
     (tmp_path / "sub").mkdir()
     found = sorted(candidates(sh, ["read"], str(tmp_path) + "/s"))
@@ -249,11 +263,28 @@ def test_symbols_complete(tmp_path: Path) -> None:
     from dataclasses import replace
 
     with_symbols = replace(snapshot, symbols={"kernel_main": 0x100120, "kbd_handler": 0x100400})
-    sh = Shell(registry, Context(stdout=io.StringIO(), target=SnapshotTarget(with_symbols)))
-    assert list(candidates(sh, ["read"], "k")) == [
+    registry.add(Command("x", "examine", _echo_fmt, _configure_x))
+    registry.add(Command("monitor", "HMP", _echo_fmt, _configure_x))
+    registry.add(Command("decode", "decode", _echo_fmt, _configure_decode))
+    registry.add(Command("save", "save", _echo_fmt, _configure_x))
+    sh = Shell(
+        registry,
+        Context(stdout=io.StringIO(), target=SnapshotTarget(with_symbols)),
+        phrases={("snapshot", "save"): "save"},
+    )
+    assert list(candidates(sh, ["x", "/2gx"], "k")) == [
         ("kbd_handler", "symbol"),
         ("kernel_main", "symbol"),
     ]
+    assert list(candidates(sh, ["x"], "*(kernel")) == [("*(kernel_main", "symbol")]
+    assert list(candidates(sh, ["read"], "k")) == []  # not an address argument
+    assert list(candidates(sh, ["monitor"], "inf")) == [("info", "monitor")]
+    assert ("pic", "monitor") in list(candidates(sh, ["monitor", "info"], "p"))
+    assert all(kind == "monitor" for _, kind in candidates(sh, ["monitor", "info"], ""))
+    assert list(candidates(sh, ["decode"], "g")) == [("gdt", "choice"), ("gate", "choice")]
+    (tmp_path / "snap.json").write_text("{}")
+    files = list(candidates(sh, ["snapshot", "save"], str(tmp_path) + "/s"))
+    assert files == [(f"{tmp_path}/snap.json", "file")]
 
 
 def test_history_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -23,13 +23,12 @@ from lhvdbg.x86.interrupt_sources import interrupt_sources
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.segments import (
     TYPE_TASK_GATE,
-    is_code,
     is_tss_type,
     is_valid_idt_gate_type,
     limit_bytes,
     selector_ti,
 )
-from lhvdbg.x86.tables import GdtTable, IdtEntry, SystemTables
+from lhvdbg.x86.tables import NO_IDT_YET, GdtTable, IdtEntry, SystemTables
 from lhvdbg.x86.tss import (
     ESP0_SS0_MIN_LIMIT,
     TSS_FULL_LIMIT,
@@ -37,6 +36,7 @@ from lhvdbg.x86.tss import (
     ist_offset,
     rsp_min_limit,
 )
+from lhvdbg.x86.usable import code_segment_problem
 from lhvdbg.x86.vectors import EXCEPTIONS, vector_name
 
 Severity = Literal["error", "warning", "info"]
@@ -57,6 +57,7 @@ FINDING_IDS = (
     "gate-wrong-type",
     "gate-selector-not-code",
     "gate-dpl",
+    "idt-not-loaded",
     "table-unavailable",
 )
 
@@ -365,6 +366,17 @@ def _check_segments(tables: SystemTables, cpu: CpuState) -> list[Finding]:
     return out
 
 
+#: The finding for each code-segment check of the delivery model (SDM Vol. 2A INT n).
+_GATE_FINDING = {
+    "cs-null": "gate-selector-not-code",
+    "cs-limit": "descriptor-beyond-gdt-limit",
+    "cs-type": "gate-selector-not-code",
+    "cs-long": "gate-selector-not-code",
+    "cs-present": "gate-selector-not-code",
+    "cs-dpl": "gate-dpl",
+}
+
+
 def _gate_problem(
     gate: IdtEntry, tables: SystemTables, cpu: CpuState
 ) -> tuple[str, Severity, str] | None:
@@ -378,53 +390,14 @@ def _gate_problem(
             f"type {type_:#x} ({gate.decoded.name_of('type')}, S={values['s']}) "
             "is not an interrupt/trap gate",
         )
-    selector = values["selector"]
     if type_ == TYPE_TASK_GATE:
         return None  # task gates name a TSS; checked by the CPU at delivery
-    if selector & 0xFFFC == 0:
-        return ("gate-selector-not-code", "error", f"selector {selector:#06x} is null")
-    if selector_ti(selector):
-        return None  # LDT: not decoded here
-    gdt = tables.gdt
-    if gdt is None:
+    # Whether the gate's code segment is usable is decided once, by the delivery model.
+    problem = code_segment_problem(tables, values["selector"], cpl=cpu.cpl, ia32e=mode == "ia32e")
+    if problem is None:
         return None
-    if not gdt.within_limit(selector):
-        return (
-            "descriptor-beyond-gdt-limit",
-            "error",
-            f"selector {selector:#06x} is beyond the GDT limit {gdt.limit:#x}",
-        )
-    entry = gdt.entry(selector)
-    if entry is None or entry.decoded is None:
-        return None
-    desc = entry.decoded
-    if not is_code(desc):
-        kind = desc.name_of("type") if entry.kind != "second-half" else "second half"
-        return (
-            "gate-selector-not-code",
-            "error",
-            f"selector {selector:#06x} names {kind}, not a code segment",
-        )
-    if not desc.values["present"]:
-        return (
-            "gate-selector-not-code",
-            "error",
-            f"selector {selector:#06x} names a code segment that is not present",
-        )
-    if mode == "ia32e" and not (desc.values["l"] == 1 and desc.values["db"] == 0):
-        return (
-            "gate-selector-not-code",
-            "error",
-            f"selector {selector:#06x} names a code segment with L={desc.values['l']} "
-            f"D={desc.values['db']}, not 64-bit",
-        )
-    if desc.values["dpl"] > cpu.cpl:
-        return (
-            "gate-dpl",
-            "error",
-            f"handler segment {selector:#06x} has DPL {desc.values['dpl']} > CPL {cpu.cpl}",
-        )
-    return None
+    check, reason = problem
+    return (_GATE_FINDING[check], "error", reason)
 
 
 def _check_idt(
@@ -434,6 +407,16 @@ def _check_idt(
     idt = tables.idt
     if idt is None:
         return out
+    if idt.real_mode_ivt:  # its vectors are no gates: nothing to judge but the IDTR
+        return [
+            Finding(
+                "idt-not-loaded",
+                "warning",
+                "idtr",
+                f"{NO_IDT_YET}: base {idt.base:#x}, limit {idt.limit:#x}; an interrupt or "
+                "exception now would read the IVT's 4-byte vectors as gates",
+            )
+        ]
     for vector in sorted(in_use):
         severity: Severity = "error" if vector in irqs or vector in _CRITICAL_VECTORS else "warning"
         if not idt.covers(vector):

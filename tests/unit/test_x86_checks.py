@@ -91,8 +91,11 @@ def test_gate_problems_are_grouped() -> None:
     findings = {f.entry: f for f in _findings(snap)}
     grouped = findings["idt[0x20-0x2f]"]
     assert grouped.id == "gate-selector-not-code" and grouped.severity == "error"
-    assert grouped.message.startswith("16 gates 0x20..0x2f: selector 0x0010 names data")
-    assert findings["idt[0x30]"].message.endswith("L=0 D=1, not 64-bit")
+    # the delivery model's words: the check that fails (cs-type, cs-long) and its value
+    assert (
+        grouped.message == "16 gates 0x20..0x2f: GDT[0x0010] is a data segment, not a code segment"
+    )
+    assert findings["idt[0x30]"].message.endswith("is not a 64-bit code segment (L=0, D=1)")
     assert findings["idt[0x31]"].id == "gate-wrong-type"
     assert findings["idt[0x32]"].id == "descriptor-beyond-gdt-limit"
 

@@ -4,7 +4,7 @@ Variants come from ``firmware/Makefile`` (``VARIANTS_<arch>``); selectors, vecto
 bases, ports, exit codes and ``struct tss`` offsets from the DWARF of the ``good`` image
 of each architecture (:mod:`lhvdbg.state.firmware_facts`). A test that needs one of these
 numbers takes it from here instead of typing it again. Fixture recorders import this
-module too (run them from the repository root with ``PYTHONPATH=.``).
+module too (they put the repository root on ``sys.path`` themselves).
 """
 
 from __future__ import annotations

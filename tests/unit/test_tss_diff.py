@@ -9,10 +9,12 @@ from lhvdbg.diagnose.events import InterruptEvent
 from lhvdbg.diagnose.tss_diff import diff_tss, snapshot_tables, tss_needs, vector_ranges
 from lhvdbg.state.references import load_reference
 from lhvdbg.state.snapshot import Snapshot, load_snapshot
+from tests.firmware_facts import facts
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SNAPSHOTS = FIXTURES / "snapshots"
 SESSION = FIXTURES / "intlog" / "session"
+AMD64 = facts("amd64")  # the firmware the LHV snapshots were captured from
 
 
 def snap(path: Path) -> Snapshot:
@@ -28,10 +30,12 @@ def test_no_ltr_against_lhv_good_differs_only_harmlessly() -> None:
     good = snap(SNAPSHOTS / "lhv-good-amd64.json")
     diff = diff_tss(actual, good, reference_name="lhv-amd64")
     by = fields(diff)
-    assert by["tr.selector"].reference == 0x20 and by["tr.selector"].actual == 0
+    tss = AMD64.selectors["TSS"]
+    assert by["tr.selector"].reference == tss and by["tr.selector"].actual == 0
     assert by["tr.limit"].actual == 0xFFFF
     assert "ltr never ran" in by["tr.selector"].explanation
-    assert by["gdt[0x20].type"].reference == 0xB and by["gdt[0x20].type"].actual == 0x9
+    gdt_type = by[f"gdt[{tss:#04x}].type"]
+    assert gdt_type.reference == 0xB and gdt_type.actual == 0x9  # busy vs available
     assert diff.mattering == ()
     assert not diff.needs.any
     assert "harmless" in by["tr.selector"].explanation
@@ -45,7 +49,7 @@ def test_the_same_null_tr_matters_once_a_gate_uses_an_ist() -> None:
     good = snap(SNAPSHOTS / "lhv-good-amd64.json")
     diff = diff_tss(actual, good)
     by = fields(diff)
-    assert diff.needs.ist and 0x20 in diff.needs.ist[1]
+    assert diff.needs.ist and AMD64.vectors["PIT"] in diff.needs.ist[1]
     assert by["tr.selector"].matters and by["tr.base"].matters
     assert by["tss.ist1"].matters
     good_tss = snapshot_tables(good).tss
@@ -96,9 +100,10 @@ def test_i386_against_pebbles() -> None:
     actual = snap(SNAPSHOTS / "lhv-good-i386.json")
     diff = diff_tss(actual, load_reference("pebbles"), reference_name="pebbles")
     by = fields(diff)
-    assert by["tr.selector"].reference == 0x08 and by["tr.selector"].actual == 0x18
+    i386 = facts("i386").selectors
+    assert by["tr.selector"].reference == 0x08 and by["tr.selector"].actual == i386["TSS"]
     assert not by["tr.selector"].matters
-    assert by["tss.ss0"].reference == 0x18 and by["tss.ss0"].actual == 0x10
+    assert by["tss.ss0"].reference == 0x18 and by["tss.ss0"].actual == i386["KERNEL_DS"]
     assert "writable data segment" in by["tss.ss0"].explanation
     assert diff.mattering == ()
     assert diff.to_json()["reference"] == "pebbles"

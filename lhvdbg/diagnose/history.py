@@ -149,7 +149,7 @@ def weight(event: HistoryEvent) -> int:
 
 def _where(event: HistoryEvent) -> str:
     fn = event.function
-    return f" in {fn}" if fn else ""
+    return f" in {fn}" if fn and event.kind != "interrupt" else ""
 
 
 def _pic_words(events: tuple[HistoryEvent, ...]) -> str | None:
@@ -222,7 +222,7 @@ def compare_histories(good: History, bad: History) -> Comparison:
         kind = {"delete": "missing", "insert": "extra", "replace": "changed"}[op]
         ga, ba = tuple(a[i1:i2]), tuple(b[j1:j2])
         groups = _split(ga, ba) if op == "replace" else [(kind, ga, ba)]
-        for k, gg, bb in groups:
+        for k, gg, bb in (part for group in groups for part in _by_topic(*group)):
             found.append((k, gg, bb, max(weight(e) for e in (*gg, *bb))))
             anchors.append(bb[-1] if bb else (b[j1 - 1] if j1 > 0 else None))
     top = max((w for *_, w in found), default=0)
@@ -253,6 +253,26 @@ def _latent(good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...], run: 
         " (the CPU reads the TSS only on a privilege change, an IST stack or a task"
         " switch; this run had no exception and no interrupt from ring 3)"
     )
+
+
+def _by_topic(
+    kind: str, good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...]
+) -> list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...]]]:
+    """A block of missing (or extra) steps cut where the function or the weight changes,
+    so ``ltr`` in tss_load and the ICWs in pic_init are two differences."""
+    if kind == "changed":
+        return [(kind, good, bad)]
+    events = good or bad
+    parts: list[list[HistoryEvent]] = []
+    for event in events:
+        topic = (event.function, weight(event))
+        if parts and (parts[-1][0].function, weight(parts[-1][0])) == topic:
+            parts[-1].append(event)
+        else:
+            parts.append([event])
+    if good:
+        return [(kind, tuple(p), ()) for p in parts]
+    return [(kind, (), tuple(p)) for p in parts]
 
 
 def _split(

@@ -53,7 +53,8 @@ _APIC10 = re.compile(r"^apic_register_write register (0x[0-9a-f]+) = (0x[0-9a-f]
 _IOAPIC = re.compile(
     r"^ioapic_mem_write addr (0x[0-9a-f]+) regsel: (0x[0-9a-f]+) size 0x\d+ val (0x[0-9a-f]+)"
 )
-_PIC = re.compile(r"^pic_ioport_write (master|slave) \d+ addr (0x[0-9a-f]+) val (0x[0-9a-f]+)")
+# "master 1" is the master 8259, "master 0" the slave (QEMU's hw/intc/trace-events)
+_PIC = re.compile(r"^pic_ioport_write master ([01]) addr (0x[0-9a-f]+) val (0x[0-9a-f]+)")
 _INT = re.compile(r"^\s*\d+: v=([0-9a-f]+) e=([0-9a-f]+) i=(\d) cpl=(\d) IP=[0-9a-f]+:([0-9a-f]+)")
 _SERVICING = re.compile(r"^Servicing hardware INT=(0x[0-9a-f]+)")
 _GDTR = re.compile(r"^(GDT|IDT)=\s+([0-9a-f]+) ([0-9a-f]+)", re.M)
@@ -167,7 +168,7 @@ def parse_log(text: str, start: int = 0) -> list[tuple[int, HistoryEvent]]:
                     )
                 )
         elif m := _PIC.match(line):
-            port = (0x20 if m[1] == "master" else 0xA0) + int(m[2], 16)
+            port = (0x20 if m[1] == "1" else 0xA0) + int(m[2], 16)
             out.append(
                 (at, HistoryEvent(0, "port", port=port, value=int(m[3], 16), name="pic-trace"))
             )
@@ -331,8 +332,11 @@ def with_trace_events(config: LaunchConfig) -> LaunchConfig:
     """``config`` with the QEMU trace events a history reads added to its arguments."""
     from dataclasses import replace as dc_replace
 
+    from lhvdbg.errors import UsageError
     from lhvdbg.machine.launch import find_qemu
 
+    if config.resolved_accel() != "tcg":
+        raise UsageError("trace needs TCG (-d int and trace events log nothing under KVM)")
     return dc_replace(config, extra_args=(*config.extra_args, *trace_args(find_qemu(config))))
 
 

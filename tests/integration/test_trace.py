@@ -1,0 +1,130 @@
+"""``lhvdbg trace`` and ``lhvdbg compare`` end to end on the real firmware, on the
+system QEMU and (when present) the project-local QEMU 10."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lhvdbg.cli import main
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+QEMU10 = ROOT / ".qemu10" / "usr" / "bin" / "qemu-system-x86_64"
+QEMUS = [
+    pytest.param(None, id="qemu-default"),
+    pytest.param(
+        str(QEMU10),
+        id="qemu10",
+        marks=pytest.mark.skipif(not QEMU10.is_file(), reason="no project-local QEMU 10"),
+    ),
+]
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def qemu_args(qemu: str | None) -> list[str]:
+    return [] if qemu is None else ["--qemu", qemu]
+
+
+def decoded(events: list[dict[str, Any]], prefix: str) -> list[str]:
+    return [e["decoded"] for e in events if e["decoded"].startswith(prefix)]
+
+
+@pytest.mark.parametrize("qemu", QEMUS)
+def test_good_history_has_icw1_to_4_and_the_pit_at_the_configured_rate(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], qemu: str | None
+) -> None:
+    events = run_json(capsys, "trace", "--variant", "good", "--append", "hz=250", *qemu_args(qemu))
+    names = [(e["name"], e["port"]) for e in events if e["kind"] == "port"]
+    for word in ("ICW1", "ICW2", "ICW3", "ICW4"):
+        assert (word, "0x20") in names or (word, "0x21") in names
+        assert (word, "0xa0") in names or (word, "0xa1") in names
+    assert decoded(events, "master ICW2") == ["master ICW2: vector base 0x20"]
+    assert decoded(events, "slave ICW2") == ["slave ICW2: vector base 0x28"]
+    icw2 = next(e for e in events if e["decoded"].startswith("master ICW2"))
+    assert icw2["symbol"].startswith("pic_init+") and icw2["rip"] is not None
+    assert decoded(events, "PIT ch0 mode 3, divisor") == ["PIT ch0 mode 3, divisor 4772 = 250 Hz"]
+    insns = [e["insn"] for e in events if e["kind"] == "insn"]
+    for insn in ("lgdt", "lidt", "ltr", "sti", "wrmsr", "mov cr0", "mov cr3", "mov cr4"):
+        assert insn in insns
+    assert all(e["source"] == "kernel" for e in events)
+    irqs = [e for e in events if e["kind"] == "interrupt" and e["name"] == "irq"]
+    assert irqs[0]["value"] == "0x20" and "IRQ0" in irqs[0]["decoded"]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.parametrize("qemu", QEMUS)
+def test_pic_unremapped_history_has_no_icw1_and_irq0_on_8(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], qemu: str | None
+) -> None:
+    events = run_json(capsys, "trace", "--variant", "pic-unremapped", *qemu_args(qemu))
+    assert not [e for e in events if e["name"].startswith("ICW")]
+    irq = next(e for e in events if e["kind"] == "interrupt" and e["name"] == "irq")
+    assert irq["value"] == "0x8"
+    assert irq["decoded"].endswith("IRQ0 (master PIC base 0x08, the BIOS's)")
+    assert [e["decoded"] for e in events if e["kind"] == "lapic"][:1] == [
+        "LAPIC SVR: APIC enabled, spurious vector 0xff"
+    ]  # the kernel's LAPIC writes only: the BIOS's come before the entry
+
+
+def test_from_reset_shows_the_bios_programming_the_pic(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    events = run_json(capsys, "trace", "--variant", "pic-unremapped", "--from-reset")
+    firmware = [e for e in events if e["source"] == "firmware"]
+    assert "master ICW2: vector base 0x08" in [e["decoded"] for e in firmware]
+    assert "slave ICW2: vector base 0x70" in [e["decoded"] for e in firmware]
+    first_kernel = next(n for n, e in enumerate(events) if e["source"] == "kernel")
+    assert all(e["source"] == "kernel" for e in events[first_kernel:])
+
+
+@pytest.mark.parametrize("qemu", QEMUS)
+def test_compare_names_the_pic_divergence_first(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], qemu: str | None
+) -> None:
+    data = run_json(capsys, "compare", "good", "pic-unremapped", *qemu_args(qemu))
+    first = data["first_divergence"]
+    assert first["kind"] == "missing"
+    assert first["explanation"] == (
+        "the good build wrote ICW1–ICW4 (base 0x20) in pic_init; this build never did; "
+        "then IRQ0 arrived on 0x08 (in the good build: 0x20)"
+    )
+    assert first["bad"] == []
+    assert {"ICW1", "ICW2", "ICW3", "ICW4"} <= {e["name"] for e in first["good"]}
+
+
+def test_compare_defaults_to_good_against_the_default_variant(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = run_json(capsys, "compare")
+    assert data["good"]["run"] == "good" and data["bad"]["run"] == "pic-unremapped"
+    assert data["first_divergence"]["explanation"].startswith("the good build wrote ICW1–ICW4")
+
+
+@pytest.mark.parametrize("bad", ["no-ltr", "fault=rsp0:0x1000 no-ltr"])
+def test_compare_no_ltr_names_nothing_beyond_the_missing_ltr(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    data = run_json(capsys, "compare", "good", bad)
+    mattering = [d for d in data["differences"] if d["matters"]]
+    assert len(mattering) == 1
+    assert [e["insn"] for e in mattering[0]["good"]] == ["ltr"] and mattering[0]["bad"] == []
+    assert data["first_divergence"]["explanation"].startswith(
+        "the good build did ltr (TR = selector 0x0020"
+    )
+
+
+def test_compare_rejects_an_unknown_run(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "good", "no-such-thing"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'no-such-thing' is not a kernel path" in err[0]

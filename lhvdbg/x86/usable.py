@@ -17,25 +17,24 @@ from lhvdbg.x86.tables import GdtTable, SystemTables
 __all__ = ["code_segment_problem", "descriptor_at", "gate_problem", "stack_segment_problem"]
 
 
-def gate_problem(tables: SystemTables, vector: int) -> str | None:
-    """Why IDT[vector] cannot deliver at CPL 0 as a hardware event (None: it can, or the
-    IDT was not captured). The wording names the check that fails."""
+def gate_problem(tables: SystemTables, vector: int) -> tuple[str, str] | None:
+    """Why IDT[vector] cannot deliver a hardware event at CPL 0: ``(check id, reason)``,
+    or None when it can (or the IDT was not captured)."""
     if tables.idt is None:
         return None
     if not tables.idt.covers(vector):
-        return f"idt-limit: IDT[{vector:#04x}] lies beyond the IDT limit {tables.idt.limit:#x}"
+        return "idt-limit", f"IDT[{vector:#04x}] lies beyond the IDT limit {tables.idt.limit:#x}"
     gate = tables.idt.gate(vector)
     if gate is None:
         return None
     values = gate.decoded.values
     if values.get("s", 0) or not is_valid_idt_gate_type(values["type"], tables.mode):
-        return f"gate-type: IDT[{vector:#04x}] has type {values['type']:#x}"
+        return "gate-type", f"IDT[{vector:#04x}] has type {values['type']:#x}"
     if not values["present"]:
-        return f"gate-present: IDT[{vector:#04x}] is not present"
+        return "gate-present", f"IDT[{vector:#04x}] is not present"
     if tables.mode == "legacy" and values["type"] == TYPE_TASK_GATE:
         return None
-    problem = code_segment_problem(tables, values["selector"], cpl=0, ia32e=tables.mode == "ia32e")
-    return f"{problem[0]}: {problem[1]}" if problem is not None else None
+    return code_segment_problem(tables, values["selector"], cpl=0, ia32e=tables.mode == "ia32e")
 
 
 def descriptor_at(

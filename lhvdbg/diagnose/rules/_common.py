@@ -7,8 +7,8 @@ from lhvdbg.diagnose.chain import Chain, ChainStep, describe_gate
 from lhvdbg.diagnose.evidence import Evidence
 from lhvdbg.x86.cpustate import PicChip
 from lhvdbg.x86.interrupt_sources import irq_device
-from lhvdbg.x86.segments import is_valid_idt_gate_type
 from lhvdbg.x86.tables import IdtEntry, SystemTables
+from lhvdbg.x86.usable import gate_problem
 
 __all__ = [
     "escalation",
@@ -92,34 +92,25 @@ def pic_chip(ev: Evidence, name: str) -> PicChip | None:
 
 
 def gate_unusable(tables: SystemTables | None, vector: int) -> str | None:
-    """Why IDT[vector] cannot deliver (None if it can, or the IDT is unknown)."""
-    if tables is None or tables.idt is None:
+    """Why IDT[vector] cannot deliver (None if it can, or the IDT is unknown): the
+    delivery model's reason (:func:`lhvdbg.x86.usable.gate_problem`), with the gate."""
+    problem = gate_problem(tables, vector) if tables is not None else None
+    if problem is None or tables is None:
         return None
-    if not tables.idt.covers(vector):
-        return f"IDT[{vector:#04x}] is beyond the IDT limit {tables.idt.limit:#x}"
-    gate = tables.idt.gate(vector)
-    if gate is None:
-        return None
-    if not gate.present:
-        return describe_gate(tables, vector)
-    valid = is_valid_idt_gate_type(gate.decoded.values["type"], tables.mode)
-    return None if valid else describe_gate(tables, vector)
+    gate = describe_gate(tables, vector)
+    return problem[1] if gate is None or problem[0] == "idt-limit" else gate
+
+
+_FIX_FIELD = {"idt-limit": "idtr.limit", "gate-type": "type", "gate-present": "present"}
 
 
 def gate_check(tables: SystemTables | None, vector: int) -> tuple[str | None, str]:
     """The delivery check IDT[vector] fails and the fix field that mends it: the IDT limit
-    (``idt-limit``, ``idtr.limit``), the type (``gate-type``) or P (``gate-present``).
-    Unknown state gives no check and the gate's present bit."""
-    present = idt_field(vector, "present")
-    if tables is None or tables.idt is None:
-        return None, present
-    if not tables.idt.covers(vector):
-        return "idt-limit", "idtr.limit"
-    gate = tables.idt.gate(vector)
-    if gate is None:
-        return None, present
-    if not is_valid_idt_gate_type(gate.decoded.values["type"], tables.mode):
-        return "gate-type", idt_field(vector, "type")
-    if not gate.present:
-        return "gate-present", present
-    return None, present
+    (``idt-limit``, ``idtr.limit``), the type (``gate-type``) or P (``gate-present``), as
+    the delivery model decides. Unknown state (or another check) gives no check and the
+    gate's present bit."""
+    problem = gate_problem(tables, vector) if tables is not None else None
+    field = _FIX_FIELD.get(problem[0]) if problem is not None else None
+    if problem is None or field is None:
+        return None, idt_field(vector, "present")
+    return problem[0], field if "." in field else idt_field(vector, field)

@@ -77,6 +77,10 @@ def render_instructions(
             name = symbolize(target, symbols)
             if name:
                 text += f" <{name}>"
+        relative = insn.rip_relative()
+        if relative is not None:  # as objdump: where a RIP-relative operand points
+            name = symbolize(relative, symbols)
+            text += f"  # {relative:#x}" + (f" <{name}>" if name else "")
         lines.append(f"{mark}{_label(insn.address, symbols)}:\t{text}")
     return lines
 

@@ -93,24 +93,40 @@ class Instruction:
     operands: str
     raw: bytes
     cs_base: int = 0  # what a 16/32-bit branch target (an offset in CS) is relative to
+    real: bool = False  # real or virtual-8086 mode: a far target is selector * 16 + offset
 
     @property
     def text(self) -> str:
         """``mnemonic operands`` (AT&T), or ``(bad)`` for bytes that decode to nothing."""
         return f"{self.mnemonic} {self.operands}".strip()
 
+    def rip_relative(self) -> int | None:
+        """The address a ``disp(%rip)`` operand names (relative to the next instruction)."""
+        match = _RIP_RELATIVE.search(self.operands)
+        if match is None:
+            return None
+        return (self.address + self.size + int(match.group(1), 16)) & 0xFFFFFFFFFFFFFFFF
+
     def target(self) -> int | None:
         """The linear destination of a direct jump or call (a plain number operand)."""
+        far = _FAR.fullmatch(self.operands.strip())
+        if self.mnemonic.startswith(("ljmp", "lcall")) and far is not None:
+            selector, offset = int(far.group(1), 16), int(far.group(2), 16)
+            # outside real mode the new CS base is in a descriptor: flat (0) is assumed
+            return selector * 16 + offset if self.real else offset
         if not self.mnemonic.startswith(("j", "call", "loop")):
             return None
         operand = self.operands.strip()
+        if not operand.startswith("0x"):
+            return None
         try:
-            offset = int(operand, 16) if operand.startswith("0x") else None
+            return self.cs_base + int(operand, 16)
         except ValueError:
             return None
-        return None if offset is None else self.cs_base + offset
 
 
+_FAR = re.compile(r"\$(0x[0-9a-f]+),\$(0x[0-9a-f]+)")
+_RIP_RELATIVE = re.compile(r"(-?0x[0-9a-f]+)\(%rip\)")
 _IMMEDIATE = re.compile(r"\$(-?)(\d+)\b(?!x)")
 _DISPLACEMENT = re.compile(r"(^|[\s,:])(-?)(\d+)(?=\()")
 
@@ -120,7 +136,7 @@ def _hex_operands(text: str) -> str:
     ``objdump -d`` and gdb print them (``$2`` → ``$0x2``, ``8(%rbp)`` → ``0x8(%rbp)``)."""
     text = _IMMEDIATE.sub(lambda m: f"${m.group(1)}{int(m.group(2)):#x}", text)
     text = _DISPLACEMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}{int(m.group(3)):#x}", text)
-    return text.replace(", ", ",")
+    return text.replace(", ", ",").replace(":$", ",$")  # ljmp $0x8,$0x1000b9 as objdump
 
 
 @cache
@@ -163,6 +179,7 @@ def disassemble(
                     operands=_hex_operands(insn.op_str),
                     raw=bytes(insn.bytes),
                     cs_base=base if mode.bits != 64 else 0,
+                    real=mode.name in ("real", "vm86"),
                 )
             )
             position += insn.size

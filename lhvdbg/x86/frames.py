@@ -48,23 +48,49 @@ def _registers(cpu: CpuState, mode: CodeMode) -> tuple[int, int, int]:
     return pc, sp, bp
 
 
-def _stage(cpu: CpuState, read: Read, function_start: FunctionStart) -> str:
-    """``entry`` (nothing pushed yet, or at a RET), ``pushed`` (just after ``push %bp``),
-    or ``framed`` (BP is this function's frame pointer)."""
+_SP = ("%rsp", "%esp", "%sp")
+_BP = ("%rbp", "%ebp", "%bp")
+MAX_PROLOGUE = 64  # instructions read from a function's start to the PC
+
+
+def _immediate(operands: str) -> int | None:
+    head = operands.split(",")[0]
+    try:
+        return int(head[1:], 16) if head.startswith("$") else None
+    except ValueError:
+        return None
+
+
+def _frame_state(cpu: CpuState, read: Read, function_start: FunctionStart) -> int | None:
+    """How many bytes the current function pushed below its return address, read from
+    its instructions up to the PC (a prologue analysis, as gdb does without unwind
+    tables); None once ``mov %sp,%bp`` made BP the frame pointer."""
     mode = code_mode(cpu)
     pc = mode.linear(cpu.ip)
     here = disassemble(read(pc, 15), pc, mode, count=1)
     if here and here[0].mnemonic.startswith("ret"):
-        return "entry"
+        return 0
     start = function_start(pc)
-    if start == pc:
-        return "entry"
-    if start is not None:
-        first = disassemble(read(start, 15), start, mode, count=1)
-        pushes_bp = bool(first) and first[0].mnemonic.startswith("push")
-        if pushes_bp and "bp" in first[0].operands and pc == start + first[0].size:
-            return "pushed"
-    return "framed"
+    if start is None or start > pc:
+        return None
+    code = read(start, min(pc - start, MAX_PROLOGUE * 15))
+    depth, address = 0, start
+    for insn in disassemble(code, start, mode, count=MAX_PROLOGUE):
+        if insn.address >= pc:
+            break
+        ops = insn.operands
+        if insn.mnemonic.startswith("push"):
+            depth += mode.pointer_size if mode.bits != 16 else 2
+        elif insn.mnemonic.startswith("pop"):
+            depth -= mode.pointer_size if mode.bits != 16 else 2
+        elif insn.mnemonic.startswith(("sub", "add")) and ops.endswith(_SP):
+            amount = _immediate(ops)
+            if amount is not None:
+                depth += amount if insn.mnemonic.startswith("sub") else -amount
+        elif insn.mnemonic.startswith("mov") and ops.split(",")[0] in _SP and ops.endswith(_BP):
+            return None
+        address = insn.address + insn.size
+    return depth if address >= pc or address == start else None
 
 
 def return_address(cpu: CpuState, read: Read, function_start: FunctionStart) -> int | None:
@@ -73,11 +99,9 @@ def return_address(cpu: CpuState, read: Read, function_start: FunctionStart) -> 
     size = mode.pointer_size
     _, sp, bp = _registers(cpu, mode)
     try:
-        stage = _stage(cpu, read, function_start)
-        if stage == "entry":
-            return _word(read, sp, size)
-        if stage == "pushed":
-            return _word(read, sp + size, size)
+        depth = _frame_state(cpu, read, function_start)
+        if depth is not None:
+            return _word(read, sp + depth, size)
         return _word(read, bp + size, size) if bp else None
     except LhvdbgError:
         return None
@@ -94,7 +118,7 @@ def backtrace(cpu: CpuState, read: Read, function_start: FunctionStart) -> list[
         return frames
     framed = False
     try:
-        framed = _stage(cpu, read, function_start) == "framed"
+        framed = _frame_state(cpu, read, function_start) is None
         # before the prologue set it, BP is still the caller's frame pointer
         chain = _word(read, bp, size) if framed and bp else bp
     except LhvdbgError:

@@ -36,7 +36,7 @@ from lhvdbg.x86.segments import (
     limit_bytes,
     selector_index,
 )
-from lhvdbg.x86.tables import GdtEntry, SystemTables
+from lhvdbg.x86.tables import NO_IDT_YET, GdtEntry, SystemTables
 from lhvdbg.x86.tss import (
     ESP0_SS0_MIN_LIMIT,
     TSS_FULL_LIMIT,
@@ -293,6 +293,8 @@ def diff_tss(
     needed = needs.any
     if needs.later and not needs.privilege_change:
         notes.append(needs.later)
+    if act.idt is not None and act.idt.real_mode_ivt:
+        notes.append(f"{NO_IDT_YET}: no gate names an IST or a task yet")
 
     def add(path: str, r: Value, a: Value, explanation: str, matters: bool) -> None:
         diffs.append(Difference(path, r, a, explanation, matters))

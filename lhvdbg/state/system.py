@@ -8,6 +8,7 @@ that cannot be read is left out and named in ``SystemTables.unavailable``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from lhvdbg.errors import MachineError, SnapshotError
@@ -21,6 +22,7 @@ from lhvdbg.x86.tables import (
     decode_gdt,
     decode_idt,
     decode_tss,
+    idtr_holds_ivt,
     tr_never_loaded,
 )
 from lhvdbg.x86.tss import TSS32_SIZE, TSS64_SIZE
@@ -62,6 +64,8 @@ def tables_from_reader(cpu: CpuState, reader: Reader) -> SystemTables:
     data = _read(reader, cpu.idtr.base, size, "idt", unavailable)
     if data is not None:
         idt = decode_idt(cpu.idtr.base, cpu.idtr.limit, data, mode)
+        if idtr_holds_ivt(cpu.mode, cpu.idtr.base, cpu.idtr.limit):
+            idt = replace(idt, real_mode_ivt=True)
 
     tr = cpu.tr
     tr_entry: GdtEntry | None = None

@@ -24,7 +24,7 @@ from lhvdbg.x86.cpustate import SEGMENT_NAMES, CpuState, LapicState, PicChip, Pi
 from lhvdbg.x86.describe import describe_flags
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.registers import cr0_layout, cr4_layout, efer_layout, eflags_layout
-from lhvdbg.x86.tables import tr_never_loaded
+from lhvdbg.x86.tables import NO_IDT_YET, idtr_holds_ivt, tr_never_loaded
 
 __all__ = [
     "render_cregs",
@@ -163,6 +163,8 @@ def render_sregs(cpu: CpuState, previous: CpuState | None = None) -> RenderableT
         was = f"{old.base:#x} {old.limit:#x}" if old is not None and old != reg else None
         rows.add(name, ["", f"{reg.base:#x}", f"{reg.limit:#x}", "", "", "", "", ""], was)
     notes: list[RenderableType] = []
+    if idtr_holds_ivt(cpu.mode, cpu.idtr.base, cpu.idtr.limit):
+        notes.append(Text(f"note: {NO_IDT_YET}", style="yellow"))
     if tr_never_loaded(cpu.tr):
         notes.append(
             Text(

@@ -28,7 +28,7 @@ from lhvdbg.x86.checks import Finding
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.paging import PageWalk
 from lhvdbg.x86.segments import limit_bytes
-from lhvdbg.x86.tables import GdtEntry, GdtTable, IdtEntry, IdtTable
+from lhvdbg.x86.tables import NO_IDT_YET, GdtEntry, GdtTable, IdtEntry, IdtTable
 from lhvdbg.x86.vectors import vector_name
 
 _T = TypeVar("_T")
@@ -368,6 +368,9 @@ def render_idt(
     Listing every gate (``only_present=False``), a run of empty (all-zero) gates is one row.
     """
     wanted = set(vectors) if vectors is not None else None
+    if table.real_mode_ivt:  # the IVT's 4-byte vectors decoded as gates would be noise
+        heading = Text(f"IDT base {table.base:#x} limit {table.limit:#x}", style="bold")
+        return Group(heading, Text(NO_IDT_YET, style="yellow"))
     out = _table(_title("IDT", table))
     ia32e = table.mode == "ia32e"
     cols = ["vec", "name", "sel", "offset", "type", "dpl", "P"] + (["ist"] if ia32e else [])

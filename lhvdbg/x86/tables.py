@@ -36,8 +36,14 @@ __all__ = [
     "decode_gdt",
     "decode_idt",
     "decode_tss",
+    "idtr_holds_ivt",
     "tr_never_loaded",
 ]
+
+#: IDTR at reset and in real mode: the 256 four-byte vectors of the real-mode interrupt
+#: vector table at 0 (Intel SDM Vol. 3A §9.1.1 "Processor State After Reset", §20.1.4).
+IVT_BASE, IVT_LIMIT = 0, 0x3FF
+NO_IDT_YET = "no IDT loaded yet (IDTR still holds the real-mode IVT)"
 
 GdtKind = Literal["null", "empty", "code", "data", "system", "second-half", "beyond-limit"]
 IdtKind = Literal["gate", "not-present", "beyond-limit"]
@@ -163,6 +169,7 @@ class IdtTable:
     mode: TableMode
     entries: tuple[IdtEntry, ...]
     truncated: bool = False
+    real_mode_ivt: bool = False  # protected/long mode with IDTR still at the reset IVT
 
     @property
     def entry_size(self) -> int:
@@ -181,7 +188,10 @@ class IdtTable:
 
     @property
     def present(self) -> tuple[IdtEntry, ...]:
-        """Present gates within the limit."""
+        """Present gates within the limit (none while IDTR still holds the real-mode IVT:
+        its 4-byte vectors are no gates the kernel wrote, whatever their bits read as)."""
+        if self.real_mode_ivt:
+            return ()
         return tuple(e for e in self.entries if e.kind == "gate")
 
 
@@ -204,6 +214,12 @@ def decode_idt(base: int, limit: int, data: bytes, mode: str) -> IdtTable:
             kind = "not-present"
         entries.append(IdtEntry(vector, off, kind, raw, gate))
     return IdtTable(base, limit, tmode, tuple(entries), truncated=len(data) < limit + 1)
+
+
+def idtr_holds_ivt(mode: str, base: int, limit: int) -> bool:
+    """Protected or long mode with IDTR still at the real-mode IVT (base 0, limit 0x3ff):
+    the kernel has not run ``lidt`` yet."""
+    return mode not in ("real", "vm86") and base == IVT_BASE and limit == IVT_LIMIT
 
 
 def tr_never_loaded(tr: SegmentRegister) -> bool:

@@ -282,6 +282,8 @@ def collect_evidence(
 ) -> tuple[Evidence, list[str]]:
     """Everything the diagnosis reads from ``session`` stopped at ``stop``, and notes on
     what could not be collected."""
+    from lhvdbg.machine.trace import kernel_pic_history
+
     notes: list[str] = []
     snapshot: Snapshot | None = None
     tables: SystemTables | None = None
@@ -330,6 +332,7 @@ def collect_evidence(
         symbols=dict(info.symbols) if info is not None else {},
         reference=ref_snapshot,
         reference_name=ref_name if ref_snapshot is not None else None,
+        history=kernel_pic_history(session),
     )
     return ev, notes
 

@@ -76,13 +76,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.commands._boot import run_to_entry
     from lhvdbg.commands._diagnosis import diagnose_session_with_evidence
     from lhvdbg.machine.session import Session
+    from lhvdbg.machine.trace import note_entry, with_pic_trace
 
     if args.timeout <= 0 or args.boot_timeout <= 0:
         raise UsageError("--timeout and --boot-timeout need a positive number of seconds")
     check_html_path(args.html)
-    config = launch_config_from_args(args)
+    config = with_pic_trace(launch_config_from_args(args))
     with Session(config) as session:
         boot = run_to_entry(session, timeout=args.boot_timeout)
+        note_entry(session)
         if boot.stop is not None:
             stop, limit = boot.stop, args.boot_timeout
         else:

@@ -20,6 +20,7 @@ from typing import Literal
 
 from lhvdbg.diagnose.events import ChainEvent
 from lhvdbg.errors import LhvdbgError, MemoryNotCaptured
+from lhvdbg.state.history import History
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.x86.cpustate import Arch, CpuState
 from lhvdbg.x86.tables import SystemTables
@@ -185,7 +186,8 @@ class Evidence:
     RIPs involved, the stack under a faulting ``iret``). ``physical``: bytes read at
     *physical* addresses (the paging-structure entries walked for each #PF's CR2).
     ``text``: kernel code ranges. ``reference``: the known-good snapshot whose
-    differences are weighed.
+    differences are weighed. ``history``: the kernel's 8259 writes from its entry on,
+    when recorded (QEMU's trace lines; ``lhvdbg.machine.trace``).
     """
 
     arch: Arch
@@ -205,6 +207,7 @@ class Evidence:
     symbols: Mapping[str, int] = field(default_factory=dict)
     reference: Snapshot | None = None
     reference_name: str | None = None
+    history: History | None = None  # what the kernel programmed (lhvdbg.machine.trace)
 
     @property
     def cpu(self) -> CpuState | None:

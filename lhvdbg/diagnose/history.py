@@ -27,9 +27,10 @@ def pic_story(history: History) -> str:
         )
     icw2 = history.named("ICW2", chip="master")
     if not icw2:
-        return f"ICW1 written at {icw1[-1].symbol or '?'}, but no ICW2 followed"
+        return "the kernel wrote ICW1 but no ICW2 followed: the initialisation never finished"
     last = icw2[-1]
-    return f"ICW2 {last.facts.get('base', 0):#04x} written at {last.symbol or '?'}"
+    where = f"at {last.symbol}" if last.symbol else "by the kernel"
+    return f"ICW2 {last.facts.get('base', 0):#04x} written {where}"
 
 
 def first_hardware_interrupt(history: History, after: int = 0) -> HistoryEvent | None:

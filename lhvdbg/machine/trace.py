@@ -21,6 +21,7 @@ import functools
 import re
 import subprocess
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,3 +423,41 @@ def raise_unreached(event: object) -> None:
     from lhvdbg.errors import TargetTimeout
 
     raise TargetTimeout(f"the kernel's entry point was never reached ({event})")
+
+
+# --- the PIC part alone, for break-on-df's evidence (no breakpoints, no slowdown) -----
+
+PIC_TRACE_EVENT = "pic_ioport_write"  # in QEMU 7.2 and 10; an unknown name only warns
+_ENTRY_OFFSETS: weakref.WeakKeyDictionary[Session, int] = weakref.WeakKeyDictionary()
+
+
+def with_pic_trace(config: LaunchConfig) -> LaunchConfig:
+    """``config`` with QEMU's 8259 write trace event in its ``-D`` log (TCG only)."""
+    from dataclasses import replace as dc_replace
+
+    if config.resolved_accel() != "tcg" or not config.int_log:
+        return config
+    return dc_replace(config, extra_args=(*config.extra_args, "-trace", PIC_TRACE_EVENT))
+
+
+def note_entry(session: Session) -> None:
+    """Remember where the log stands now: the session is at the kernel's entry."""
+    path = session.int_log_path
+    if path is not None:
+        _ENTRY_OFFSETS[session] = path.stat().st_size if path.exists() else 0
+
+
+def kernel_pic_history(session: Session) -> History | None:
+    """The kernel's 8259 writes (from its entry, noted by :func:`note_entry`), read from
+    QEMU's trace lines (no RIP: the trace event has none); None when not recorded."""
+    offset = _ENTRY_OFFSETS.get(session)
+    path = session.int_log_path
+    if offset is None or path is None or not path.exists():
+        return None
+    text = path.read_bytes()[offset:].decode("utf-8", "replace")
+    raw = [
+        HistoryEvent(0, "port", port=ev.port, value=ev.value)
+        for _, ev in parse_log(text)
+        if ev.name == "pic-trace"
+    ]
+    return build_history(raw, ended="at the diagnosis", qemu_version=session.qemu_version or "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lhvdbg.diagnose.chain import Chain
 from lhvdbg.diagnose.evidence import Evidence
+from lhvdbg.diagnose.history import pic_story
 from lhvdbg.diagnose.rules._common import interrupted_flags, irq_text, log_ref, where
 from lhvdbg.diagnose.rules._model import failure_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
@@ -127,6 +128,8 @@ def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
             else f"EFLAGS.IF was 0 at the interrupted instruction (RFLAGS {flags:#x}), yet a "
             "maskable IRQ was delivered: the flags and the log disagree"
         )
+    if ev.history is not None:
+        evidence.append(f"history from the kernel's entry: {pic_story(ev.history)}")
     place = f"interrupted at {where(step)}"
     if ev.after_hlt(step.event.rip):
         place += ", just after hlt (the CPU was idle)"

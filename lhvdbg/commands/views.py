@@ -107,7 +107,7 @@ def _regs(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any
         return data
     from lhvdbg.ui.state_views import render_regs
 
-    return render_regs(cpu, prev.cpu)
+    return render_regs(cpu, prev.cpu, symbols=target.symbols())
 
 
 def _sregs(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
@@ -255,7 +255,11 @@ def _idt(target: Target, arg: str | None, prev: Previous, as_json: bool) -> Any:
 
     note = _real_mode_note(target)
     if vector is None:
-        return ui.with_note(note, ui.render_idt(idt, only_present=arg != "all"))
+        # collapsed runs of equal or not-present gates; `idt all`: every slot
+        rendered = ui.render_idt(
+            idt, only_present=arg != "all", symbols=target.symbols(), collapse=arg != "all"
+        )
+        return ui.with_note(note, rendered)
     from lhvdbg.x86.describe import describe_gate
 
     gate = entries[0]

@@ -9,7 +9,7 @@ plain-text output (colour off) shows it too. Decoding goes through the layouts i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -76,8 +76,22 @@ def _hex_width(name: str) -> int:
     return 16 if name.startswith("r") else 8
 
 
-def render_regs(cpu: CpuState, previous: CpuState | None = None) -> RenderableType:
-    """The instruction pointer, (R)EFLAGS with the set flags named, and the GPRs."""
+def render_regs(
+    cpu: CpuState,
+    previous: CpuState | None = None,
+    *,
+    symbols: Mapping[str, int] | None = None,
+) -> RenderableType:
+    """The instruction pointer, (R)EFLAGS with the set flags named, and the GPRs; the
+    instruction, stack and frame pointers named by ``symbols`` (``<pit_init+0x9>``)."""
+    from lhvdbg.state.symbols import symbolize
+
+    def named(name: str, value: int) -> str:
+        if not symbols or name not in ("rip", "eip", "rsp", "esp", "rbp", "ebp"):
+            return ""
+        found = symbolize(value, symbols)
+        return f"<{found}>" if found else ""
+
     wide = any(name.startswith("r") for name in cpu.gprs)
     halted = ", halted" if cpu.halted else ""
     title = f"registers ({cpu.mode} mode, CPL {cpu.cpl}{halted})"
@@ -92,7 +106,7 @@ def render_regs(cpu: CpuState, previous: CpuState | None = None) -> RenderableTy
     ip_name, flags_name = ("rip", "rflags") if wide else ("eip", "eflags")
     rows.add(
         ip_name,
-        [f"{cpu.ip:#0{width + 2}x}", ""],
+        [f"{cpu.ip:#0{width + 2}x}", named(ip_name, cpu.ip)],
         was(previous.ip if previous else None, cpu.ip, width),
     )
     rows.add(
@@ -103,7 +117,7 @@ def render_regs(cpu: CpuState, previous: CpuState | None = None) -> RenderableTy
     for name, value in cpu.gprs.items():
         digits = _hex_width(name)
         old = previous.gprs.get(name) if previous is not None else None
-        rows.add(name, [f"{value:#0{digits + 2}x}", ""], was(old, value, digits))
+        rows.add(name, [f"{value:#0{digits + 2}x}", named(name, value)], was(old, value, digits))
     return rows.render()
 
 

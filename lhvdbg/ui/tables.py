@@ -7,7 +7,7 @@ Plain text must read well with colour off: changes carry a ``*`` marker, not onl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import groupby
 from typing import TypeVar
 
@@ -361,12 +361,21 @@ def render_gdt(table: GdtTable) -> RenderableType:
 
 
 def render_idt(
-    table: IdtTable, only_present: bool = True, *, vectors: Iterable[int] | None = None
+    table: IdtTable,
+    only_present: bool = True,
+    *,
+    vectors: Iterable[int] | None = None,
+    symbols: Mapping[str, int] | None = None,
+    collapse: bool = False,
 ) -> RenderableType:
-    """The IDT: vector, name, selector, offset, type, DPL, P, IST (present gates by default).
+    """The IDT: vector, name, selector, offset (with its symbol), type, DPL, P, IST.
 
-    Listing every gate (``only_present=False``), a run of empty (all-zero) gates is one row.
+    Present gates by default; ``only_present=False`` lists every slot. ``collapse``: a run
+    of equal gates (one handler, type, DPL, IST) or of not-present slots is one row. Without
+    it, listing every slot still folds a run of empty (all-zero) gates.
     """
+    from lhvdbg.state.symbols import symbolize
+
     wanted = set(vectors) if vectors is not None else None
     if table.real_mode_ivt:  # the IVT's 4-byte vectors decoded as gates would be noise
         heading = Text(f"IDT base {table.base:#x} limit {table.limit:#x}", style="bold")
@@ -378,21 +387,96 @@ def render_idt(
         _col(out, col)
     if wanted is not None:
         entries = [e for e in table.entries if e.vector in wanted]
-    elif only_present:
+    elif only_present and not (collapse and any(e.kind == "gate" for e in table.entries)):
         entries = [e for e in table.entries if e.kind == "gate"]
     else:
         entries = list(table.entries)
-    collapse = wanted is None and not only_present
-    for group in groups(entries, lambda e: collapse and e.kind != "gate" and not any(e.raw)):
+
+    def cells(entry: IdtEntry) -> list[str]:
+        row = idt_cells(entry, ia32e)
+        name = symbolize(entry.decoded.values["offset"], symbols) if symbols else None
+        if name and entry.kind == "gate":
+            row[3] += f" <{name}>"
+        return row
+
+    if collapse and wanted is None and any(e.kind == "gate" for e in entries):
+        for items in _idt_runs(entries):
+            first, last = items[0], items[-1]
+            if len(items) == 1:
+                out.add_row(*cells(first), style="dim" if first.kind != "gate" else None)
+                continue
+            span = f"{first.vector:#04x}-{last.vector:#04x}"
+            if first.kind != "gate":
+                blank = [""] * (len(cols) - 3)
+                out.add_row(span, f"{len(items)} not present", *blank, "-", style="dim")
+                continue
+            row = cells(first)
+            stride = last.decoded.values["offset"] - first.decoded.values["offset"]
+            if stride:
+                row[1] = f"{len(items)} stubs"
+                row[3] += " .. " + cells(last)[3].split()[-1]
+            else:
+                row[1] = f"{len(items)} equal gates"
+            row[0] = span
+            out.add_row(*row)
+        return out
+    fold = wanted is None and not only_present
+    for group in groups(entries, lambda e: fold and e.kind != "gate" and not any(e.raw)):
         first, last = group[0], group[-1]
         if len(group) > 1:
             span = f"{first.vector:#04x}-{last.vector:#04x}"
             out.add_row(span, "", "", "", f"{len(group)} empty gates", "", "-", style="dim")
             continue
-        out.add_row(*idt_cells(first, ia32e), style="dim" if first.kind != "gate" else None)
+        out.add_row(*cells(first), style="dim" if first.kind != "gate" else None)
     if not entries:
         return Group(out, Text("(no gates to show)"))
     return out
+
+
+def _gate_attributes(entry: IdtEntry) -> tuple[object, ...] | None:
+    """A present gate's selector, type, DPL and IST (None for a slot that is not one)."""
+    if entry.kind != "gate":
+        return None
+    v = entry.decoded.values
+    return (v["selector"], v["type"], v["dpl"], v.get("ist", 0))
+
+
+FIRST_NON_EXCEPTION = 0x20  # vectors 0-31 are the CPU's exceptions (Intel SDM Vol. 3A §6.2)
+
+
+def _idt_runs(entries: Sequence[IdtEntry]) -> Iterator[list[IdtEntry]]:
+    """Runs to show as one row: slots that are not present gates; gates alike but for a
+    handler address that is equal, or (from vector 0x20 on, where no vector has a name of
+    its own) advances by one stride through a table of stubs."""
+    run: list[IdtEntry] = []
+    stride: int | None = None
+
+    def offset(entry: IdtEntry) -> int:
+        return int(entry.decoded.values["offset"])
+
+    for entry in entries:
+        if run:
+            last = run[-1]
+            same = _gate_attributes(entry) == _gate_attributes(last)
+            step = offset(entry) - offset(last) if entry.kind == "gate" and same else None
+            fits = same and (
+                entry.kind != "gate"
+                or (step == 0 and stride in (None, 0))
+                or (
+                    last.vector >= FIRST_NON_EXCEPTION
+                    and step is not None
+                    and step > 0
+                    and stride in (None, step)
+                )
+            )
+            if fits:
+                stride = step if entry.kind == "gate" else None
+                run.append(entry)
+                continue
+            yield run
+        run, stride = [entry], None
+    if run:
+        yield run
 
 
 def render_tss(decoded: Decoded, *, base: int | None = None) -> RenderableType:

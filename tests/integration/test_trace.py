@@ -128,3 +128,15 @@ def test_compare_rejects_an_unknown_run(
     assert main(["compare", "good", "no-such-thing"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'no-such-thing' is not a kernel path" in err[0]
+
+
+def test_break_on_df_cites_the_history(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = run_json(capsys, "break-on-df", "--variant", "pic-unremapped")
+    cause = data["diagnosis"][0]
+    assert cause["id"] == "pic-not-remapped"
+    assert (
+        "history from the kernel's entry: ICW1 was never written: the PIC kept the BIOS base 0x08"
+        in " ".join(cause["evidence"])
+    )

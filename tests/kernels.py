@@ -28,3 +28,9 @@ def build_kernel(source: str, directory: Path, name: str, **defines: int) -> Pat
 def reset_kernel(directory: Path, method: int) -> Path:
     """The reset kernel built for ``method`` (RESET_KBC, RESET_CF9, TRIPLE_FAULT, NO_IDT)."""
     return build_kernel("reset-kernel.S", directory, f"reset-{method}", METHOD=method)
+
+
+def timer_kernel(directory: Path, name: str = "timer", **defines: int) -> Path:
+    """The timer kernel (PIC remapped after lidt, 1 kHz PIT); ``STI_NOISE=n`` adds n
+    unexecuted 0xFB bytes, ``TICKS``/``PIC_BASE`` as its source says."""
+    return build_kernel("timer-kernel.S", directory, name, **defines)

@@ -7,14 +7,23 @@ the handler is found the way the CPU finds it: from IDTR and the gate.
    (``0F 01 /3``, memory operand; :func:`lhvdbg.state.elf.find_lidt`) gets a
    breakpoint. Under TCG a breakpoint at an address that is not an instruction start
    never fires (QEMU matches the PC, it does not patch memory), so false positives cost
-   nothing. When the timer vector is wanted, every ``FB`` byte (``sti``) is an arming
-   point too: the PIC/LAPIC must be programmed before interrupts are enabled.
+   nothing. When the timer vector is wanted, the vector itself can change after
+   ``lidt`` (the kernel remaps its PIC or programs its LAPIC timer later), which no
+   breakpoint or watchpoint sees: the guest runs in 20 ms slices and the timer vector
+   (``info pic``/``info lapic``) and its gate are read again at each stop, until a
+   handler hit is confirmed as the timer's. So the cost is bounded on any kernel: one
+   hardware breakpoint on the handler, never a breakpoint per ``sti`` byte (a 2.5 MB
+   hypervisor has ~8,500 ``FB`` bytes), and it works under KVM. A small kernel (at most
+   ``STI_ARMING_MAX`` ``FB`` bytes, TCG) also re-arms at each ``sti``, so one that
+   remaps its PIC and takes all its ticks within one slice is not missed.
 2. Arming. At a ``lidt`` hit the instruction is stepped; then IDTR comes from QMP
    ``info registers`` and the gate from one memory read. A present gate gets a hardware
    breakpoint on its target; under TCG a write watchpoint on the gate's bytes re-arms
    when the kernel fills or changes the gate after ``lidt``.
 3. Counting. Each hit of the handler breakpoint counts; at ``count`` the run stops with
-   ``reason="vector"``.
+   ``reason="vector"``. For the timer, a hit counts only when the timer vector read at
+   the hit is still the armed one (else it re-arms: e.g. IDT[8]'s handler armed while
+   the PIC still had the BIOS base, hit by something else).
 
 Under KVM (x86 has four debug registers; watchpoints never fire on this machine's
 kvm-pvm; software breakpoints crash the guest) the ``lidt`` candidates get hardware
@@ -42,6 +51,7 @@ log = logging.getLogger(__name__)
 LVT_MASKED = 1 << 16  # LVT mask bit (Intel SDM Vol. 3A §11.5.1, Figure 11-8)
 LVT_VECTOR = 0xFF
 KVM_SLICE = 0.02
+STI_ARMING_MAX = 64  # sti sites that become arming points too (TCG); more: slices only
 
 
 def timer_vector_of(pic: PicState | None, lapic: LapicState | None) -> int | None:
@@ -82,13 +92,17 @@ class VectorRun:
         from lhvdbg.state.elf import find_lidt, find_sti
 
         info = self.s.kernel_info
+        if self.fixed_vector is None:
+            self.polling = True  # the timer vector may change after lidt (see above)
         if info is None:
             self.polling = True
             return
         lidt = set(find_lidt(info))
         candidates = set(lidt)
         if self.fixed_vector is None and not self.kvm:
-            candidates.update(find_sti(info))
+            sti = find_sti(info)
+            if len(sti) <= STI_ARMING_MAX:
+                candidates.update(sti)
         if self.kvm and len(candidates) > 3:
             self.polling = True
             self.s.notes.append(
@@ -238,6 +252,9 @@ class VectorRun:
                     self.arm()
                     continue
                 if bp is not None and bp == self.handler_bp:
+                    if self.fixed_vector is None and not self._timer_confirmed():
+                        self.arm()  # the timer moved to another vector: not its tick
+                        continue
                     hits += 1
                     if hits >= count:
                         return self._vector_event(event, hits, elapsed)
@@ -245,6 +262,16 @@ class VectorRun:
                 return replace(event, elapsed=elapsed)  # the user's own breakpoint
         finally:
             self._cleanup()
+
+    def _timer_confirmed(self) -> bool:
+        """At a handler hit: whether the timer vector is still the armed one. Once it is,
+        the vector is settled and the slices stop (under TCG; KVM keeps them for gate
+        changes)."""
+        if self.s.timer_vector() != self.vector:
+            return False
+        if not self.kvm:
+            self.polling = False
+        return True
 
     def _vector_text(self) -> str:
         return "timer" if self.vector is None else f"{self.vector:#x}"

@@ -172,11 +172,14 @@ def _irq_text(history: History, event: HistoryEvent) -> str:
     return f"an interrupt arrived on {vector:#04x}"
 
 
-def _what(event: HistoryEvent) -> str:
-    """``ltr (TR = selector 0x20 ...)`` for an instruction, the meaning otherwise."""
-    if event.kind == "insn" and event.insn not in ("sti", "cli"):
-        return f"{event.insn} ({event.decoded})"
-    return event.decoded
+def _did(event: HistoryEvent) -> str:
+    """What a run did, as a verb phrase: ``ran ltr (TR = ...)``, ``wrote master ICW2:
+    vector base 0x20``, ``took hardware interrupt on vector 0x22: ...``."""
+    if event.kind == "insn":
+        return f"ran {event.insn} ({event.decoded})"
+    if event.kind in ("interrupt", "fault"):
+        return f"took {event.decoded}" if event.kind == "interrupt" else f"hit a {event.decoded}"
+    return f"wrote {event.decoded}"
 
 
 def _explain(kind: str, good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...]) -> str:
@@ -185,11 +188,11 @@ def _explain(kind: str, good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent,
     if pic is not None and g is not None:
         return f"the good build wrote {pic}{_where(g)}; this build never did"
     if kind == "missing" and g is not None:
-        return f"the good build did {_what(g)}{_where(g)}; this build never did"
+        return f"the good build {_did(g)}{_where(g)}; this build never did"
     if kind == "extra" and b is not None:
-        return f"this build did {_what(b)}{_where(b)}; the good build never did"
+        return f"this build {_did(b)}{_where(b)}; the good build never did"
     assert g is not None and b is not None
-    return f"the good build did {_what(g)}{_where(g)}; this build did {_what(b)}{_where(b)}"
+    return f"the good build {_did(g)}{_where(g)}; this build {_did(b)}{_where(b)}"
 
 
 def _then(bad: History, after: HistoryEvent | None, good: History) -> str:
@@ -233,6 +236,12 @@ def compare_histories(good: History, bad: History) -> Comparison:
         text = _explain(k, gg, bb)
         if n == first:
             text += _latent(gg, bb, bad) + _then(bad, anchors[n], good)
+            if all(e.kind in ("interrupt", "fault") for e in (*gg, *bb)):
+                text += (
+                    "; nothing the kernel programmed differs before it: the cause is in "
+                    "memory a history does not record (the IDT's gates, the TSS: see "
+                    "break-on-df, diff-tss)"
+                )
         diffs.append(Difference(k, gg, bb, w > 0, text))
     if first is not None:  # the first divergence that matters comes first
         diffs.insert(0, diffs.pop(first))

@@ -118,7 +118,7 @@ def test_compare_no_ltr_names_nothing_beyond_the_missing_ltr(
     assert len(mattering) == 1
     assert [e["insn"] for e in mattering[0]["good"]] == ["ltr"] and mattering[0]["bad"] == []
     assert data["first_divergence"]["explanation"].startswith(
-        "the good build did ltr (TR = selector 0x0020"
+        "the good build ran ltr (TR = selector 0x0020"
     )
 
 

@@ -12,6 +12,14 @@ from lhvdbg.commands.entry import IndexEntry
 
 COMMANDS = (
     IndexEntry(
+        aliases=(),
+        category="run",
+        module="lhvdbg.commands.gdb_habits",
+        name="awatch",
+        summary="stop on reads of or writes to an address (hardware watchpoint; TCG)",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
         aliases=("b",),
         category="run",
         module="lhvdbg.commands.control",
@@ -26,6 +34,14 @@ COMMANDS = (
         name="break-on-df",
         summary="boot the kernel, stop when vector 8 fires, and diagnose why (PIC, IST, TSS, stack...)",
         where=("cli",),
+    ),
+    IndexEntry(
+        aliases=("backtrace", "where"),
+        category="run",
+        module="lhvdbg.commands.gdb_habits",
+        name="bt",
+        summary="backtrace: the frame-pointer chain with symbols, in the CPU's mode",
+        where=("scenario", "shell"),
     ),
     IndexEntry(
         aliases=(),
@@ -117,11 +133,27 @@ COMMANDS = (
     ),
     IndexEntry(
         aliases=(),
+        category="run",
+        module="lhvdbg.commands.gdb_habits",
+        name="finish",
+        summary="run until the current function returns (return address from the frame pointer)",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
         category="machine",
         module="lhvdbg.commands.control",
         name="gdb",
         summary="run a gdb CLI command on the session's gdb and show its output",
         where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="general",
+        module="lhvdbg.commands.gdb_plugin",
+        name="gdb-plugin",
+        summary="print the path of a Python file to source in your gdb: lhv gdt|idt|tss|pt|context|diagnose",
+        where=("cli",),
     ),
     IndexEntry(
         aliases=(),
@@ -148,6 +180,14 @@ COMMANDS = (
         where=("scenario", "shell"),
     ),
     IndexEntry(
+        aliases=("i",),
+        category="views",
+        module="lhvdbg.commands.gdb_habits",
+        name="info",
+        summary="info registers [NAME] | info breakpoints | info symbol ADDR, as in gdb",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
         aliases=(),
         category="state",
         module="lhvdbg.commands.views",
@@ -169,6 +209,22 @@ COMMANDS = (
         module="lhvdbg.commands.control",
         name="monitor",
         summary="run a QEMU monitor (HMP) command, e.g. monitor info pic",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=("ni", "nexti", "n"),
+        category="run",
+        module="lhvdbg.commands.gdb_habits",
+        name="next",
+        summary="step one instruction, over calls (runs the called function to its return)",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=("print",),
+        category="memory",
+        module="lhvdbg.commands.gdb_habits",
+        name="p",
+        summary="print the value of an expression in hex, with its symbol",
         where=("scenario", "shell"),
     ),
     IndexEntry(
@@ -210,6 +266,14 @@ COMMANDS = (
         name="run",
         summary="boot a kernel, stream its serial output, report how it ended",
         where=("cli",),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="run",
+        module="lhvdbg.commands.gdb_habits",
+        name="rwatch",
+        summary="stop on reads of an address (hardware watchpoint; TCG)",
+        where=("scenario", "shell"),
     ),
     IndexEntry(
         aliases=(),
@@ -317,10 +381,26 @@ COMMANDS = (
     ),
     IndexEntry(
         aliases=(),
+        category="run",
+        module="lhvdbg.commands.gdb_habits",
+        name="watch",
+        summary="stop on writes to an address (hardware watchpoint; TCG)",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
         category="memory",
         module="lhvdbg.commands.control",
         name="x",
         summary="examine memory: x/FMT ADDR as in gdb (x/8xb $rsp, x/4gx idt, x/s msg)",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="memory",
+        module="lhvdbg.commands.gdb_habits",
+        name="xp",
+        summary="examine physical memory: xp/FMT ADDR (as x, through QEMU's xp)",
         where=("scenario", "shell"),
     ),
 )

@@ -150,7 +150,13 @@ class Shell:
         if name == "help":
             return self._help(rest)
         if name not in self.registry:
-            return self._fail(f"unknown command: {name} (type help for the list)")
+            # as gdb: a unique prefix of a command name is that command (`br`, `disp`)
+            matches = [n for n in self.names() if n.startswith(name) and n in self.registry]
+            commands = {self.registry.get(n).name for n in matches}
+            if len(commands) != 1:
+                more = f" ({', '.join(sorted(commands))}?)" if commands else ""
+                return self._fail(f"unknown command: {name}{more} (type help for the list)")
+            name = commands.pop()
         if not self._offered(name):
             return self._fail(f"{name} is not available in the shell")
         cmd = self.registry.get(name)

@@ -414,7 +414,7 @@ def render_idt(
             stride = last.decoded.values["offset"] - first.decoded.values["offset"]
             if stride:
                 row[1] = f"{len(items)} stubs"
-                row[3] += " .. " + cells(last)[3].split()[-1]
+                row[3] += " .. " + cells(last)[3]
             else:
                 row[1] = f"{len(items)} equal gates"
             row[0] = span

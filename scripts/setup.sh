@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PACKAGES=(
-    qemu-system-x86 gdb gcc binutils make
+    qemu-system-x86 qemu-utils gdb gcc binutils make
     python3 python3-venv ca-certificates
     grub-pc-bin grub-common xorriso
 )

@@ -151,9 +151,19 @@ def run_lhv(gdb: Any, line: str) -> str:
     if not words or words[0] not in SUBCOMMANDS:
         return f"usage: lhv {'|'.join(SUBCOMMANDS)} [ARGS]  (e.g. lhv idt 8, lhv pt $rsp)\n"
     out = io.StringIO()
-    ctx = Context(stdout=out, color=False, target=GdbTarget(gdb))  # type: ignore[arg-type]
+    width = _width(gdb)
+    ctx = Context(stdout=out, color=False, width=width, target=GdbTarget(gdb))  # type: ignore[arg-type]
     Shell(REGISTRY, ctx, out=out, err=out).execute(line)
     return out.getvalue()
+
+
+def _width(gdb: Any) -> int | None:
+    """gdb's ``width`` when it has one (the terminal's), else None: ``$COLUMNS`` or 80."""
+    try:
+        width = gdb.parameter("width")
+    except Exception:
+        return None
+    return width if isinstance(width, int) and 40 <= width < 1000 else None
 
 
 def register() -> None:

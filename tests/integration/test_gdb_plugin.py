@@ -5,6 +5,7 @@ stopped at the same place, and ``lhv diagnose`` names the cause of the LHV bug.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from tests.conftest import firmware_elf
 ROOT = Path(__file__).resolve().parents[2]
 LHVDBG = [sys.executable, "-m", "lhvdbg"]
 MARK = "=====lhv-mark====="
+ENV = dict(os.environ, COLUMNS="160")  # the same table width in gdb (batch) and the shell
 VIEWS = ("gdt", "idt", "idt all", "tss", "pt $rsp", "idt 8")
 
 pytestmark = [
@@ -67,7 +69,9 @@ def in_gdb(elf: Path, stop_at: list[str], commands: list[str]) -> list[str]:
                 args += ["-ex", line]
             for line in commands:
                 args += ["-ex", f"echo {MARK}\\n", "-ex", f"lhv {line}"]
-            out = subprocess.run(args, capture_output=True, text=True, timeout=90, check=False)
+            out = subprocess.run(
+                args, capture_output=True, text=True, timeout=90, check=False, env=ENV
+            )
         finally:
             qemu.terminate()
             qemu.wait(timeout=10)
@@ -83,7 +87,9 @@ def in_shell(commands: list[str]) -> list[str]:
     args = [*LHVDBG, "shell", "--variant", "good"]
     for line in first:
         args += ["-x", line]
-    out = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=90, check=True)
+    out = subprocess.run(
+        args, capture_output=True, text=True, cwd=ROOT, timeout=90, check=True, env=ENV
+    )
     parts = re.split(r"^lhvdbg> .*\n", out.stdout, flags=re.M)  # each -x line is echoed
     assert len(parts) == len(first) + 1, out.stdout + out.stderr
     return parts[4:-1]

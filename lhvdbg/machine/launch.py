@@ -172,6 +172,7 @@ class KernelChoice:
     kernel: Path | None
     symbol_path: Path | None
     arch: Arch
+    note: str | None = None  # how the symbols were found, when lhvdbg chose them
 
     def read_info(self) -> KernelInfo | None:
         """Facts of the symbol ELF (the kernel's, checked bootable, by default)."""
@@ -185,19 +186,35 @@ class KernelChoice:
 def choose_kernel(config: LaunchConfig) -> KernelChoice:
     """The kernel and symbol files of ``config``, checked from their first 8 KiB
     (KernelError when not bootable, or the firmware not built) before anything starts."""
-    from lhvdbg.state.elf import elf_class_quick, kernel_class_quick
+    from lhvdbg.state.elf import elf_class_quick, is_flat_multiboot, kernel_class_quick
 
     kernel = config.kernel_path()
     if config.cdrom is not None and not config.cdrom.is_file():
         raise KernelError(f"cdrom image not found: {config.cdrom}", path=str(config.cdrom))
-    elf_class = kernel_class_quick(kernel) if kernel is not None else None
-    symbol_path = config.symbols or kernel
+    flat = kernel is not None and is_flat_multiboot(kernel)
+    elf_class = kernel_class_quick(kernel) if kernel is not None and not flat else None
+    # a flat image (a.out kludge) has no symbols for gdb: --symbols, else none
+    symbol_path = config.symbols or (None if flat else kernel)
+    note = None
+    if config.cdrom is not None and config.symbols is None:
+        symbol_path, note = _iso_symbols(config.cdrom)
     if symbol_path is not None and symbol_path != kernel:
         elf_class = elf_class_quick(symbol_path)
-    arch = config.arch
-    if elf_class is not None and (config.kernel is not None or config.symbols):
+    arch = config.arch  # a flat image without --symbols: --arch says
+    if elf_class is not None and (config.kernel is not None or symbol_path is not None):
         arch = "amd64" if elf_class == 64 else "i386"
-    return KernelChoice(kernel, symbol_path, arch)
+    return KernelChoice(kernel, symbol_path, arch, note)
+
+
+def _iso_symbols(iso: Path) -> tuple[Path | None, str]:
+    """The multiboot ELF inside a CD-ROM image, extracted for gdb, and a note saying so."""
+    from lhvdbg.state.iso import extract_iso_kernel
+
+    found = extract_iso_kernel(iso)
+    if found is None:
+        return None, f"{iso.name}: no multiboot ELF found inside; no symbols (give --symbols)"
+    path, kernel = found
+    return path, f"symbols from {kernel.name} inside {iso.name} ({kernel.how})"
 
 
 def find_qemu(config: LaunchConfig) -> str:

@@ -117,6 +117,8 @@ class Session(SessionBreakpoints, SessionOutputs):
         config = self.config
         choice = launch.choose_kernel(config)
         self.kernel, self.arch, self.kernel_info = choice.kernel, choice.arch, None
+        if choice.note:
+            self.notes.append(choice.note)
         self.accel = config.resolved_accel()
         if config.accel == "auto":
             self.notes.append(f"--accel auto chose {self.accel}")

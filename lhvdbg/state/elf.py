@@ -149,9 +149,66 @@ def _has_multiboot2(image: bytes) -> bool:
     )
 
 
+def flat_multiboot_header(head: bytes) -> MultibootHeader | None:
+    """The header of a flat multiboot image: not an ELF, its multiboot header carrying the
+    a.out kludge (flags bit 16: load and entry addresses in the header, Multiboot 0.6.96
+    §3.1.3), which is all a loader needs to place it. None for anything else."""
+    if head[:4] == ELF_MAGIC:
+        return None
+    header = find_multiboot_header(head)
+    if header is None or not header.aout_kludge or header.entry_addr is None:
+        return None
+    return header
+
+
+def is_flat_multiboot(path: Path | str) -> bool:
+    """Whether ``path`` is a flat (a.out kludge, not ELF) multiboot image."""
+    return flat_multiboot_header(_head(Path(path))) is not None
+
+
+def inspect_flat_kernel(path: Path | str) -> KernelInfo:
+    """The facts of a flat multiboot image: one loadable, executable segment from the
+    header's load addresses (the file from ``load_addr``'s offset up to ``load_end_addr``,
+    zeros up to ``bss_end_addr``), the entry ``entry_addr``; no symbols."""
+    image = read_bytes(path, KERNEL)
+    header = flat_multiboot_header(image[: MULTIBOOT_SEARCH + 32])
+    if header is None:
+        raise KernelError(f"{path}: not a flat multiboot image", path=str(path))
+    assert header.header_addr is not None and header.load_addr is not None
+    assert header.entry_addr is not None
+    start = header.offset - (header.header_addr - header.load_addr)
+    end = len(image)
+    if header.load_end_addr:
+        end = start + header.load_end_addr - header.load_addr
+    if not 0 <= start < end <= len(image):
+        raise KernelError(
+            f"{path}: the multiboot header's load addresses fall outside the file",
+            path=str(path),
+        )
+    memsz = end - start
+    if header.bss_end_addr:
+        memsz = max(memsz, header.bss_end_addr - header.load_addr)
+    segment = Segment(
+        header.load_addr, header.load_addr, start, end - start, memsz, PF_X | 2 | 4,
+        image[start:end],
+    )  # fmt: skip
+    return KernelInfo(
+        path=Path(path),
+        elf_class=32,
+        machine="EM_386",
+        entry=header.entry_addr,
+        multiboot=header,
+        segments=(segment,),
+        sha256=hashlib.sha256(image).hexdigest(),
+    )
+
+
 def inspect_kernel(path: Path | str) -> KernelInfo:
-    """Check that ``path`` is a multiboot ELF QEMU can boot with ``-kernel`` and read its
-    facts; KernelError (one line naming the file and the problem) otherwise."""
+    """Check that ``path`` is a multiboot kernel QEMU can boot with ``-kernel`` (an ELF,
+    or a flat image with the a.out kludge) and read its facts; KernelError (one line
+    naming the file and the problem) otherwise."""
+    if is_flat_multiboot(path):
+        return inspect_flat_kernel(path)
     info = inspect_elf(path)
     header = info.multiboot
     if header is None:
@@ -185,6 +242,8 @@ def kernel_class_quick(path: Path | str) -> int:
         header = find_multiboot_header(head)
         if header is not None and (elf_class == 32 or header.aout_kludge):
             return elf_class
+    if flat_multiboot_header(head) is not None:
+        return 32  # a flat image is entered in 32-bit protected mode
     return inspect_kernel(path).elf_class
 
 

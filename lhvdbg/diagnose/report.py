@@ -82,8 +82,8 @@ def stop_verdict(outcome: Outcome, stop: StopInfo) -> str:
         return f"the guest exited with {exit_text(stop)} before vector 8 fired"
     if outcome == "kernel-never-started":
         limit = f" within {_seconds(stop.limit)}" if stop.limit is not None else ""
-        where = f" (entry {stop.address:#x})" if stop.address is not None else ""
-        return f"{text}: its entry point{where} was not reached{limit}"
+        where = f" (the CPU was at {stop.address:#x})" if stop.address is not None else ""
+        return f"{text}: its entry point was not reached{limit}{where}"
     if outcome == "no-fault" and stop.reason == "timeout":
         limit = f" within {_seconds(stop.limit)}" if stop.limit is not None else ""
         since = " of the kernel's entry" if stop.kernel_entered else ""

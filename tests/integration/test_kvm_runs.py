@@ -35,8 +35,10 @@ def test_a_kernel_that_never_starts(
     data = bod(capsys, "--variant", "good", "--boot-timeout", "0.001")  # inside SeaBIOS
     assert data["outcome"] == "kernel-never-started"
     assert data["stop"]["kernel_entered"] is False and data["stop"]["reason"] == "timeout"
-    assert data["verdict"].startswith("the kernel never started: its entry point (entry 0x")
-    assert data["verdict"].endswith("was not reached within 0.001 s")
+    assert data["verdict"].startswith(
+        "the kernel never started: its entry point was not reached within 0.001 s (the CPU"
+    )
+    assert data["stop"]["detail"].startswith("the kernel's entry 0x100020 not reached")
 
 
 def test_a_timeout_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

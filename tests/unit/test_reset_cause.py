@@ -81,9 +81,10 @@ def test_outcomes_of_how_the_run_ended() -> None:
 
 
 def test_verdicts_say_how_the_run_ended() -> None:
-    never = _stop("timeout", kernel_entered=False, limit=60.0, address=0x10000C)
+    never = _stop("timeout", kernel_entered=False, limit=60.0, address=0xFFFEBABA)
     assert stop_verdict("kernel-never-started", never) == (
-        "the kernel never started: its entry point (entry 0x10000c) was not reached within 60 s"
+        "the kernel never started: its entry point was not reached within 60 s "
+        "(the CPU was at 0xfffebaba)"
     )
     late = _stop("timeout", kernel_entered=True, limit=10.0)
     assert stop_verdict("no-fault", late) == (

@@ -522,7 +522,9 @@ def render_page_walk(walk: PageWalk) -> RenderableType:
         _col(out, col)
     for step in walk.steps:
         if step.entry is None:
-            out.add_row(step.name, f"{step.table:#x}", f"{step.index:#x}", f"{step.entry_address:#x}")
+            out.add_row(
+                step.name, f"{step.table:#x}", f"{step.index:#x}", f"{step.entry_address:#x}"
+            )
             continue
         e = step.entry
         digits = e.layout.size_bits // 4

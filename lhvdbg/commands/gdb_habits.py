@@ -166,20 +166,21 @@ def _configure_watch(parser: argparse.ArgumentParser) -> None:
         "--size",
         type=int,
         choices=(1, 2, 4, 8),
-        help="bytes watched (default: the mode's pointer size)",
+        help="bytes watched (default: the kernel's word, 8 on amd64, 4 on i386)",
     )
     _json_flag(parser)
 
 
 def _watch(access: str) -> Any:
     def run(args: argparse.Namespace, ctx: Context) -> int:
-        from lhvdbg.commands._expr import current_mode, evaluate
+        from lhvdbg.commands._expr import evaluate
 
         session = _session(ctx)
         target = ctx.require_target()
         # gdb's `watch *ADDR` watches the memory at ADDR
         address = evaluate(ctx, " ".join(args.expression).strip().removeprefix("*"))
-        size = args.size or current_mode(target).pointer_size
+        # the kernel's word (a watch set at reset, in real mode, still means the kernel's)
+        size = args.size or (8 if target.arch == "amd64" else 4)
         number = session.watch(address, size, access=access)
         if args.json:
             ctx.print_json({"number": number, "address": f"{address:#x}", "size": size})

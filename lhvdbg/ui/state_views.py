@@ -18,7 +18,7 @@ from rich.text import Text
 
 from lhvdbg.state.diff import Difference, segment_flags
 from lhvdbg.state.snapshot import Snapshot
-from lhvdbg.ui.tables import FitTable
+from lhvdbg.ui.tables import FitTable, bullet
 from lhvdbg.x86.apic import divide_layout, lvt_layout, lvt_timer_layout, svr_layout, vectors_of
 from lhvdbg.x86.cpustate import SEGMENT_NAMES, CpuState, LapicState, PicChip, PicState
 from lhvdbg.x86.describe import describe_flags
@@ -178,12 +178,13 @@ def render_sregs(cpu: CpuState, previous: CpuState | None = None) -> RenderableT
         rows.add(name, ["", f"{reg.base:#x}", f"{reg.limit:#x}", "", "", "", "", ""], was)
     notes: list[RenderableType] = []
     if idtr_holds_ivt(cpu.mode, cpu.idtr.base, cpu.idtr.limit):
-        notes.append(Text(f"note: {NO_IDT_YET}", style="yellow"))
+        notes.append(bullet(NO_IDT_YET, "note: ", style="yellow"))
     if tr_never_loaded(cpu.tr):
         notes.append(
-            Text(
-                "note: TR was never loaded (selector 0, base 0, limit 0xffff is the reset "
+            bullet(
+                "TR was never loaded (selector 0, base 0, limit 0xffff is the reset "
                 "state; QEMU still labels it busy)",
+                "note: ",
                 style="yellow",
             )
         )
@@ -245,9 +246,10 @@ def render_pic(pic: PicState, previous: PicState | None = None) -> RenderableTyp
         rows.add(name, cells, _chip_was(chip, old))
         if chip.irq_base < 0x20:
             notes.append(
-                Text(
-                    f"note: {name} IRQ{first}-{first + 7} arrive on vectors {vectors}, inside "
+                bullet(
+                    f"{name} IRQ{first}-{first + 7} arrive on vectors {vectors}, inside "
                     "the CPU exception range 0x00-0x1f (not remapped)",
+                    "note: ",
                     style="yellow",
                 )
             )

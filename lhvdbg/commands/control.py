@@ -524,7 +524,13 @@ def x_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def examine(
-    ctx: Context, target: Any, fmt_text: str | None, address_text: str, *, as_json: bool
+    ctx: Context,
+    target: Any,
+    fmt_text: str | None,
+    address_text: str,
+    *,
+    as_json: bool,
+    command_name: str = "x",
 ) -> int:
     """``x`` on ``target`` (``xp`` hands a physical-memory target)."""
     from lhvdbg.commands._expr import current_mode, evaluate
@@ -554,11 +560,16 @@ def examine(
                 }
             )
             return 0
+        if instructions:
+            end = instructions[-1].address + instructions[-1].size
+            ctx.state["repeat"] = f"{command_name} /{fmt.count}i {end:#x}"
         lines = render_instructions(instructions, pc, symbols)
         ctx.stdout.write("\n".join(lines) + "\n")
         return 0
     size = 256 if fmt.letter == "s" else fmt.count * fmt.size
     data = target.read_memory(address, size)
+    if fmt.letter != "s":  # Enter goes on after what was shown, as in gdb
+        ctx.state["repeat"] = f"{command_name} {fmt.text()} {address + size:#x}"
     if as_json:
         values = units(data, fmt) if fmt.letter != "s" else None
         ctx.print_json(

@@ -359,4 +359,4 @@ def xp_command(args: argparse.Namespace, ctx: Context) -> int:
     if address_text is None:
         raise UsageError("xp: give a physical address, e.g. xp/4gx 0x1000")
     target = PhysicalMemory(ctx.require_target(), _session(ctx))
-    return examine(ctx, target, fmt_text, address_text, as_json=args.json)
+    return examine(ctx, target, fmt_text, address_text, as_json=args.json, command_name="xp")

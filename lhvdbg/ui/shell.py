@@ -122,13 +122,22 @@ class Shell:
         )
 
     def execute_or_repeat(self, line: str) -> int:
-        """As gdb at its prompt: an empty line runs the last non-empty line again."""
+        """As gdb at its prompt: an empty line runs the last non-empty line again (or what
+        the command left in ``ctx.state["repeat"]``: ``x`` continues where it stopped)."""
+        state = getattr(self.ctx, "state", None)
         if line.strip():
             self.last_line = line
-            return self.execute(line)
-        if self.last_line and self.last_line.split()[0] not in NOT_REPEATED:
-            return self.execute(self.last_line)
-        return 0
+            if isinstance(state, dict):
+                state.pop("repeat", None)
+            status = self.execute(line)
+        elif self.last_line and self.last_line.split()[0] not in NOT_REPEATED:
+            status = self.execute(self.last_line)
+        else:
+            return 0
+        # a command may say how Enter goes on (gdb: `x` continues after what it showed)
+        if isinstance(state, dict) and state.get("repeat"):
+            self.last_line = str(state.pop("repeat"))
+        return status
 
     def execute(self, line: str) -> int:
         """Run one line; return the command's exit status (0 for an empty line)."""

@@ -162,3 +162,18 @@ def test_x_i_decodes_captured_code_in_the_cpu_mode(
         bytes.fromhex(data["instructions"][0]["bytes"])
         == code[: len(data["instructions"][0]["bytes"]) // 2]
     )
+
+
+def test_enter_after_x_goes_on_where_it_stopped() -> None:
+    snapshot = recorded("lhv-good-amd64")
+    idt = snapshot.cpu.idtr.base
+    snapshot = replace(snapshot, symbols={"idt": idt})
+    out, err = io.StringIO(), io.StringIO()
+    shell = Shell(load_all(), Context(stdout=out, color=False, target=SnapshotTarget(snapshot)))
+    shell.err = err
+    assert shell.execute_or_repeat("x/2gx idt") == 0
+    assert shell.execute_or_repeat("") == 0  # as gdb: the next 16 bytes
+    assert shell.execute_or_repeat("") == 0
+    starts = [line.split()[0] for line in out.getvalue().splitlines()]
+    assert starts == [f"{idt:#x}", f"{idt + 0x10:#x}", f"{idt + 0x20:#x}"], out.getvalue()
+    assert err.getvalue() == ""

@@ -56,6 +56,8 @@ svg text { font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
 .legend { display: flex; flex-wrap: wrap; gap: 6px 16px; margin: 6px 0; font-size: 12.5px; }
 .swatch { display: inline-block; width: 14px; height: 14px; vertical-align: -2px;
   margin-right: 4px; border: 1px solid #607d8b; }
+.first-failure { border-left: 4px solid var(--bad); background: #ffebee; padding: 4px 10px;
+  margin: 4px 0; }
 h3 { font-size: 14px; margin: 14px 0 2px; }
 tr.check.ok td:first-child { color: var(--ok); font-weight: 700; }
 tr.check.problem td:first-child { color: var(--bad); font-weight: 700; }

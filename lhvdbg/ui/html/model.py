@@ -32,7 +32,10 @@ def _maps(value: object) -> list[Mapping[str, Any]]:
 
 
 def _vector(value: object) -> str:
-    return f"{value:#04x} {vector_name(value)}" if isinstance(value, int) else "?"
+    if not isinstance(value, int):
+        return "?"
+    name = vector_name(value)
+    return f"{value:#04x}" if name == f"vector {value:#04x}" else f"{value:#04x} {name}"
 
 
 def _raises(check: Mapping[str, Any]) -> str:
@@ -128,7 +131,7 @@ def model_section(model: object) -> str:
     if isinstance(first, Mapping):
         raised = _raises(first)
         lead = (
-            '<div class="fix first-failure"><b>first failing check:</b> '
+            '<div class="first-failure"><b>first failing check:</b> '
             f"<code>{esc(first.get('id', ''))}</code> — {esc(first.get('text', ''))}"
             + (f" ({esc(first['sdm'])})" if first.get("sdm") else "")
             + (f" → raises {esc(raised)}" if raised else "")

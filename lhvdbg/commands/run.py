@@ -5,8 +5,9 @@ from the kernel's ``lhv_exit_code`` DWARF enum when it has one), ``triple-fault`
 paused on the reset a triple fault causes), ``reset-requested`` (paused on a reset the
 guest asked for: 0xFE to port 0x64, port 0xCF9, port 0x92 — see
 :mod:`lhvdbg.diagnose.reset`), ``shutdown`` (any other guest shutdown),
-``qemu-exit`` (QEMU ended otherwise), ``timeout``. Every outcome exits 0: a guest that
-faults or hangs is a result, not an error of lhvdbg.
+``qemu-exit`` (QEMU ended otherwise), ``timeout`` (counted from the kernel's entry),
+``kernel-never-started`` (its entry not reached within ``--boot-timeout``). Every outcome
+exits 0: a guest that faults or hangs is a result, not an error of lhvdbg.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
 
@@ -28,7 +30,18 @@ EXIT_ENUM = "lhv_exit_code"
 def _configure(parser: argparse.ArgumentParser) -> None:
     add_launch_arguments(parser)
     parser.add_argument(
-        "--timeout", type=float, default=10.0, metavar="S", help="stop after S seconds (10)"
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="stop after S seconds from the kernel's entry (10)",
+    )
+    parser.add_argument(
+        "--boot-timeout",
+        type=float,
+        default=DEFAULT_BOOT_TIMEOUT,
+        metavar="S",
+        help=f"give up if the kernel's entry is not reached in S s ({DEFAULT_BOOT_TIMEOUT:g})",
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true", help="do not stream the serial output")
@@ -82,12 +95,13 @@ def outcome_of(session: Session, event: StopEvent) -> dict[str, Any]:
 
 
 def ended_badly(result: dict[str, Any]) -> bool:
-    """A fault, a reset, QEMU ending on its own, or an exit value not named OK/SUCCESS."""
+    """A triple fault, QEMU ending on its own, or an exit value not named OK/SUCCESS (a
+    reset the guest asked for is its own doing)."""
     outcome = result["outcome"]
     if outcome == "debug-exit":
         name = str(result.get("exit_name") or "")
         return not name.upper().endswith(("OK", "SUCCESS"))
-    return outcome in ("triple-fault", "reset-requested", "qemu-exit", "shutdown")
+    return outcome in ("triple-fault", "qemu-exit", "shutdown")
 
 
 def _where(session: Session, address: int | None) -> dict[str, Any]:
@@ -113,6 +127,8 @@ def summary_line(result: dict[str, Any], where: str) -> str:
         text = f"guest shut down ({result.get('shutdown_reason') or 'unknown reason'})"
     elif outcome == "timeout":
         text = f"still running after the timeout (at {result.get('where') or '?'})"
+    elif outcome == "kernel-never-started":
+        text = f"the kernel never started: {result.get('detail')}"
     elif outcome == "qemu-exit":
         text = f"QEMU exited with status {result.get('qemu_status')}"
     else:
@@ -129,6 +145,7 @@ def summary_line(result: dict[str, Any], where: str) -> str:
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Boot, stream, report."""
+    from lhvdbg.commands._boot import run_to_entry
     from lhvdbg.machine.session import Session
 
     config = launch_config_from_args(args)
@@ -141,10 +158,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 ctx.stdout.write(text.replace("\r\n", "\n"))
                 ctx.stdout.flush()
 
-        event = session.cont(timeout=args.timeout, poll=show_serial if stream else None)
+        boot = run_to_entry(session, timeout=args.boot_timeout)
+        if boot.stop is not None:
+            event = boot.stop
+        else:
+            event = session.cont(timeout=args.timeout, poll=show_serial if stream else None)
         if stream:
             show_serial()
         result = outcome_of(session, event)
+        if not boot.entered and event.reason == "timeout":
+            result["outcome"] = "kernel-never-started"
+        result["kernel_entered"] = boot.entered
         if args.int_log is not None:
             log = session.int_log_path
             if log is not None and log.exists():

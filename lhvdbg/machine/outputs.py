@@ -83,3 +83,11 @@ class SessionOutputs:
     def events(self) -> list[QmpEvent]:
         """QMP events received so far (SHUTDOWN, RESET, STOP, GUEST_PANICKED...)."""
         return self.qmp.events()
+
+    def guest_powered_off(self) -> bool:
+        """Whether QEMU is held in ``shutdown`` because the guest asked to power off, not
+        to reset: the last QMP ``SHUTDOWN`` event says ``guest-shutdown``. QEMU ≥ 9.1 turns
+        an isa-debug-exit write into such a shutdown (7.2 exits at once), which ``-action
+        shutdown=pause`` holds; a triple fault is ``guest-reset`` (``reboot=shutdown``)."""
+        shutdowns = [e for e in self.events() if e.name == "SHUTDOWN"]
+        return bool(shutdowns) and shutdowns[-1].data.get("reason") == "guest-shutdown"

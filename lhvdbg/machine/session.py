@@ -235,6 +235,10 @@ class Session(SessionBreakpoints, SessionOutputs):
 
     def _record_stop(self, event: StopEvent) -> StopEvent:
         """The one place a stop changes the run state (and ``last_stop``)."""
+        if event.reason == "shutdown" and self._qemu is not None and self.guest_powered_off():
+            self.qmp.quit()  # finish the power-off: QEMU exits with the guest's status
+            self._qemu.wait_gone(grace=5.0)
+            return self._exited_event(event.elapsed)
         self.last_stop = event
         self.set_runstate(state_after_stop(event.reason, self.runstate))
         return event

@@ -146,8 +146,17 @@ class LaunchConfig:
         return self.symbols or self.kernel_path()
 
     def qemu_binary(self) -> str:
-        """The QEMU to run as given: ``qemu``, ``$LHVDBG_QEMU`` or ``qemu-system-<sys>``."""
-        return self.qemu or os.environ.get(QEMU_ENV) or f"qemu-system-{self.qemu_system}"
+        """The QEMU to run as given: ``qemu``, ``$LHVDBG_QEMU`` or ``qemu-system-<sys>``.
+
+        ``$LHVDBG_QEMU`` names a QEMU installation's ``qemu-system-x86_64``: a run that asks
+        for ``qemu_system="i386"`` gets the ``qemu-system-i386`` beside it (gdb is set up
+        for that binary's register set)."""
+        if self.qemu:
+            return self.qemu
+        env = os.environ.get(QEMU_ENV)
+        if env and self.qemu_system != "x86_64" and Path(env).name == "qemu-system-x86_64":
+            return str(Path(env).with_name(f"qemu-system-{self.qemu_system}"))
+        return env or f"qemu-system-{self.qemu_system}"
 
     def resolved_accel(self) -> Literal["tcg", "kvm"]:
         """``auto`` resolved: kvm when ``/dev/kvm`` is usable, else tcg."""

@@ -12,6 +12,7 @@ breakpoint (it works under KVM, where software ones crash the guest here).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -48,14 +49,17 @@ def entry_point(session: Session) -> int | None:
     return info.entry or None
 
 
-def run_to_entry(session: Session, *, timeout: float) -> BootResult:
-    """Continue until the kernel's entry point (at most ``timeout`` seconds)."""
+def run_to_entry(
+    session: Session, *, timeout: float, poll: Callable[[], None] | None = None
+) -> BootResult:
+    """Continue until the kernel's entry point (at most ``timeout`` seconds); ``poll`` as
+    for ``Session.cont``."""
     entry = entry_point(session)
     if entry is None:  # nothing to stop at (no kernel file): the limit counts from start
         return BootResult(True, None)
     number = session.break_at(entry, hardware=True, internal=True)
     try:
-        event = session.cont(timeout=timeout)
+        event = session.cont(timeout=timeout, poll=poll)
     finally:
         if session.alive and number in session.breakpoint_numbers():
             with contextlib.suppress(GdbError, MachineError):

@@ -11,12 +11,16 @@ diagnosis of wherever the live session (or snapshot) is now.
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import replace
 
 from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
 from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
+from lhvdbg.commands._watch import RunInterrupted, RunWatch
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
 from lhvdbg.errors import UsageError
+from lhvdbg.signals import EXIT_INTERRUPTED
 
 DEFAULT_TIMEOUT = 10.0
 DF_VECTOR = 8
@@ -82,23 +86,35 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--timeout and --boot-timeout need a positive number of seconds")
     check_html_path(args.html)
     config = with_pic_trace(launch_config_from_args(args))
-    with Session(config) as session:
-        boot = run_to_entry(session, timeout=args.boot_timeout)
-        note_entry(session)
-        if boot.stop is not None:
-            stop, limit = boot.stop, args.boot_timeout
-        else:
-            stop, limit = session.run_to_vector(DF_VECTOR, timeout=args.timeout), args.timeout
+    watch = RunWatch(sys.stderr if ctx.stdout is sys.stdout else None)
+    entered: bool | None = False
+    with watch, Session(config) as session:
+        try:
+            watch.phase = "booting (firmware and loader)"
+            boot = run_to_entry(session, timeout=args.boot_timeout, poll=watch.poll)
+            entered = boot.entered
+            note_entry(session)
+            if boot.stop is not None:
+                stop, limit = boot.stop, args.boot_timeout
+            else:
+                watch.phase = f"kernel entered: waiting for vector {DF_VECTOR}"
+                stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout, poll=watch.poll)
+                limit = args.timeout
+        except RunInterrupted:
+            stop, limit = session.interrupt(), None
+        watch.phase = "collecting the evidence"
         report, ev = diagnose_session_with_evidence(
-            session, stop, reference=args.reference, limit=limit, kernel_entered=boot.entered
+            session, stop, reference=args.reference, limit=limit, kernel_entered=entered
         )
+    if watch.interrupted:
+        report = replace(report, notes=(*report.notes, watch.note()))
     _print(ctx, report, args.json)
     if args.html is not None:
         from lhvdbg.ui.html import report_page
 
         page = report_page(report, snapshot=ev.snapshot, tables=ev.tables, reference=ev.reference)
         write_html(args.html, page)
-    return 0
+    return EXIT_INTERRUPTED if watch.interrupted else 0
 
 
 def _configure_diagnose(parser: argparse.ArgumentParser) -> None:

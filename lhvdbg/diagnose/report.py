@@ -84,6 +84,8 @@ def stop_verdict(outcome: Outcome, stop: StopInfo) -> str:
         limit = f" within {_seconds(stop.limit)}" if stop.limit is not None else ""
         where = f" (the CPU was at {stop.address:#x})" if stop.address is not None else ""
         return f"{text}: its entry point was not reached{limit}{where}"
+    if outcome == "no-fault" and stop.reason == "interrupted":
+        return "no fault seen so far: the run was interrupted before vector 8 fired"
     if outcome == "no-fault" and stop.reason == "timeout":
         limit = f" within {_seconds(stop.limit)}" if stop.limit is not None else ""
         since = " of the kernel's entry" if stop.kernel_entered else ""
@@ -393,18 +395,19 @@ def _at(address: int, symbols: Mapping[str, int]) -> str:
 
 
 def _stop_evidence(ev: Evidence) -> list[str]:
-    """How the run ended, when that is the story: the reset's cause, the guest's exit
-    and its last serial lines."""
+    """How the run ended, when that is the story (a triple fault's story is the chain): a
+    requested reset and how it was told, a reset judged without a log, the guest's failed
+    exit; and then the last serial lines."""
     stop = ev.stop
     lines: list[str] = []
-    if stop.reason == "shutdown" and stop.reset_how:
+    requested = stop.reason == "shutdown" and stop.reset == "reset-requested"
+    if stop.reason == "shutdown" and stop.reset_how and (requested or not ev.int_log):
         lines.append(f"the reset: {stop.reset} ({stop.reset_how})")
     failed = stop.reason == "exited" and guest_failed(stop, ev.serial)
     if failed:
         lines.append(f"the guest exited with {exit_text(stop)}")
-    quiet = stop.reason == "exited" and not failed  # a clean exit needs no serial quote
     never = stop.kernel_entered is False
-    if (stop.reason in ("exited", "shutdown") or never) and not quiet and ev.serial.strip():
+    if (requested or failed or never) and ev.serial.strip():
         lines += [f"serial: {line}" for line in serial_tail(ev.serial)]
     return lines
 

@@ -9,6 +9,7 @@ stand-in in tests.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -99,7 +100,7 @@ class RunPort(Protocol):
 
     def breakpoint_numbers(self) -> set[int]: ...
 
-    def cont(self, *, timeout: float) -> StopEvent: ...
+    def cont(self, *, timeout: float, poll: Callable[[], None] | None = None) -> StopEvent: ...
 
     def stepi(self, count: int = 1) -> StopEvent: ...
 

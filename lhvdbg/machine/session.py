@@ -400,29 +400,45 @@ class Session(SessionBreakpoints, SessionOutputs):
         return StopEvent("interrupted", pc, detail=f"already stopped at {self._where(pc)}")
 
     @require(*RUNNABLE)
-    def run_to_vector(self, vector: int, *, count: int = 1, timeout: float) -> StopEvent:
+    def run_to_vector(
+        self,
+        vector: int,
+        *,
+        count: int = 1,
+        timeout: float,
+        poll: Callable[[], None] | None = None,
+    ) -> StopEvent:
         """Run until the CPU has entered the handler IDT[``vector``] points to ``count``
         times, for any multiboot kernel (stripped too); see :mod:`lhvdbg.machine.vector`.
         Returns ``reason="vector"`` at the handler's first instruction, or
         ``timeout``/``exited``/``shutdown``; another breakpoint of the user's returns
-        its ``breakpoint`` event."""
-        return self._vector_run(vector, count, timeout)
+        its ``breakpoint`` event. ``poll``: as for :meth:`cont` (an exception it raises
+        leaves the guest running; ``interrupt()`` stops it)."""
+        return self._vector_run(vector, count, timeout, poll)
 
     @require(*RUNNABLE)
-    def run_to_timer(self, *, count: int = 1, timeout: float) -> StopEvent:
+    def run_to_timer(
+        self, *, count: int = 1, timeout: float, poll: Callable[[], None] | None = None
+    ) -> StopEvent:
         """Like :meth:`run_to_vector` for the timer vector, re-evaluated (PIC ``irq_base``
         for IRQ0, else the LAPIC LVT timer) at each arming point: ``lidt``, ``sti`` and
         gate writes. ``count`` is the number of timer ticks handled."""
-        return self._vector_run(None, count, timeout)
+        return self._vector_run(None, count, timeout, poll)
 
-    def _vector_run(self, vector: int | None, count: int, timeout: float) -> StopEvent:
+    def _vector_run(
+        self,
+        vector: int | None,
+        count: int,
+        timeout: float,
+        poll: Callable[[], None] | None = None,
+    ) -> StopEvent:
         from lhvdbg.machine.vector import VectorRun
 
         done = self._not_runnable()
         if done is not None:
             return done
         run = VectorRun(self, fixed_vector=vector)
-        return self._record_stop(run.run(count=count, timeout=timeout))
+        return self._record_stop(run.run(count=count, timeout=timeout, poll=poll))
 
     def timer_vector(self) -> int | None:
         """The vector timer interrupts arrive on now (see

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -211,8 +212,11 @@ class VectorRun:
 
     # --- the run ----------------------------------------------------------------------
 
-    def run(self, *, count: int, timeout: float) -> StopEvent:
-        """Run until the handler was entered ``count`` times (see module docstring)."""
+    def run(
+        self, *, count: int, timeout: float, poll: Callable[[], None] | None = None
+    ) -> StopEvent:
+        """Run until the handler was entered ``count`` times (see module docstring);
+        ``poll`` is handed to each ``cont``."""
         if count < 1:
             raise ValueError("count must be at least 1")
         started = time.monotonic()
@@ -226,7 +230,7 @@ class VectorRun:
                 if remaining <= 0:
                     return self._timeout(started, timeout, hits)
                 slice_ = min(remaining, KVM_SLICE) if self.polling else remaining
-                event = self.s.cont(timeout=slice_)
+                event = self.s.cont(timeout=slice_, poll=poll)
                 elapsed = time.monotonic() - started
                 if event.reason == "timeout":
                     if time.monotonic() >= deadline:

@@ -205,7 +205,8 @@ def test_unbuilt_firmware_says_make(tmp_path: Path) -> None:
 def test_missing_tools(tmp_path: Path, forever: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = dict(os.environ, PATH=str(empty))
+    base = {k: v for k, v in os.environ.items() if k != "LHVDBG_QEMU"}  # PATH decides here
+    env = dict(base, PATH=str(empty))
     result = lhvdbg("run", "--kernel", str(forever), env=env)
     assert result.returncode == 1
     assert one_error_line(result).startswith("lhvdbg: qemu-system-x86_64 not found: install")
@@ -214,7 +215,7 @@ def test_missing_tools(tmp_path: Path, forever: Path) -> None:
     qemu = shutil.which("qemu-system-x86_64")
     assert qemu is not None
     (only_qemu / "qemu-system-x86_64").symlink_to(qemu)
-    result = lhvdbg("run", "--kernel", str(forever), env=dict(os.environ, PATH=str(only_qemu)))
+    result = lhvdbg("run", "--kernel", str(forever), env=dict(base, PATH=str(only_qemu)))
     assert result.returncode == 1
     assert one_error_line(result).startswith("lhvdbg: gdb not found: install")
 

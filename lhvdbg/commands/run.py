@@ -6,20 +6,25 @@ paused on the reset a triple fault causes), ``reset-requested`` (paused on a res
 guest asked for: 0xFE to port 0x64, port 0xCF9, port 0x92 — see
 :mod:`lhvdbg.diagnose.reset`), ``shutdown`` (any other guest shutdown),
 ``qemu-exit`` (QEMU ended otherwise), ``timeout`` (counted from the kernel's entry),
-``kernel-never-started`` (its entry not reached within ``--boot-timeout``). Every outcome
-exits 0: a guest that faults or hangs is a result, not an error of lhvdbg.
+``kernel-never-started`` (its entry not reached within ``--boot-timeout``),
+``interrupted`` (Ctrl-C: the guest is stopped, the result so far printed, exit 130).
+Every other outcome exits 0: a guest that faults or hangs is a result, not an error of
+lhvdbg.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
+from lhvdbg.commands._watch import RunInterrupted, RunWatch
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
+from lhvdbg.signals import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
     from lhvdbg.machine.session import Session, StopEvent
@@ -127,6 +132,8 @@ def summary_line(result: dict[str, Any], where: str) -> str:
         text = f"guest shut down ({result.get('shutdown_reason') or 'unknown reason'})"
     elif outcome == "timeout":
         text = f"still running after the timeout (at {result.get('where') or '?'})"
+    elif outcome == "interrupted":
+        text = f"interrupted (Ctrl-C) at {result.get('where') or '?'}"
     elif outcome == "kernel-never-started":
         text = f"the kernel never started: {result.get('detail')}"
     elif outcome == "qemu-exit":
@@ -150,7 +157,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     config = launch_config_from_args(args)
     stream = not args.quiet and not args.json
-    with Session(config) as session:
+    # the status line only when no serial output streams to the same terminal
+    watch = RunWatch(sys.stderr if not stream and ctx.stdout is sys.stdout else None)
+    entered: bool | None = False
+    with watch, Session(config) as session:
 
         def show_serial() -> None:
             text = session.serial_new()
@@ -158,17 +168,33 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 ctx.stdout.write(text.replace("\r\n", "\n"))
                 ctx.stdout.flush()
 
-        boot = run_to_entry(session, timeout=args.boot_timeout)
-        if boot.stop is not None:
-            event = boot.stop
-        else:
-            event = session.cont(timeout=args.timeout, poll=show_serial if stream else None)
+        def poll() -> None:
+            if stream:
+                show_serial()
+            watch.poll()
+
+        try:
+            watch.phase = "booting (firmware and loader)"
+            boot = run_to_entry(session, timeout=args.boot_timeout, poll=watch.poll)
+            entered = boot.entered
+            if boot.stop is not None:
+                event = boot.stop
+            else:
+                watch.phase = "kernel entered: running"
+                event = session.cont(timeout=args.timeout, poll=poll)
+        except RunInterrupted:
+            event = session.interrupt()
         if stream:
             show_serial()
         result = outcome_of(session, event)
-        if not boot.entered and event.reason == "timeout":
+        if not entered and event.reason == "timeout":
             result["outcome"] = "kernel-never-started"
-        result["kernel_entered"] = boot.entered
+        if watch.interrupted:
+            result["outcome"] = "interrupted"
+            result["interrupted"] = watch.note()
+            result["elapsed"] = round(watch.interrupted_at[0], 3)
+            result.update(_where(session, event.address))
+        result["kernel_entered"] = entered
         if args.int_log is not None:
             log = session.int_log_path
             if log is not None and log.exists():
@@ -183,13 +209,14 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             if kvm:
                 result.setdefault("notes", []).append(kvm)
         serial = session.serial_text()
+    status = EXIT_INTERRUPTED if watch.interrupted else 0
     if args.json:
         result["serial"] = serial
         ctx.print_json(result)
-        return 0
+        return status
     if stream and serial and not serial.endswith("\n"):
         ctx.stdout.write("\n")
     for note in result.get("notes", []):
         ctx.stdout.write(f"note: {note}\n")
     ctx.stdout.write(summary_line(result, config.describe()) + "\n")
-    return 0
+    return status

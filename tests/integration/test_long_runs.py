@@ -77,3 +77,20 @@ def test_piped_there_is_no_status_and_ctrl_c_reports(quiet: Path) -> None:
     data = json.loads(out)
     assert data["stop"]["reason"] == "interrupted"
     assert data["notes"][-1].startswith("interrupted (Ctrl-C) after ")
+
+
+def test_run_ctrl_c_prints_what_it_has(quiet: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lhvdbg", "run", "--kernel", str(quiet), "--timeout", "60"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not _has_qemu_child(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == ""
+    lines = out.splitlines()
+    assert lines[0] == f"reset-kernel: METHOD {NO_IDT}"  # the serial output streamed
+    assert lines[-1].startswith(f"run: kernel {quiet.name} (tcg): interrupted (Ctrl-C) at halted")

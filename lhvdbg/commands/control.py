@@ -501,8 +501,16 @@ def reset_command(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _configure_x(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", nargs="?", help="/[count][xduotcas][bhwg], as in gdb")
-    parser.add_argument("address", nargs="?", help="number, symbol, $reg, with + and -")
+    parser.add_argument("format", nargs="?", help="/[count][xduotcasi][bhwg], as in gdb")
+    parser.add_argument(
+        "address", nargs="?", help="expression: number, symbol, $reg, + and -, *EXPR"
+    )
+    parser.add_argument(
+        "--bits",
+        type=int,
+        choices=(16, 32, 64),
+        help="x/i: decode as 16/32/64-bit code (default: the CPU's mode now)",
+    )
     _json_flag(parser)
 
 
@@ -520,7 +528,7 @@ def x_command(args: argparse.Namespace, ctx: Context) -> int:
     if address_text is None:
         raise UsageError("x: give an address, e.g. x/8xb $rsp")
     target = ctx.require_target()
-    return examine(ctx, target, fmt_text, address_text, as_json=args.json)
+    return examine(ctx, target, fmt_text, address_text, as_json=args.json, bits=args.bits)
 
 
 def examine(
@@ -531,6 +539,7 @@ def examine(
     *,
     as_json: bool,
     command_name: str = "x",
+    bits: int | None = None,
 ) -> int:
     """``x`` on ``target`` (``xp`` hands a physical-memory target)."""
     from lhvdbg.commands._expr import current_mode, evaluate
@@ -543,10 +552,11 @@ def examine(
     address = evaluate(ctx, address_text, target=target)
     if fmt.letter == "i":
         from lhvdbg.ui.context import decode_at, render_instructions
+        from lhvdbg.x86.disasm import mode_for_bits
 
-        mode = current_mode(target)
+        mode = current_mode(target) if bits is None else mode_for_bits(bits)
         instructions = decode_at(target.read_memory, address, mode, fmt.count)
-        pc = mode.linear(target.cpu().ip)
+        pc = current_mode(target).linear(target.cpu().ip)
         if as_json:
             ctx.print_json(
                 {
@@ -562,7 +572,8 @@ def examine(
             return 0
         if instructions:
             end = instructions[-1].address + instructions[-1].size
-            ctx.state["repeat"] = f"{command_name} /{fmt.count}i {end:#x}"
+            forced = f" --bits {bits}" if bits is not None else ""
+            ctx.state["repeat"] = f"{command_name} /{fmt.count}i {end:#x}{forced}"
         lines = render_instructions(instructions, pc, symbols)
         ctx.stdout.write("\n".join(lines) + "\n")
         return 0

@@ -234,7 +234,7 @@ def test_snapshot_shell(captured: Path, state_dir: Path) -> None:
         out = term.run("copy.json")
         assert f"saved {state_dir}/lhvdbg/copy.json (amd64, long; " in out, out
         out = term.run("help x")
-        assert "usage: x [-h] [--json] [format] [address]" in out
+        assert "usage: x [-h] [--bits {16,32,64}] [--json] [format] [address]" in out
         term.child.send("quit\r")
         term.child.expect(pexpect.EOF)
         term.child.close()

@@ -177,3 +177,15 @@ def test_enter_after_x_goes_on_where_it_stopped() -> None:
     starts = [line.split()[0] for line in out.getvalue().splitlines()]
     assert starts == [f"{idt:#x}", f"{idt + 0x10:#x}", f"{idt + 0x20:#x}"], out.getvalue()
     assert err.getvalue() == ""
+
+
+def test_x_i_bits_forces_a_code_size() -> None:
+    snapshot = recorded("lhv-good-amd64")
+    ip = snapshot.cpu.ip
+    region = MemoryRegion(ip, CODE_32 + bytes(16), "code")
+    snapshot = replace(snapshot, memory=(*snapshot.memory, region), symbols={})
+    out = io.StringIO()
+    shell = Shell(load_all(), Context(stdout=out, color=False, target=SnapshotTarget(snapshot)))
+    assert shell.execute("x/2i $pc --bits 32") == 0  # the CPU is in 64-bit mode
+    texts = [" ".join(line.split("\t")[1].split()) for line in out.getvalue().splitlines()]
+    assert texts == ["incl %eax", "movl %eax,0x109004"]

@@ -197,6 +197,14 @@ COMMANDS = (
     ),
     IndexEntry(
         aliases=(),
+        category="run",
+        module="lhvdbg.commands.replay",
+        name="last-write",
+        summary="in a replay: go to the store that last wrote TARGET (address, gdt[N], idt[N], tss.FIELD); show it with the old and new values",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
         category="machine",
         module="lhvdbg.commands.control",
         name="log",
@@ -245,6 +253,14 @@ COMMANDS = (
     ),
     IndexEntry(
         aliases=(),
+        category="machine",
+        module="lhvdbg.commands.replay",
+        name="record",
+        summary="run a kernel under QEMU's deterministic record/replay into FILE (replay it with lhvdbg shell --replay FILE)",
+        where=("cli",),
+    ),
+    IndexEntry(
+        aliases=(),
         category="state",
         module="lhvdbg.commands.views",
         name="regs",
@@ -257,6 +273,22 @@ COMMANDS = (
         module="lhvdbg.commands.control",
         name="reset",
         summary="restart QEMU and gdb with the same configuration (breakpoints are not kept)",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="run",
+        module="lhvdbg.commands.replay",
+        name="reverse-continue",
+        summary="run backwards to the previous breakpoint hit (or the recording's start) in a replay",
+        where=("scenario", "shell"),
+    ),
+    IndexEntry(
+        aliases=(),
+        category="run",
+        module="lhvdbg.commands.replay",
+        name="reverse-stepi",
+        summary="step N instructions backwards in a replay",
         where=("scenario", "shell"),
     ),
     IndexEntry(

@@ -29,6 +29,12 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="run CMD first, as if typed (repeatable)",
     )
     parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="open a recording (lhvdbg record FILE): reverse-stepi, reverse-continue, last-write",
+    )
+    parser.add_argument(
         "--history",
         type=Path,
         metavar="FILE",
@@ -73,6 +79,10 @@ def shell_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.machine.session import Session
 
     config = launch_config_from_args(args)
+    if args.replay is not None:
+        from lhvdbg.machine.replay import replay_config
+
+        config = replay_config(args.replay, qemu=args.qemu)
     with Session(config) as session:
         ctx.target = session.target
         ctx.session = session

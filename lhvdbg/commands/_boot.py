@@ -21,7 +21,7 @@ from lhvdbg.errors import GdbError, MachineError
 if TYPE_CHECKING:
     from lhvdbg.machine.session import Session, StopEvent
 
-__all__ = ["DEFAULT_BOOT_TIMEOUT", "BootResult", "entry_point", "run_to_entry"]
+__all__ = ["DEFAULT_BOOT_TIMEOUT", "BootResult", "enter_kernel", "entry_point", "run_to_entry"]
 
 DEFAULT_BOOT_TIMEOUT = 60.0
 
@@ -70,3 +70,17 @@ def run_to_entry(
         detail = f"the kernel's entry {entry:#x} not reached within {timeout:g} s"
         event = replace(event, detail=detail)
     return BootResult(False, entry, event, event.elapsed)
+
+
+def enter_kernel(session: Session, *, timeout: float = DEFAULT_BOOT_TIMEOUT) -> None:
+    """:func:`run_to_entry` for commands whose limits count from the kernel's entry and
+    that need it reached: TargetTimeout when it never was, MachineError when the guest
+    ended (or reset) first."""
+    from lhvdbg.errors import TargetTimeout
+
+    boot = run_to_entry(session, timeout=timeout)
+    if boot.stop is None:
+        return
+    if boot.stop.reason == "timeout":
+        raise TargetTimeout(f"the kernel never started: {boot.stop.detail}")
+    raise MachineError(f"the guest ended before its kernel started: {boot.stop.detail}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from lhvdbg.commands._boot import enter_kernel
 from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.options import (
     add_launch_arguments,
@@ -70,12 +71,14 @@ def _stop(session: Session, args: argparse.Namespace) -> str:
         event = session.cont(timeout=args.timeout)
         wanted, reached = args.at, {"breakpoint"}
     elif args.at_df:
+        enter_kernel(session)  # --timeout counts from the kernel's entry (KVM boots slowly)
         event = session.run_to_vector(DF_VECTOR, timeout=args.timeout)
         wanted, reached = "vector 8", {"vector", "shutdown"}  # a triple fault: post-mortem
     else:
         ticks = 1 if args.after_ticks is None else args.after_ticks
         if ticks < 1:
             raise UsageError("--after-ticks needs N >= 1")
+        enter_kernel(session)
         event = session.run_to_timer(count=ticks, timeout=args.timeout)
         wanted, reached = f"timer tick {ticks}", {"vector"}
     if event.reason == "exited":

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lhvdbg.commands._boot import enter_kernel
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
 from lhvdbg.errors import MachineError, TargetTimeout, UsageError
@@ -75,6 +76,8 @@ def stop_where_asked(session: Session, args: argparse.Namespace) -> list[str]:
         _require_stopped(event, args.at, args.timeout)
         session.delete(number)
         stops.append(event.detail)
+    if args.at is None and (args.after_ticks or args.vector is not None or args.until_stop):
+        enter_kernel(session)  # --timeout counts from the kernel's entry (KVM boots slowly)
     if args.after_ticks is not None:
         event = session.run_to_timer(count=args.after_ticks, timeout=args.timeout)
         _require_stopped(event, f"timer tick {args.after_ticks}", args.timeout)

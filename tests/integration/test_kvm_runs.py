@@ -93,3 +93,19 @@ def test_kvm_limits_in_one_line(firmware_built: Path, capsys: pytest.CaptureFixt
     assert data["outcome"] == "guest-exited"  # #GP on mov to CR0.PG: the host, not the kernel
     (line,) = [n for n in data["notes"] if n.startswith("KVM here has no hardware virt")]
     assert line.endswith("compare with --accel tcg")
+
+
+@pytest.mark.kvm
+@needs_kvm
+def test_kvm_tick_with_default_timeouts(
+    firmware_built: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # snapshot --after-ticks and diff-tss (first tick) count --timeout from the entry
+    out = tmp_path / "tick.json"
+    args = ["--variant", "good", "--accel", "kvm"]
+    assert main(["snapshot", *args, "--after-ticks", "2", "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["accel"] == "kvm" and out.exists()
+    assert "reached (timer tick 2)" in json.dumps(summary)
+    assert main(["diff-tss", *args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reference"] == "lhv-amd64"

@@ -19,8 +19,9 @@ code, td { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monos
 .meta { color: var(--muted); margin: 2px 0; }
 .verdict { border-left: 6px solid var(--info); background: var(--panel);
   padding: 10px 14px; margin: 12px 0; }
-.verdict.double-fault, .verdict.triple-fault { border-color: var(--bad); }
-.verdict.hardware-interrupt-on-vector-8 { border-color: var(--warn); }
+.verdict.double-fault, .verdict.triple-fault, .verdict.guest-exited { border-color: var(--bad); }
+.verdict.hardware-interrupt-on-vector-8, .verdict.reset-requested,
+.verdict.kernel-never-started { border-color: var(--warn); }
 .verdict.no-fault { border-color: var(--ok); }
 .verdict .outcome { font-weight: 700; text-transform: uppercase; letter-spacing: .04em;
   font-size: 12px; }

@@ -73,6 +73,14 @@ class _Disc:
             return None
         return out.getvalue()
 
+    def head(self, name: str, size: int) -> bytes:
+        """The first ``size`` bytes of a file (without reading the rest)."""
+        try:
+            with self.iso.open_file_from_iso(**{self.kind: name}) as fp:
+                return bytes(fp.read(size))
+        except self._error:
+            return b""
+
     def files(self) -> list[str]:
         names: list[str] = []
         for root, _dirs, files in self.iso.walk(**{self.kind: "/"}):
@@ -103,6 +111,8 @@ def find_iso_kernel(path: Path) -> IsoKernel | None:
         for name in disc.files():
             if name.endswith(".mod") or disc.size(name) > MAX_KERNEL:
                 continue
+            if not _multiboot_elf(disc.head(name, MULTIBOOT_SEARCH + 32)):
+                continue  # only a candidate's whole file is read
             data = disc.read(name)
             if data is not None and _multiboot_elf(data):
                 return IsoKernel(name, data, "the first multiboot ELF on the disc")

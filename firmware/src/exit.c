@@ -5,10 +5,13 @@
 
 void lhv_exit(enum lhv_exit_code code)
 {
+	/* Said before the write: QEMU 7.2 exits at the write, QEMU >= 9.1 a moment later
+	 * (a shutdown request), so nothing after it is sure to be seen. */
+	kprintf("exit: code 0x%x to the isa-debug-exit device at port 0x%x\n", code,
+		LHV_EXIT_PORT);
 	outl(LHV_EXIT_PORT, code);
-	/* Still running: there is no isa-debug-exit device (real hardware, Bochs, GRUB tests). */
-	kprintf("exit: no isa-debug-exit device at port 0x%x (code 0x%x); halting\n",
-		LHV_EXIT_PORT, code);
+	/* Still running: no such device (real hardware, Bochs, GRUB tests), or QEMU finishing
+	 * the shutdown. Stop here. */
 	for (;;) {
 		cli();
 		hlt();

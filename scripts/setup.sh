@@ -16,6 +16,7 @@ DEB_PACKAGES=(
     qemu-system-x86 qemu-utils gdb gcc binutils make
     python3 python3-venv ca-certificates
     grub-pc-bin grub-common xorriso
+    chromium zsh  # the HTML report's rendering test; the zsh completion test
 )
 PYTHON=${PYTHON:-python3}
 VENV=.venv

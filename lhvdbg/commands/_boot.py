@@ -39,14 +39,20 @@ class BootResult:
 
 
 def entry_point(session: Session) -> int | None:
-    """Where the loader jumps: the a.out kludge's ``entry_addr``, else ``e_entry``."""
+    """Where the loader jumps: the a.out kludge's ``entry_addr``, else ``e_entry`` —
+    moved to its physical address when its PT_LOAD segment's ``p_paddr`` differs from
+    ``p_vaddr`` (GRUB does that translation; paging is off at a multiboot entry)."""
     info = session.kernel_info
     if info is None:
         return None
     header = info.multiboot
     if header is not None and header.aout_kludge and header.entry_addr is not None:
         return header.entry_addr
-    return info.entry or None
+    entry = info.entry
+    for seg in info.segments:  # a higher-half kernel: the loader jumps to the physical
+        if seg.contains(entry) and seg.paddr != seg.vaddr:  # address (paging is off)
+            return seg.paddr + entry - seg.vaddr
+    return entry or None
 
 
 def run_to_entry(

@@ -8,11 +8,8 @@ this also shows the chain does not depend on the QEMU binary.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -35,18 +32,8 @@ LIVE = [
 ]
 
 
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fault_matrix", ROOT / "bench" / "fault_matrix.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_matrix"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.matrix import fm  # noqa: E402
 
-
-fm = _bench()
 CASES = {c.name: c for c in fm.load_cases()}
 
 

@@ -4,11 +4,8 @@ chain with folded rows, first cause and its check, fix field."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -29,20 +26,8 @@ LIVE = [
 ]
 
 
-def _bench() -> ModuleType:
-    if "fault_matrix" in sys.modules:
-        return sys.modules["fault_matrix"]
-    spec = importlib.util.spec_from_file_location(
-        "fault_matrix", ROOT / "bench" / "fault_matrix.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_matrix"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.matrix import fm  # noqa: E402
 
-
-fm = _bench()
 CASES = {c.name: c for c in fm.load_cases()}
 
 

@@ -10,109 +10,22 @@ the failing check raises, and the escalation the case expects.
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import re
-import sys
 from collections import Counter
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from tests.firmware_facts import ARCHES, facts
-
-ROOT = Path(__file__).resolve().parents[2]
-MATRIX = ROOT / "tests" / "fixtures" / "matrix"
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fault_matrix", ROOT / "bench" / "fault_matrix.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fault_matrix"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fm = _bench()
-CASES = fm.load_cases()
-BY_NAME = {c.name: c for c in CASES}
-STOPS = json.loads((MATRIX / "stops.json").read_text())
-
-# The vocabulary of issue 9 (DELIVERY-MODEL.md), typed once here.
-DELIVERY_CHECKS = [
-    "idt-limit",
-    "gate-type",
-    "gate-dpl",
-    "gate-present",
-    "task-gate-tss",
-    "cs-null",
-    "cs-limit",
-    "cs-type",
-    "cs-dpl",
-    "cs-long",
-    "cs-present",
-    "target-offset",
-    "tss-limit",
-    "stack-pointer",
-    "ss0-null",
-    "ss0-invalid",
-    "ss0-present",
-    "stack-push",
-]
-IRET_CHECKS = [
-    f"iret-{x}"
-    for x in [
-        "cs-null",
-        "cs-limit",
-        "cs-type",
-        "cs-rpl",
-        "cs-dpl",
-        "cs-present",
-        "ss-null",
-        "ss-limit",
-        "ss-rpl",
-        "ss-type",
-        "ss-dpl",
-        "ss-present",
-        "rip",
-    ]
-]
-EVENT_CHECKS = ["hardware-on-exception-vector", "spurious-irq"]
-CHECK_IDS = frozenset(DELIVERY_CHECKS + IRET_CHECKS + EVENT_CHECKS)
-CAUSE_IDS = frozenset(
-    [
-        "pic-not-remapped",
-        "lapic-vector-in-exception-range",
-        "ioapic-vector-in-exception-range",
-        "spurious-irq",
-        "pic-not-masked-with-apic",
-        "idt-limit-too-short",
-        "gate-type-invalid",
-        "ring3-int-gate-dpl",
-        "gate-not-present",
-        "gate-selector-invalid",
-        "gate-offset-invalid",
-        "task-gate-invalid",
-        "ist-without-tss",
-        "tss-limit-too-short",
-        "ist-pointer-invalid",
-        "ist-stack-unmapped",
-        "tss-rsp0-invalid",
-        "tss-ss0-invalid",
-        "stack-overflow",
-        "iret-bad-selector",
-        "iret-bad-rip",
-        "unexplained-chain",
-    ]
+from tests.matrix import BY_NAME, CASES, MATRIX, ROOT, STOPS, fm, recorded_evidence
+from tests.vocabulary import (
+    CAUSE_IDS,
+    CHECK_IDS,
+    DELIVERY_CHECKS,
+    IRET_CHECKS,
+    OUTCOMES,
 )
-OUTCOMES = frozenset(
-    {"hardware-interrupt-on-vector-8", "double-fault", "triple-fault", "no-fault", "exception"}
-)
+
 FIX_FIELD = re.compile(
     r"^(idtr\.limit|idt\[0x[0-9a-f]{2}\]\.(type|present|dpl|selector|offset|ist)"
     r"|gdt\[0x[0-9a-f]{2}\]|tr|tr\.limit|tss\.ist[1-7]|tss\.rsp0|tss\.esp0|tss\.ss0"
@@ -353,30 +266,6 @@ def test_recorded_evidence_gives_the_outcome(case: Any) -> None:
 
     report = make_report(recorded_evidence(case.name))
     assert report.outcome == case.outcome
-
-
-def recorded_evidence(name: str) -> Any:
-    """The evidence ``break-on-df`` gathered for a matrix case (as test_diagnose_recorded)."""
-    from lhvdbg.diagnose.evidence import StopInfo, evidence_from_snapshot
-    from lhvdbg.diagnose.intlog import parse_int_log
-    from lhvdbg.state.snapshot import MemoryRegion, load_snapshot
-
-    stop = STOPS[name]
-    info = StopInfo(
-        reason=stop["reason"],
-        vector=stop["vector"],
-        address=stop["address"],
-        exit_value=stop["exit_value"],
-        detail=stop["detail"],
-    )
-    return evidence_from_snapshot(
-        load_snapshot(MATRIX / f"{name}.json"),
-        events=parse_int_log((MATRIX / f"{name}.log").read_text()),
-        int_log=True,
-        stop=info,
-        physical=[MemoryRegion(a, bytes.fromhex(d), "paging entry") for a, d in stop["physical"]],
-        text=tuple(tuple(r) for r in stop["text"]),
-    )
 
 
 # ---- the firmware's numbers in its DWARF --------------------------------------------------

@@ -26,6 +26,8 @@ from lhvdbg.state.snapshot import Snapshot, load_snapshot
 from lhvdbg.x86.apic import lvt_timer_layout
 from tests.firmware_facts import facts
 from tests.unit.snapshot_edit import with_gate, with_tss, write
+from tests.vocabulary import CAUSE_IDS as VOCABULARY_CAUSES
+from tests.vocabulary import CHECK_IDS
 
 AMD64 = facts("amd64")  # the recorded snapshots' firmware
 
@@ -38,71 +40,6 @@ TABLE_END = "<!-- end of the rules table -->"
 EXAMPLES_BEGIN = "<!-- examples: generated from firmware/fault-cases.toml (test_rules.py) -->"
 EXAMPLES_END = "<!-- end of the examples -->"
 CASES = ROOT / "firmware" / "fault-cases.toml"
-# The cause ids of the shared vocabulary (issue 9, DELIVERY-MODEL).
-CAUSE_VOCABULARY = frozenset(
-    {
-        "pic-not-remapped",
-        "lapic-vector-in-exception-range",
-        "ioapic-vector-in-exception-range",
-        "spurious-irq",
-        "pic-not-masked-with-apic",
-        "idt-limit-too-short",
-        "gate-type-invalid",
-        "ring3-int-gate-dpl",
-        "gate-not-present",
-        "gate-selector-invalid",
-        "gate-offset-invalid",
-        "task-gate-invalid",
-        "ist-without-tss",
-        "tss-limit-too-short",
-        "ist-pointer-invalid",
-        "ist-stack-unmapped",
-        "tss-rsp0-invalid",
-        "tss-ss0-invalid",
-        "stack-overflow",
-        "iret-bad-selector",
-        "iret-bad-rip",
-        "unexplained-chain",
-    }
-)
-# The check ids of the delivery model (docs/diagnosis.md, issue 9's shared vocabulary).
-CHECK_IDS = frozenset(
-    {
-        "idt-limit",
-        "gate-type",
-        "gate-dpl",
-        "gate-present",
-        "task-gate-tss",
-        "cs-null",
-        "cs-limit",
-        "cs-type",
-        "cs-dpl",
-        "cs-long",
-        "cs-present",
-        "target-offset",
-        "tss-limit",
-        "stack-pointer",
-        "ss0-null",
-        "ss0-invalid",
-        "ss0-present",
-        "stack-push",
-        "iret-cs-null",
-        "iret-cs-limit",
-        "iret-cs-type",
-        "iret-cs-rpl",
-        "iret-cs-dpl",
-        "iret-cs-present",
-        "iret-ss-null",
-        "iret-ss-limit",
-        "iret-ss-rpl",
-        "iret-ss-type",
-        "iret-ss-dpl",
-        "iret-ss-present",
-        "iret-rip",
-        "hardware-on-exception-vector",
-        "spurious-irq",
-    }
-)
 RIP = 0x102426  # an instruction in kernel_main of the recorded amd64 firmware
 
 
@@ -141,7 +78,7 @@ def test_cause_ids_are_stable_and_each_rule_is_listed() -> None:
     """The ids are public (``--json``, the fault matrix): every registered id is one of the
     shared vocabulary, none of the first ten is lost or renamed, the fallback comes last,
     and every rule file is registered (one module per cause, named after it)."""
-    assert set(CAUSE_IDS) <= CAUSE_VOCABULARY
+    assert set(CAUSE_IDS) <= VOCABULARY_CAUSES
     assert set(CAUSE_IDS) >= {
         "pic-not-remapped",
         "spurious-irq",

@@ -127,7 +127,7 @@ def live(firmware_built: Path, state_dir: Path) -> Iterator[tuple[Terminal, str]
 def test_live_shell_session(live: tuple[Terminal, str], state_dir: Path) -> None:
     term, marker = live
     banner = term.prompt()
-    assert "lhvdbg shell: amd64 lhv-good.elf, QEMU 7." in banner and "(tcg)" in banner
+    assert re.search(r"lhvdbg shell: amd64 lhv-good.elf, QEMU \d+\.\d+\.\d+ \(tcg\)", banner)
     assert len(_running(marker)) == 1  # the QEMU that carries the marker
 
     # completion of a command name, then of a symbol

@@ -6,19 +6,21 @@ shift=auto,rr=record,rrfile=FILE``), ``FILE.qcow2`` (an empty qcow2 image made w
 ``rrsnapshot=init``) and ``FILE.json`` (how the machine was launched: a replay must
 have the very same devices, kernel and command line).
 
-Reverse execution: gdb's ``reverse-stepi``/``reverse-continue`` through the gdbstub;
-QEMU loads the snapshot and replays forward to the last stop before the current point.
-
-Measured on the firmware, TCG: QEMU 7.2.22 records, replays, ``reverse-stepi`` and
-``reverse-continue`` to a breakpoint work; ``reverse-continue`` with a write watchpoint
-never returns (QEMU 7.2 and 10). So :func:`last_write` searches *forward* (HMP
-``info replay`` / ``replay_seek`` and ordinary watchpoints): exact, since the replay is
-deterministic. QEMU 10.0.2: reverse-stepi works, reverse-continue never returns.
-KVM cannot record (record/replay needs TCG's instruction counting).
+Reverse execution. ``reverse-stepi`` is gdb's, through the gdbstub (QEMU loads the
+snapshot and replays to one instruction before). gdb's ``reverse-continue`` stalls more
+often than not on this machine (QEMU 7.2.22 and 10.0.2, with a breakpoint or a
+watchpoint), so :func:`reverse_continue` and :func:`last_write` search *forward*
+instead, which the recording makes exact: HMP ``info replay`` gives the instruction
+count, ``replay_seek`` goes back to the start (and later to the place found), and
+ordinary breakpoints and watchpoints run forward up to the count where the search began.
+Measured on the firmware: QEMU 7.2.22 all of it; QEMU 10.0.2 ``last-write`` and
+``reverse-stepi`` (its replay also stalled once running forward to a breakpoint). KVM
+cannot record (record/replay needs TCG's instruction counting).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -28,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lhvdbg.errors import TargetTimeout, ToolMissingError, UsageError
+from lhvdbg.errors import LhvdbgError, TargetTimeout, ToolMissingError, UsageError
 
 if TYPE_CHECKING:
     from lhvdbg.machine.launch import LaunchConfig
@@ -133,11 +135,11 @@ def _reverse(session: Session, command: str, timeout: float) -> StopEvent:
     gdb.command(command)
     record = gdb.wait_stopped(timeout)
     if record is None:
-        session.interrupt()
+        with contextlib.suppress(LhvdbgError):
+            session.interrupt()
         raise TargetTimeout(
-            f"{command}: no stop within {timeout:g} s (QEMU "
-            f"{session.qemu_version}: reverse execution needs a recording with a snapshot, "
-            "and QEMU 10.0 never finishes reverse-continue)"
+            f"{command}: no stop within {timeout:g} s (QEMU {session.qemu_version}'s "
+            "reverse execution stalled)"
         )
     return session._stopped(record, time.monotonic() - started)
 
@@ -154,11 +156,36 @@ def reverse_stepi(session: Session, count: int = 1, *, timeout: float = 30.0) ->
 
 
 def reverse_continue(session: Session, *, timeout: float = 30.0) -> StopEvent:
-    """Run backwards to the previous breakpoint hit (or the recording's start). With a
-    watchpoint set QEMU never answers (7.2 and 10 here): refused, use :func:`last_write`."""
-    if any(b.get("type") == "watchpoint" for b in session.breakpoints(internal=True)):
-        raise UsageError("reverse-continue with a watchpoint never returns in QEMU: use last-write")
-    return _reverse(session, "-exec-continue --reverse", timeout)
+    """Go back to the previous breakpoint hit (or the recording's start).
+
+    gdb's own reverse-continue stalls on QEMU here more often than not (7.2 and 10), so
+    this runs forward from the start instead (``replay_seek 0``, the breakpoints set,
+    the instruction count of each hit before this point noted) and seeks to the last
+    hit: the same place, found deterministically."""
+    from lhvdbg.machine.stops import StopEvent
+
+    end = icount(session)
+    started = time.monotonic()
+    seek(session, 0)
+    last: tuple[int, StopEvent] | None = None
+    while True:
+        left = timeout - (time.monotonic() - started)
+        if left <= 0:
+            seek(session, end)
+            raise TargetTimeout(f"reverse-continue: not done in {timeout:g} s")
+        event = session.cont(timeout=left)
+        if event.reason != "breakpoint":
+            break
+        now = icount(session)
+        if now >= end:
+            break
+        last = (now, event)
+    if last is None:
+        seek(session, 0)
+        return StopEvent("signal", session.pc(), detail="no-history: back at the recording's start")
+    count, event = last
+    seek(session, count)
+    return replace(event, detail=f"{event.detail} (going back; instruction count {count})")
 
 
 @dataclass(frozen=True)

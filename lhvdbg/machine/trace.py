@@ -275,8 +275,11 @@ class _Recorder:
             table = "GDT" if site.kind == "lgdt" else "IDT"
             found = {m[1]: (int(m[2], 16), int(m[3], 16)) for m in _GDTR.finditer(regs)}
             base, limit = found.get(table, (0, 0))
-            n = (limit + 1) // 16 if s.arch == "amd64" else (limit + 1) // 8
-            what = "descriptors" if table == "GDT" else "gates"
+            # GDT slots are 8 bytes (a long-mode system descriptor takes two); IDT gates
+            # are 16 bytes in long mode (SDM Vol. 3A §3.5.1, §6.14.1)
+            wide = table == "IDT" and s.arch == "amd64"
+            n = (limit + 1) // (16 if wide else 8)
+            what = "8-byte slots" if table == "GDT" else "gates"
             text = f"{table}R = base {base:#x}, limit {limit:#x} ({n} {what})"
             return HistoryEvent(
                 0,

@@ -225,6 +225,12 @@ class VectorRun:
         try:
             self._set_arm_points()
             self.arm()
+            if self.handler_addr is not None and self._at(self.handler_addr):
+                # Stopped at the handler's entry by the last run: step off it first, so the
+                # breakpoint just placed there cannot report the same entry again.
+                step = self.s.stepi()
+                if step.reason != "step":
+                    return replace(step, elapsed=time.monotonic() - started)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -266,6 +272,13 @@ class VectorRun:
                 return replace(event, elapsed=elapsed)  # the user's own breakpoint
         finally:
             self._cleanup()
+
+    def _at(self, address: int) -> bool:
+        """Whether the guest sits at ``address`` now (False when it cannot be read)."""
+        try:
+            return self.s.pc() == address
+        except (GdbError, MachineError):
+            return False
 
     def _timer_confirmed(self) -> bool:
         """At a handler hit: whether the timer vector is still the armed one. Once it is,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from lhvdbg.diagnose.report import Report
 from lhvdbg.diagnose.tss_diff import TssDiff
-from lhvdbg.state.snapshot import Snapshot
+from lhvdbg.state.snapshot import Provenance, Snapshot
 from lhvdbg.state.system import tables_from_reader
 from lhvdbg.ui.html.chain import chain_rows, chain_section
 from lhvdbg.ui.html.markup import collect_problems, esc, meta, page
@@ -116,15 +116,7 @@ def tss_diff_page(
     body = [
         f"<h1>lhvdbg diff-tss: {esc(diff.actual_arch)} against {esc(diff.reference)} "
         f"({esc(diff.reference_arch)})</h1>",
-        meta(
-            [
-                ("arch", snapshot.arch),
-                ("accelerator", p.accel or "none (offline)"),
-                ("QEMU", p.qemu_version or "unknown"),
-                ("stopped", p.stop_reason),
-            ]
-        ),
-        meta([("kernel", p.kernel_path), ("captured", p.captured_at)]),
+        *_provenance(p, ("arch", snapshot.arch)),
         f'<div class="verdict {css}"><div class="outcome">diff-tss</div>'
         f'<div class="text">{esc(verdict)}</div></div>',
         tss_section(tables, reference, diff.reference, diff.differences),
@@ -135,6 +127,22 @@ def tss_diff_page(
         list_section("notes", "notes", diff.notes),
     ]
     return page(f"lhvdbg diff-tss: {verdict}", [b for b in body if b])
+
+
+def _provenance(p: Provenance, first: tuple[str, object]) -> list[str]:
+    """A snapshot's provenance as two meta lines: ``first``, the accelerator, QEMU and how
+    it stopped; then the kernel and when it was captured."""
+    return [
+        meta(
+            [
+                first,
+                ("accelerator", p.accel or "none (offline)"),
+                ("QEMU", p.qemu_version or "unknown"),
+                ("stopped", p.stop_reason),
+            ]
+        ),
+        meta([("kernel", p.kernel_path), ("captured", p.captured_at)]),
+    ]
 
 
 def snapshot_page(snapshot: Snapshot, *, label: str) -> str:
@@ -152,15 +160,7 @@ def snapshot_page(snapshot: Snapshot, *, label: str) -> str:
     )
     body = [
         f"<h1>lhvdbg show: {esc(label)}</h1>",
-        meta(
-            [
-                ("source", p.source),
-                ("accelerator", p.accel or "none (offline)"),
-                ("QEMU", p.qemu_version or "unknown"),
-                ("stopped", p.stop_reason),
-            ]
-        ),
-        meta([("kernel", p.kernel_path), ("captured", p.captured_at)]),
+        *_provenance(p, ("source", p.source)),
         f'<div class="verdict {verdict_css}"><div class="outcome">snapshot</div>'
         f'<div class="text">{esc(summary)}</div></div>',
         vector_map(tables, snapshot, (), problems.vectors()),

@@ -311,6 +311,7 @@ def inspect_elf(path: Path | str, kind: FileKind = KERNEL) -> KernelInfo:
 _PT_LOAD = 1
 _SHT_SYMTAB = 2
 _SHN_UNDEF = 0
+_SHN_ABS = 0xFFF1  # an assembler constant (`.set`), not an address
 _SHN_XINDEX = 0xFFFF
 _STT_SECTION, _STT_FILE = 3, 4
 _STB_LOCAL = 0
@@ -383,7 +384,8 @@ class _ElfReader:
         return tuple(out)
 
     def symbols(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Name → value and name → size from ``.symtab`` (global wins over local)."""
+        """Name → value and name → size from ``.symtab`` (global wins over local); absolute
+        symbols are constants, not places, and would name unrelated addresses."""
         symbols: dict[str, int] = {}
         sizes: dict[str, int] = {}
         sections = self._sections()
@@ -410,7 +412,11 @@ class _ElfReader:
             else:
                 name_off, value, sym_size, info, _, shndx = f
             name = _cstr(strtab, name_off)
-            if not name or info & 0xF in (_STT_FILE, _STT_SECTION) or shndx == _SHN_UNDEF:
+            if (
+                not name
+                or info & 0xF in (_STT_FILE, _STT_SECTION)
+                or shndx in (_SHN_UNDEF, _SHN_ABS)
+            ):
                 continue
             if name in symbols and info >> 4 == _STB_LOCAL:
                 continue

@@ -43,9 +43,11 @@ def build_elf(
     memsz_extra: int = 0,
     flags: int = 5,  # PF_R | PF_X
     text_offset: int = TEXT_OFFSET,
+    absolute: frozenset[str] = frozenset(),
 ) -> bytes:
     """An executable ELF: one PT_LOAD over ``text`` at VADDR, and (unless ``symbols`` is
-    None) .symtab/.strtab/.shstrtab sections. Entry = VADDR + 12."""
+    None) .symtab/.strtab/.shstrtab sections (names in ``absolute`` are SHN_ABS, as an
+    assembler's ``.set`` makes them). Entry = VADDR + 12."""
     is64 = elf_class == 64
     machine = machine if machine is not None else (62 if is64 else 3)
     ehsize, phentsize, shentsize = (64, 56, 64) if is64 else (52, 32, 40)
@@ -64,10 +66,11 @@ def build_elf(
         syms = bytearray(24 if is64 else 16)  # the null symbol
         for name, (value, size) in symbols.items():
             info = (1 << 4) | 2  # STB_GLOBAL, STT_FUNC
+            shndx = 0xFFF1 if name in absolute else 1
             if is64:
-                syms += struct.pack("<IBBHQQ", names[name], info, 0, 1, value, size)
+                syms += struct.pack("<IBBHQQ", names[name], info, 0, shndx, value, size)
             else:
-                syms += struct.pack("<IIIBBH", names[name], value, size, info, 0, 1)
+                syms += struct.pack("<IIIBBH", names[name], value, size, info, 0, shndx)
         shstr = b"\0.text\0.symtab\0.strtab\0.shstrtab\0"
         symoff = len(body)
         body += syms
@@ -238,6 +241,17 @@ def test_symbolize_and_read_vaddr(tmp_path: Path) -> None:
         info.read_vaddr(VADDR + size + 0x100, 4)
 
 
+def test_absolute_symbols_are_constants_not_places(tmp_path: Path) -> None:
+    # gas's `.set vector, 0x100` leaves an SHN_ABS symbol; it must not name code near it
+    symbols = {"_start": (VADDR + 12, 0), "vector": (VADDR + 20, 0)}
+    path = tmp_path / "abs.elf"
+    path.write_bytes(build_elf(multiboot() + CODE, symbols=symbols, absolute=frozenset({"vector"})))
+    info = inspect_kernel(path)
+    assert info.symbols == {"_start": VADDR + 12}
+    assert info.symbolize(VADDR + 22) == "_start+0xa"
+    assert info.address_of("vector") is None
+
+
 def test_find_lidt_and_sti(tmp_path: Path) -> None:
     info = inspect_kernel(kernel32(tmp_path))
     code = VADDR + len(multiboot())
@@ -285,7 +299,7 @@ def _pyelftools_facts(path: Path) -> Facts:
         symtab = elf.get_section_by_name(".symtab")
         for sym in symtab.iter_symbols() if symtab is not None else []:
             skip = sym["st_info"]["type"] in ("STT_FILE", "STT_SECTION")
-            if not sym.name or skip or sym["st_shndx"] == "SHN_UNDEF":
+            if not sym.name or skip or sym["st_shndx"] in ("SHN_UNDEF", "SHN_ABS"):
                 continue
             if sym.name in symbols and sym["st_info"]["bind"] == "STB_LOCAL":
                 continue

@@ -10,22 +10,26 @@ first x86 ELF on the disc whose first 8 KiB hold a valid multiboot header (Multi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import re
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lhvdbg.errors import KernelError
 from lhvdbg.state.elf import ELF_MAGIC, MULTIBOOT_SEARCH, find_multiboot_header
 
-__all__ = ["IsoKernel", "extract_iso_kernel", "find_iso_kernel"]
+__all__ = ["IsoKernel", "extract_iso_kernel", "find_iso_kernel", "prune_cache"]
 
 GRUB_CONFIGS = ("/boot/grub/grub.cfg", "/boot/grub/grub.conf", "/boot/grub/menu.lst")
 _MULTIBOOT_LINE = re.compile(r"^\s*(?:multiboot2?|kernel)\s+(?:--\S+\s+)*(\S+)", re.MULTILINE)
 MAX_KERNEL = 256 * 1024 * 1024  # larger files are not read as candidates
+CACHE_KEEP = 16  # extracted kernels kept (the most recently used)
+CACHE_MAX_AGE = 7 * 24 * 3600  # seconds unused before an extracted kernel is removed
 
 
 @dataclass(frozen=True)
@@ -121,22 +125,54 @@ def find_iso_kernel(path: Path) -> IsoKernel | None:
         disc.close()
 
 
-def extract_iso_kernel(path: Path) -> tuple[Path, IsoKernel] | None:
+def extract_iso_kernel(path: Path, cache: Path | None = None) -> tuple[Path, IsoKernel] | None:
     """Write the ISO's multiboot ELF to a file gdb can load; its path and what was found.
 
     The file is named by its SHA-256 in a per-user folder of the temporary directory
-    (mode 0700), so the same kernel is written once and two sessions share it safely."""
+    (mode 0700), so the same kernel is written once and two sessions share it safely.
+    The folder is kept small: see :func:`prune_cache`."""
     found = find_iso_kernel(path)
     if found is None:
         return None
-    folder = Path(tempfile.gettempdir()) / f"lhvdbg-iso-kernels-{os.getuid()}"
+    folder = cache or Path(tempfile.gettempdir()) / f"lhvdbg-iso-kernels-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
     if folder.stat().st_uid != os.getuid() or folder.is_symlink():
         raise KernelError(f"{folder} is not this user's folder", path=str(folder))
     digest = hashlib.sha256(found.data).hexdigest()[:16]
     target = folder / f"{digest}-{Path(found.name).name}"
-    if not target.exists():
+    if target.exists():
+        os.utime(target)  # used now: pruning goes by last use
+    else:
         partial = folder / f".{target.name}.{os.getpid()}"
         partial.write_bytes(found.data)
         partial.replace(target)
+    prune_cache(folder, keep=target)
     return target, found
+
+
+def prune_cache(folder: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove extracted kernels unused for CACHE_MAX_AGE, and all but the CACHE_KEEP most
+    recently used, never ``keep`` (the one in use); also half-written files an interrupted
+    extraction left more than an hour ago. Returns what was removed; a file another
+    session removes first is simply gone."""
+    now = time.time() if now is None else now
+    entries = []
+    for entry in folder.iterdir():
+        try:
+            entries.append((entry.stat().st_mtime, entry))
+        except OSError:
+            continue
+    entries.sort(reverse=True)
+    removed = []
+    kept = 0
+    for mtime, entry in entries:
+        partial = entry.name.startswith(".")
+        if entry == keep or (partial and now - mtime < 3600):
+            continue
+        if not partial and kept < CACHE_KEEP - 1 and now - mtime < CACHE_MAX_AGE:
+            kept += 1
+            continue
+        with contextlib.suppress(OSError):
+            entry.unlink()
+            removed.append(entry)
+    return removed

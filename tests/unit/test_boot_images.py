@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from lhvdbg.errors import KernelError
 from lhvdbg.machine.launch import LaunchConfig, choose_kernel
 from lhvdbg.state.elf import MULTIBOOT_MAGIC, find_lidt, inspect_kernel, is_flat_multiboot
-from lhvdbg.state.iso import extract_iso_kernel, find_iso_kernel
+from lhvdbg.state.iso import extract_iso_kernel, find_iso_kernel, prune_cache
 
 AOUT_KLUDGE = 1 << 16
 LOAD = 0x100000
@@ -63,9 +64,39 @@ def test_the_kernel_grub_loads(tmp_path: Path) -> None:
     found = find_iso_kernel(iso)
     assert found is not None and found.name == "/boot/mine.elf"
     assert found.how == "/boot/grub/grub.cfg loads it" and found.data.endswith(b"mine")
-    path, again = extract_iso_kernel(iso) or (None, None)
+    cache = tmp_path / "cache"
+    path, again = extract_iso_kernel(iso, cache) or (None, None)
     assert path is not None and path.read_bytes() == found.data
-    assert extract_iso_kernel(iso) == (path, again)  # content-addressed: the same file
+    assert path.parent == cache and cache.stat().st_mode & 0o777 == 0o700
+    assert extract_iso_kernel(iso, cache) == (path, again)  # content-addressed: the same file
+
+
+def test_the_cache_of_extracted_kernels_stays_small(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    now = 1_000_000_000.0
+    day = 24 * 3600
+    files = []
+    for i in range(20):  # kernel-0 used 0 days ago ... kernel-19 used 19 hours ago
+        f = cache / f"kernel-{i}"
+        f.write_bytes(b"x")
+        os.utime(f, (now - i * 3600, now - i * 3600))
+        files.append(f)
+    stale = cache / "stale"
+    stale.write_bytes(b"x")
+    os.utime(stale, (now - 8 * day, now - 8 * day))
+    fresh_partial = cache / ".kernel-20.123"
+    fresh_partial.write_bytes(b"x")
+    os.utime(fresh_partial, (now - 60, now - 60))
+    old_partial = cache / ".kernel-21.456"
+    old_partial.write_bytes(b"x")
+    os.utime(old_partial, (now - 7200, now - 7200))
+    in_use = files[19]  # the oldest, but the one this session uses
+    removed = set(prune_cache(cache, keep=in_use, now=now))
+    assert removed == {*files[15:19], stale, old_partial}
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        [f.name for f in files[:15]] + [in_use.name, fresh_partial.name]
+    )
 
 
 def test_without_a_config_the_first_multiboot_elf(tmp_path: Path) -> None:

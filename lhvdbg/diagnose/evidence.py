@@ -23,13 +23,13 @@ from lhvdbg.errors import LhvdbgError, MemoryNotCaptured
 from lhvdbg.state.history import History
 from lhvdbg.state.snapshot import MemoryRegion, Snapshot
 from lhvdbg.x86.cpustate import Arch, CpuState
+from lhvdbg.x86.insn_sites import HLT, describe_instruction
 from lhvdbg.x86.tables import SystemTables
 
 __all__ = [
     "Evidence",
     "FrameReading",
     "StopInfo",
-    "describe_instruction",
     "evidence_from_snapshot",
     "frame_at_handler",
     "read_frame",
@@ -138,43 +138,6 @@ def read_frame(
     return FrameReading("unknown", w)
 
 
-# A few one- and two-byte instructions that matter when reading an interrupted RIP.
-_ONE_BYTE = {
-    0xF4: "hlt",
-    0xFB: "sti",
-    0xFA: "cli",
-    0xCF: "iret",
-    0xCC: "int3",
-    0x90: "nop",
-    0xC3: "ret",
-}
-
-
-def describe_instruction(code: bytes, arch: Arch) -> str | None:
-    """Name the instruction at the start of ``code`` when it is one that matters here
-    (``hlt``, ``sti``, ``iretq``, ``int 0x30``, ``ud2``, ``call``, ``push``), else None."""
-    if not code:
-        return None
-    b = code
-    if arch == "amd64" and len(b) >= 2 and b[0] == 0x48 and b[1] == 0xCF:
-        return "iretq"
-    if len(b) >= 2 and b[0] == 0x66 and b[1] == 0xCF:
-        return "iretw"
-    if len(b) >= 2 and b[0] == 0x0F and b[1] == 0x0B:
-        return "ud2"
-    if len(b) >= 2 and b[0] == 0xCD:
-        return f"int {b[1]:#04x}"
-    if len(b) >= 2 and b[0] == 0xEB and b[1] == 0xFE:
-        return "jmp . (spin)"
-    if b[0] == 0xE8:
-        return "call"
-    if 0x50 <= b[0] <= 0x57 or (
-        arch == "amd64" and b[0] == 0x41 and len(b) > 1 and 0x50 <= b[1] <= 0x57
-    ):
-        return "push"
-    return _ONE_BYTE.get(b[0])
-
-
 @dataclass(frozen=True)
 class Evidence:
     """What was collected at the stop.
@@ -251,7 +214,7 @@ class Evidence:
         """Whether the byte before ``address`` is ``hlt`` (an IRQ woke a halted CPU; the
         saved RIP is the next instruction). None when not collected."""
         code = self.read(address - 1, 1)
-        return None if code is None else code[0] == 0xF4
+        return None if code is None else code[0] == HLT
 
     def words_at(self, address: int, count: int) -> tuple[int, ...] | None:
         """``count`` stack words at ``address``, when collected."""

@@ -30,14 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["OUT_IMM8", "RESET_PORTS", "ResetCause", "ResetReading", "reset_cause"]
+from lhvdbg.x86.insn_sites import out_ending_at
+
+__all__ = ["RESET_PORTS", "ResetCause", "ResetReading", "reset_cause"]
 
 ResetCause = Literal["triple-fault", "reset-requested"]
 
 TRIPLE_FAULT_LINE = "Triple fault"
-OUT_IMM8 = 0xE6  # out imm8, al
-OUT_DX_AL = 0xEE  # out dx, al
-OUT_DX_AX = 0xEF  # out dx, ax/eax (the low byte reaches the port first)
 
 # port -> (mask, what the port is); a write with any mask bit set asks for a reset
 RESET_PORTS: Mapping[int, tuple[int, int, str]] = {
@@ -69,13 +68,11 @@ def out_before(code: bytes, registers: Mapping[str, int]) -> str | None:
     ``rdx`` (or ``eax``/``edx``)."""
     al = (registers.get("rax", registers.get("eax", 0))) & 0xFF
     dx = (registers.get("rdx", registers.get("edx", 0))) & 0xFFFF
-    if len(code) >= 2 and code[-2] == OUT_IMM8:
-        found = _asks_reset(code[-1], al)
-        if found:
-            return found
-    if code and code[-1] in (OUT_DX_AL, OUT_DX_AX):
-        return _asks_reset(dx, al)
-    return None
+    out = out_ending_at(code)
+    if out is None:
+        return None
+    port, _ = out  # a wider out's low byte reaches the port first
+    return _asks_reset(dx if port is None else port, al)
 
 
 def reset_cause(

@@ -30,6 +30,7 @@ from pathlib import Path
 from lhvdbg.errors import KernelError
 from lhvdbg.files import KERNEL, SYMBOLS, FileKind, read_bytes
 from lhvdbg.state.symbols import symbolize
+from lhvdbg.x86.insn_sites import lidt_sites
 
 ELF_MAGIC = b"\x7fELF"
 MULTIBOOT_MAGIC = 0x1BADB002
@@ -37,9 +38,6 @@ MULTIBOOT2_MAGIC = 0xE85250D6
 MULTIBOOT_SEARCH = 8192
 MULTIBOOT_AOUT_KLUDGE = 1 << 16
 PF_X = 1
-
-# Legacy and REX prefixes that may precede LIDT (operand size, address size, REX.W...).
-_PREFIXES = frozenset({0x66, 0x67, *range(0x40, 0x50)})
 
 
 @dataclass(frozen=True)
@@ -439,23 +437,8 @@ def find_lidt(info: KernelInfo) -> list[int]:
     addresses too (a breakpoint at a non-instruction address never fires under TCG)."""
     found: set[int] = set()
     for seg in info.segments:
-        if not seg.executable:
-            continue
-        data = seg.data
-        start = 0
-        while True:
-            i = data.find(b"\x0f\x01", start)
-            if i < 0 or i + 2 >= len(data):
-                break
-            start = i + 1
-            modrm = data[i + 2]
-            if (modrm >> 3) & 7 != 3 or modrm >> 6 == 3:
-                continue
-            found.add(seg.vaddr + i)
-            j = i
-            while j > 0 and i - j < 2 and data[j - 1] in _PREFIXES:
-                j -= 1
-                found.add(seg.vaddr + j)
+        if seg.executable:
+            found |= lidt_sites(seg.data, seg.vaddr)
     return sorted(found)
 
 

@@ -1,4 +1,5 @@
-"""Where a kernel image may execute the instructions a history records (pure).
+"""Instruction bytes recognised without a disassembler (pure): where a kernel image may
+execute the instructions a history records, and what a few bytes at a stopped RIP are.
 
 A byte scan, not a disassembly: every place the opcode bytes of ``lgdt``, ``lidt``,
 ``ltr``, ``mov CRn, reg``, ``wrmsr``, ``sti``, ``cli`` or ``out`` appear, plus the
@@ -17,8 +18,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from lhvdbg.x86.cpustate import Arch
+
+__all__ = [
+    "HLT",
+    "OUT_OPCODES",
+    "PREFIXES",
+    "Site",
+    "describe_instruction",
+    "lidt_sites",
+    "out_ending_at",
+    "scan",
+]
+
 PREFIXES = frozenset({0x66, 0x67, 0xF2, 0xF3, *range(0x40, 0x50)})
 OUT_OPCODES = {0xE6: 1, 0xE7: 4, 0xEE: 1, 0xEF: 4}  # size before a 0x66 prefix
+OUT_IMM8 = (0xE6, 0xE7)  # out imm8, al / eax: the port is the next byte; EE/EF use DX
+HLT = 0xF4
 
 
 @dataclass(frozen=True)
@@ -88,3 +104,67 @@ def scan(data: bytes, vaddr: int, *, ports: Iterable[int] | None = None) -> list
             if site_or_none is not None:
                 sites += _with_prefixes(data, i, vaddr, site_or_none)
     return sites
+
+
+def lidt_sites(data: bytes, vaddr: int) -> set[int]:
+    """Addresses in ``data`` (loaded at ``vaddr``) where a ``lidt`` (``0F 01 /3``, memory
+    operand) may start, with the one or two prefix bytes before it (``bytes.find``: this
+    runs on every session start, over the whole image)."""
+    found: set[int] = set()
+    start = 0
+    while True:
+        i = data.find(b"\x0f\x01", start)
+        if i < 0 or i + 2 >= len(data):
+            return found
+        start = i + 1
+        modrm = data[i + 2]
+        if (modrm >> 3) & 7 == 3 and modrm >> 6 != 3:
+            found.update(s.address for s in _with_prefixes(data, i, vaddr, Site(vaddr + i, "lidt")))
+
+
+def out_ending_at(code: bytes) -> tuple[int | None, int] | None:
+    """The ``out`` whose last byte ends ``code`` (the bytes just before a stopped
+    instruction pointer): ``(port, operand bytes)`` with ``port`` None when it is DX's,
+    else None. ``E6 ib``/``E7 ib`` is checked first (its immediate may be any byte)."""
+    if len(code) >= 2 and code[-2] in OUT_IMM8:
+        return code[-1], OUT_OPCODES[code[-2]]
+    if code and code[-1] in (0xEE, 0xEF):
+        return None, OUT_OPCODES[code[-1]]
+    return None
+
+
+# A few one- and two-byte instructions that matter when reading an interrupted RIP.
+_ONE_BYTE = {
+    HLT: "hlt",
+    0xFB: "sti",
+    0xFA: "cli",
+    0xCF: "iret",
+    0xCC: "int3",
+    0x90: "nop",
+    0xC3: "ret",
+}
+
+
+def describe_instruction(code: bytes, arch: Arch) -> str | None:
+    """Name the instruction at the start of ``code`` when it is one that matters here
+    (``hlt``, ``sti``, ``iretq``, ``int 0x30``, ``ud2``, ``call``, ``push``), else None."""
+    if not code:
+        return None
+    b = code
+    if arch == "amd64" and len(b) >= 2 and b[0] == 0x48 and b[1] == 0xCF:
+        return "iretq"
+    if len(b) >= 2 and b[0] == 0x66 and b[1] == 0xCF:
+        return "iretw"
+    if len(b) >= 2 and b[0] == 0x0F and b[1] == 0x0B:
+        return "ud2"
+    if len(b) >= 2 and b[0] == 0xCD:
+        return f"int {b[1]:#04x}"
+    if len(b) >= 2 and b[0] == 0xEB and b[1] == 0xFE:
+        return "jmp . (spin)"
+    if b[0] == 0xE8:
+        return "call"
+    if 0x50 <= b[0] <= 0x57 or (
+        arch == "amd64" and b[0] == 0x41 and len(b) > 1 and 0x50 <= b[1] <= 0x57
+    ):
+        return "push"
+    return _ONE_BYTE.get(b[0])

@@ -13,11 +13,12 @@ from lhvdbg.diagnose.chain import (
     raised_during_delivery,
 )
 from lhvdbg.diagnose.events import CpuReset, InterruptEvent, TripleFault
-from lhvdbg.diagnose.evidence import describe_instruction, read_frame
+from lhvdbg.diagnose.evidence import read_frame
 from lhvdbg.diagnose.intlog import parse_int_log
 from lhvdbg.state.snapshot import load_snapshot
 from lhvdbg.state.symbols import symbolize
 from lhvdbg.state.system import tables_from_reader
+from lhvdbg.x86.insn_sites import describe_instruction
 
 INTLOG = Path(__file__).resolve().parent.parent / "fixtures" / "intlog"
 

@@ -8,7 +8,7 @@ SHELL := /bin/bash
 BIN := .venv/bin
 QEMU10_DIR := $(CURDIR)/.qemu10
 
-.PHONY: demo test setup firmware lint pytest unit qemu10 integration-qemu10 bench clean
+.PHONY: demo test setup firmware lint pytest unit qemu10 integration-qemu10 bench docs clean
 
 demo: firmware
 	$(BIN)/lhvdbg break-on-df
@@ -45,6 +45,11 @@ integration-qemu10: setup firmware qemu10
 
 bench: firmware
 	$(BIN)/python bench/run_all.py
+
+# Example outputs in README.md and docs/ regenerated from real runs (tests/docs_examples.py;
+# docs/contributing.md, "Examples in the docs"). PAGES=docs/commands/run.md for some pages.
+docs: firmware
+	$(BIN)/python -m tests.docs_examples $(PAGES)
 
 clean:
 	$(MAKE) -s -C firmware clean

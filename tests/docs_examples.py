@@ -6,13 +6,13 @@ fence is a marker comment::
     <!-- example -->
     <!-- example: head=12 exit=1 -->
 
-Inside the block, each ``$ COMMAND`` line is run (``bash -c`` from the repository root,
-``.venv/bin`` first on ``PATH``, ``NO_COLOR=1``, ``COLUMNS=100``, stdin empty, stderr
-merged into stdout) and the lines up to the next ``$`` line are replaced by what it
-printed. With ``shell=ARGS`` the block is a shell transcript instead: its
-``lhvdbg> CMD`` lines are run as ``lhvdbg shell ARGS -x CMD ...`` and the banner is left
-out. Options (``key=value``, shell quoting; see ``Options``) cut the output down to an
-excerpt, with ``...`` where lines were left out. A non-zero exit is shown as a last line
+Inside the block, each ``$ COMMAND`` line (continued on the next line after a ``\\``) is
+run (``bash -c`` from the repository root, ``.venv/bin`` first on ``PATH``, ``NO_COLOR=1``,
+``COLUMNS=100``, stdin empty, stderr merged into stdout) and the lines up to the next ``$``
+line are replaced by what it printed. With ``shell=ARGS`` the block is a shell transcript
+instead: its ``lhvdbg> CMD`` lines are run as ``lhvdbg shell ARGS -x CMD ...`` and the
+banner is left out. Options (``key=value``, shell quoting; see ``Options``) cut the output
+down to an excerpt, with ``...`` where lines were left out. A non-zero exit is shown as a last line
 ``# exit status N`` and must be the block's ``exit=N``.
 
 Each page with generated blocks ends with one line naming the QEMU version the examples
@@ -164,7 +164,7 @@ class Block:
     @property
     def name(self) -> str:
         """How a failure names the block: page, line and first command."""
-        first = next(iter(self.commands()), ("", ()))[0]
+        first = next(iter(self.commands()), ("", ()))[0].split("\n")[0]
         return f"{_relative(self.page)}:{self.line} ({first})"
 
     def commands(self) -> Iterator[tuple[str, tuple[str, ...]]]:
@@ -172,13 +172,17 @@ class Block:
         lead = PROMPT if self.options.shell is not None else "$ "
         command: str | None = None
         shown: list[str] = []
+        continued = False
         for text in self.body:
-            if text.startswith(lead):
+            if continued and command is not None:
+                command += "\n" + text
+            elif text.startswith(lead):
                 if command is not None:
                     yield command, tuple(shown)
                 command, shown = text[len(lead) :], []
             elif command is not None:
                 shown.append(text)
+            continued = lead == "$ " and text.endswith("\\")
         if command is not None:
             yield command, tuple(shown)
 
@@ -405,13 +409,17 @@ class Runner:
         if options.shell is not None:
             return self._transcript(block)
         body: list[str] = []
-        for command, _shown in block.commands():
+        previous_gap = False
+        for command, shown in block.commands():
+            if body and previous_gap:
+                body.append("")  # the page's own blank line between commands
+            previous_gap = bool(shown) and not shown[-1].strip()
             lines, status = self.run(["bash", "-c", command], options)
             if status != options.exit:
                 raise DocsError(_unexpected(block, command, status, lines))
             if options.keys or options.first:
                 lines = select_json("\n".join(lines), options).split("\n")
-            body += [f"$ {command}", *excerpt(lines, options)]
+            body += [*f"$ {command}".split("\n"), *excerpt(lines, options)]
             if status:
                 body.append(f"# exit status {status}")
         return body

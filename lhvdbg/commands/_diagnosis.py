@@ -105,10 +105,10 @@ def reset_reading(session: Session, event: StopEvent) -> ResetReading | None:
 
 def kvm_note(session: Session, *, ended_badly: bool) -> str | None:
     """Under KVM: the one line saying this host's KVM could not run the guest, if so."""
-    from lhvdbg.machine.kvmhost import kvm_limit_line
-
     if session.accel != "kvm":
         return None
+    from lhvdbg.machine.kvmhost import kvm_limit_line
+
     try:
         stderr = session.paths.qemu_stderr.read_text(errors="replace")
     except OSError:

@@ -14,7 +14,10 @@ import signal
 import threading
 import time
 from types import FrameType, TracebackType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from lhvdbg.ui.status import RunStatus
 
 __all__ = ["RunInterrupted", "RunWatch"]
 
@@ -27,12 +30,14 @@ class RunWatch:
     """The run's phase (shown on ``stream`` when it is a terminal) and its Ctrl-C."""
 
     def __init__(self, stream: TextIO | None) -> None:
-        from lhvdbg.ui.status import RunStatus
-
         self.started = time.monotonic()
         self.interrupted = False
         self.interrupted_at = (0.0, "")  # elapsed seconds and phase at the Ctrl-C
-        self._status = RunStatus(stream) if stream is not None else None
+        self._status: RunStatus | None = None
+        if stream is not None and hasattr(stream, "isatty") and stream.isatty():
+            from lhvdbg.ui.status import RunStatus  # rich: only for a terminal
+
+            self._status = RunStatus(stream)
         self._phase = "starting QEMU and gdb"
         self._saved: Any = None
 

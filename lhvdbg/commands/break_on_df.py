@@ -11,7 +11,9 @@ diagnosis of wherever the live session (or snapshot) is now.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
@@ -55,6 +57,35 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     add_html_argument(parser)
 
 
+class WarmUp:
+    """``poll`` for a run, doing on each call one step of the work that follows the run.
+
+    While the guest runs, the session only waits on gdb and calls ``poll`` about every
+    50 ms; the diagnosis's modules (about a third of the run's Python time) are imported
+    then, on the otherwise idle interpreter, instead of before QEMU starts or after the
+    guest stops. Each step runs once; whatever the run left undone happens on demand.
+    """
+
+    def __init__(self, poll: Callable[[], None], steps: Iterable[str]) -> None:
+        self._poll = poll
+        self._steps = list(steps)
+
+    def __call__(self) -> None:
+        self._poll()  # first: Ctrl-C (RunInterrupted) leaves the work for later
+        if self._steps:
+            importlib.import_module(self._steps.pop(0))
+
+
+def _after_the_run(args: argparse.Namespace) -> list[str]:
+    """The modules the diagnosis and its output import, heaviest first."""
+    steps = ["lhvdbg.commands._diagnosis", "lhvdbg.state.references"]
+    if not args.json:
+        steps.append("lhvdbg.ui.report")
+    if args.html is not None:
+        steps.append("lhvdbg.ui.html")
+    return steps
+
+
 def _print(ctx: Context, report: object, as_json: bool) -> None:
     from lhvdbg.diagnose.report import Report
 
@@ -78,7 +109,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     """Launch, run to the kernel's entry, then to IDT[8]'s handler (or a triple fault, a
     requested reset, an exit, the timeout), diagnose."""
     from lhvdbg.commands._boot import run_to_entry
-    from lhvdbg.commands._diagnosis import diagnose_session_with_evidence
     from lhvdbg.machine.session import Session
     from lhvdbg.machine.trace import note_entry, with_pic_trace
 
@@ -89,20 +119,23 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     watch = RunWatch(sys.stderr if ctx.stdout is sys.stdout else None)
     entered: bool | None = False
     with watch, Session(config) as session:
+        poll = WarmUp(watch.poll, _after_the_run(args))
         try:
             watch.phase = "booting (firmware and loader)"
-            boot = run_to_entry(session, timeout=args.boot_timeout, poll=watch.poll)
+            boot = run_to_entry(session, timeout=args.boot_timeout, poll=poll)
             entered = boot.entered
             note_entry(session)
             if boot.stop is not None:
                 stop, limit = boot.stop, args.boot_timeout
             else:
                 watch.phase = f"kernel entered: waiting for vector {DF_VECTOR}"
-                stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout, poll=watch.poll)
+                stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout, poll=poll)
                 limit = args.timeout
         except RunInterrupted:
             stop, limit = session.interrupt(), None
         watch.phase = "collecting the evidence"
+        from lhvdbg.commands._diagnosis import diagnose_session_with_evidence
+
         report, ev = diagnose_session_with_evidence(
             session, stop, reference=args.reference, limit=limit, kernel_entered=entered
         )

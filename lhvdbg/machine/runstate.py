@@ -57,6 +57,8 @@ TRANSITIONS: dict[Runstate, frozenset[Runstate]] = {
 LIVE = frozenset({S.STOPPED, S.RUNNING, S.SHUTDOWN})
 #: States in which the CPU can be read.
 INSPECTABLE = (S.STOPPED, S.SHUTDOWN)
+#: States run control accepts (it answers "exited" when QEMU is gone).
+RUNNABLE = (S.STOPPED, S.SHUTDOWN, S.EXITED)
 
 
 def state_after_stop(reason: str, current: Runstate) -> Runstate:

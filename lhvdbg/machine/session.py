@@ -40,8 +40,16 @@ from lhvdbg.machine.launch import (
 )  # fmt: skip
 from lhvdbg.machine.memory import read_c_string, read_exact, read_readable
 from lhvdbg.machine.outputs import SessionOutputs
-from lhvdbg.machine.runstate import INSPECTABLE, LIVE, Runstate, require, state_after_stop
+from lhvdbg.machine.runstate import (
+    INSPECTABLE,
+    LIVE,
+    RUNNABLE,
+    Runstate,
+    require,
+    state_after_stop,
+)
 from lhvdbg.machine.stops import StopEvent
+from lhvdbg.machine.vector import SessionVectorRuns
 from lhvdbg.machine.workdir import SessionPaths
 from lhvdbg.x86.cpustate import Arch
 
@@ -63,10 +71,9 @@ log = logging.getLogger(__name__)
 S = Runstate
 T = TypeVar("T")
 KVM_STATUS_EVERY = 0.25  # seconds between QMP status checks while a KVM guest runs
-RUNNABLE = (S.STOPPED, S.SHUTDOWN, S.EXITED)  # run control answers "exited" when QEMU is gone
 
 
-class Session(SessionBreakpoints, SessionOutputs):
+class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
     Attributes: ``config``, ``accel``, ``qemu_path``, ``qemu_version`` (QMP's greeting),
     ``kernel``, ``kernel_info``, ``arch``, ``paths``, ``gdb``, ``qmp``, ``target``
@@ -398,54 +405,6 @@ class Session(SessionBreakpoints, SessionOutputs):
         self.set_runstate(state_after_stop("interrupted", self.runstate))
         pc = self._pc()
         return StopEvent("interrupted", pc, detail=f"already stopped at {self._where(pc)}")
-
-    @require(*RUNNABLE)
-    def run_to_vector(
-        self,
-        vector: int,
-        *,
-        count: int = 1,
-        timeout: float,
-        poll: Callable[[], None] | None = None,
-    ) -> StopEvent:
-        """Run until the CPU has entered the handler IDT[``vector``] points to ``count``
-        times, for any multiboot kernel (stripped too); see :mod:`lhvdbg.machine.vector`.
-        Returns ``reason="vector"`` at the handler's first instruction, or
-        ``timeout``/``exited``/``shutdown``; another breakpoint of the user's returns
-        its ``breakpoint`` event. ``poll``: as for :meth:`cont` (an exception it raises
-        leaves the guest running; ``interrupt()`` stops it)."""
-        return self._vector_run(vector, count, timeout, poll)
-
-    @require(*RUNNABLE)
-    def run_to_timer(
-        self, *, count: int = 1, timeout: float, poll: Callable[[], None] | None = None
-    ) -> StopEvent:
-        """Like :meth:`run_to_vector` for the timer vector, re-evaluated (PIC ``irq_base``
-        for IRQ0, else the LAPIC LVT timer) at each arming point: ``lidt``, ``sti`` and
-        gate writes. ``count`` is the number of timer ticks handled."""
-        return self._vector_run(None, count, timeout, poll)
-
-    def _vector_run(
-        self,
-        vector: int | None,
-        count: int,
-        timeout: float,
-        poll: Callable[[], None] | None = None,
-    ) -> StopEvent:
-        from lhvdbg.machine.vector import VectorRun
-
-        done = self._not_runnable()
-        if done is not None:
-            return done
-        run = VectorRun(self, fixed_vector=vector)
-        return self._record_stop(run.run(count=count, timeout=timeout, poll=poll))
-
-    def timer_vector(self) -> int | None:
-        """The vector timer interrupts arrive on now (see
-        :func:`lhvdbg.machine.vector.timer_vector_of`); None without PIC state."""
-        from lhvdbg.machine.vector import timer_vector_of
-
-        return timer_vector_of(self.target.pic(), self.target.lapic())
 
     # --- reads (every one guarded the same way: the CPU must be stopped) -------------
 

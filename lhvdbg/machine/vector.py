@@ -38,14 +38,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from lhvdbg.errors import GdbError, MachineError
+from lhvdbg.machine.runstate import RUNNABLE, RunstateMachine, require
 from lhvdbg.machine.stops import StopEvent
 from lhvdbg.x86.cpustate import LapicState, PicState
 
 if TYPE_CHECKING:
     from lhvdbg.machine.ports import RunPort
+    from lhvdbg.state.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -314,3 +316,57 @@ class VectorRun:
             f"entered {hits} times",
             elapsed=time.monotonic() - started,
         )
+
+
+class SessionVectorRuns(RunstateMachine):
+    """The ``run_to_vector``/``run_to_timer`` half of
+    :class:`~lhvdbg.machine.session.Session` (a base class; the session supplies the
+    hooks below and is the :class:`~lhvdbg.machine.ports.RunPort` a run drives)."""
+
+    target: Target
+
+    def _not_runnable(self) -> StopEvent | None:
+        raise NotImplementedError
+
+    def _record_stop(self, event: StopEvent) -> StopEvent:
+        raise NotImplementedError
+
+    @require(*RUNNABLE)
+    def run_to_vector(
+        self,
+        vector: int,
+        *,
+        count: int = 1,
+        timeout: float,
+        poll: Callable[[], None] | None = None,
+    ) -> StopEvent:
+        """Run until the CPU has entered the handler IDT[``vector``] points to ``count``
+        times, for any multiboot kernel (stripped too); see the module docstring.
+        Returns ``reason="vector"`` at the handler's first instruction, or
+        ``timeout``/``exited``/``shutdown``; another breakpoint of the user's returns
+        its ``breakpoint`` event. ``poll``: as for ``Session.cont`` (an exception it
+        raises leaves the guest running; ``interrupt()`` stops it)."""
+        return self._vector_run(vector, count, timeout, poll)
+
+    @require(*RUNNABLE)
+    def run_to_timer(
+        self, *, count: int = 1, timeout: float, poll: Callable[[], None] | None = None
+    ) -> StopEvent:
+        """Like :meth:`run_to_vector` for the timer vector, re-evaluated (PIC ``irq_base``
+        for IRQ0, else the LAPIC LVT timer) at each arming point: ``lidt``, ``sti`` and
+        gate writes. ``count`` is the number of timer ticks handled."""
+        return self._vector_run(None, count, timeout, poll)
+
+    def _vector_run(
+        self, vector: int | None, count: int, timeout: float, poll: Callable[[], None] | None
+    ) -> StopEvent:
+        done = self._not_runnable()
+        if done is not None:
+            return done
+        run = VectorRun(cast("RunPort", self), fixed_vector=vector)  # a Session is one
+        return self._record_stop(run.run(count=count, timeout=timeout, poll=poll))
+
+    def timer_vector(self) -> int | None:
+        """The vector timer interrupts arrive on now (:func:`timer_vector_of`); None
+        without PIC state."""
+        return timer_vector_of(self.target.pic(), self.target.lapic())

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Iterable
 from dataclasses import replace
 
 from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
@@ -58,22 +59,32 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 class WarmUp:
-    """``poll`` for a run, doing on each call one step of the work that follows the run.
+    """Imports, on a daemon thread, the modules that follow a run, while the guest runs.
 
-    While the guest runs, the session only waits on gdb and calls ``poll`` about every
-    50 ms; the diagnosis's modules (about a third of the run's Python time) are imported
-    then, on the otherwise idle interpreter, instead of before QEMU starts or after the
-    guest stops. Each step runs once; whatever the run left undone happens on demand.
+    The session only waits on gdb then (in ``select``, without the GIL), so the
+    diagnosis's modules — about a third of the run's Python time — load on a core QEMU
+    leaves idle instead of before QEMU starts or after the guest stops; when gdb reports
+    a stop, the main thread gets the GIL back within Python's switch interval (5 ms). A
+    module the main thread needs meanwhile waits on its import lock (safe: lhvdbg's
+    imports have no cycle, ``tests/unit/test_import_graph.py``); one that fails here is
+    imported, and fails, on demand as before.
     """
 
-    def __init__(self, poll: Callable[[], None], steps: Iterable[str]) -> None:
-        self._poll = poll
-        self._steps = list(steps)
+    def __init__(self, modules: Iterable[str]) -> None:
+        self.modules = list(modules)
+        self._thread = threading.Thread(target=self._run, name="lhvdbg-warm-up", daemon=True)
 
-    def __call__(self) -> None:
-        self._poll()  # first: Ctrl-C (RunInterrupted) leaves the work for later
-        if self._steps:
-            importlib.import_module(self._steps.pop(0))
+    def _run(self) -> None:
+        for name in self.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the main thread's own import reports it
+                return
+
+    def start(self) -> WarmUp:
+        """Begin importing (returns at once)."""
+        self._thread.start()
+        return self
 
 
 def _after_the_run(args: argparse.Namespace) -> list[str]:
@@ -119,17 +130,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     watch = RunWatch(sys.stderr if ctx.stdout is sys.stdout else None)
     entered: bool | None = False
     with watch, Session(config) as session:
-        poll = WarmUp(watch.poll, _after_the_run(args))
+        WarmUp(_after_the_run(args)).start()
         try:
             watch.phase = "booting (firmware and loader)"
-            boot = run_to_entry(session, timeout=args.boot_timeout, poll=poll)
+            boot = run_to_entry(session, timeout=args.boot_timeout, poll=watch.poll)
             entered = boot.entered
             note_entry(session)
             if boot.stop is not None:
                 stop, limit = boot.stop, args.boot_timeout
             else:
                 watch.phase = f"kernel entered: waiting for vector {DF_VECTOR}"
-                stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout, poll=poll)
+                stop = session.run_to_vector(DF_VECTOR, timeout=args.timeout, poll=watch.poll)
                 limit = args.timeout
         except RunInterrupted:
             stop, limit = session.interrupt(), None

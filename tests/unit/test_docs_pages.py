@@ -1,0 +1,63 @@
+"""The offline code samples of the docs pages run as written (tests/docs_samples.py).
+
+docs/layouts.md's sample is executed line by line, and each expression whose comment is a
+Python literal must evaluate to it; docs/diagnosis.md's ``@rule`` excerpt must be the real
+decorator of ``rules/pic_not_remapped.py``, line for line.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from tests.docs_samples import ROOT, matches_shown, samples
+
+
+def _literal(comment: str) -> tuple[bool, Any]:
+    try:
+        return True, ast.literal_eval(comment)
+    except (ValueError, SyntaxError):
+        return False, None
+
+
+def test_the_layouts_sample_runs_and_its_comments_are_the_values() -> None:
+    (sample,) = samples("docs/layouts.md", "python")
+    namespace: dict[str, Any] = {}
+    checked = 0
+    for line in sample.lines():
+        code, _, comment = line.partition("  #")
+        if not code.strip():
+            continue
+        is_literal, expected = _literal(comment.strip())
+        try:
+            ast.parse(code.strip(), mode="eval")
+            is_expression = True
+        except SyntaxError:
+            is_expression = False
+        if is_literal and is_expression:
+            assert eval(code.strip(), namespace) == expected, f"{sample.name}: {line}"
+            checked += 1
+        else:
+            exec(code.strip(), namespace)
+    assert checked >= 1, "no commented value was checked"
+    assert namespace["d"].to_dict()["type_name"] == "32-bit TSS (available)"
+
+
+def test_the_diagnosis_rule_excerpt_is_the_real_decorator() -> None:
+    (sample,) = samples("docs/diagnosis.md", "python")
+    source = (ROOT / "lhvdbg" / "diagnose" / "rules" / "pic_not_remapped.py").read_text()
+    for line in sample.lines():
+        shown = line.split("...")[0]
+        if shown.strip():
+            assert shown in source, f"{sample.name}: {line!r} is not in pic_not_remapped.py"
+
+
+def test_a_comment_shows_a_printed_line_with_placeholders() -> None:
+    assert matches_shown(
+        "breakpoint 1 hit at kernel_main (0x...)", "breakpoint 1 hit at kernel_main (0x1032c0)"
+    )
+    assert matches_shown(
+        "True x: expected equals 0x20, ...", "True x: expected equals 0x20, actual 0x20"
+    )
+    assert not matches_shown("vector 8", "vector 9")
+    assert not matches_shown("at (0x...)", "at (kernel_main)")

@@ -14,8 +14,9 @@ import argparse
 import importlib
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 
 from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
 from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
@@ -59,42 +60,57 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 class WarmUp:
-    """Imports, on a daemon thread, the modules that follow a run, while the guest runs.
+    """Does, on a daemon thread, the work that follows a run while the guest runs.
 
     The session only waits on gdb then (in ``select``, without the GIL), so the
-    diagnosis's modules — about a third of the run's Python time — load on a core QEMU
-    leaves idle instead of before QEMU starts or after the guest stops; when gdb reports
-    a stop, the main thread gets the GIL back within Python's switch interval (5 ms). A
-    module the main thread needs meanwhile waits on its import lock (safe: lhvdbg's
-    imports have no cycle, ``tests/unit/test_import_graph.py``); one that fails here is
-    imported, and fails, on demand as before.
+    diagnosis's imports and the reference snapshot — about a third of the run's Python
+    time — happen on a core QEMU leaves idle instead of before QEMU starts or after the
+    guest stops; when gdb reports a stop, the main thread gets the GIL back within
+    Python's switch interval (5 ms). A module the main thread needs meanwhile waits on
+    its import lock (safe: lhvdbg's imports have no cycle,
+    ``tests/unit/test_import_graph.py``); a step that fails here is done again, and
+    fails, on demand as before.
     """
 
-    def __init__(self, modules: Iterable[str]) -> None:
-        self.modules = list(modules)
+    def __init__(self, steps: Iterable[Callable[[], object]]) -> None:
+        self.steps = list(steps)
         self._thread = threading.Thread(target=self._run, name="lhvdbg-warm-up", daemon=True)
 
     def _run(self) -> None:
-        for name in self.modules:
+        for step in self.steps:
             try:
-                importlib.import_module(name)
-            except Exception:  # the main thread's own import reports it
+                step()
+            except Exception:  # the main thread's own call reports it
                 return
 
     def start(self) -> WarmUp:
-        """Begin importing (returns at once)."""
+        """Begin (returns at once)."""
         self._thread.start()
         return self
 
 
-def _after_the_run(args: argparse.Namespace) -> list[str]:
-    """The modules the diagnosis and its output import, heaviest first."""
-    steps = ["lhvdbg.commands._diagnosis", "lhvdbg.state.references"]
+def _after_the_run(args: argparse.Namespace, arch: str) -> list[Callable[[], object]]:
+    """What the diagnosis and its output will need: their modules, heaviest first, and
+    the reference snapshot when it is a shipped one."""
+    modules = ["lhvdbg.commands._diagnosis", "lhvdbg.state.references"]
     if not args.json:
-        steps.append("lhvdbg.ui.report")
+        modules.append("lhvdbg.ui.report")
     if args.html is not None:
-        steps.append("lhvdbg.ui.html")
+        modules.append("lhvdbg.ui.html")
+    steps: list[Callable[[], object]] = [partial(importlib.import_module, m) for m in modules]
+    steps.append(partial(_load_shipped_reference, args.reference, arch))
     return steps
+
+
+def _load_shipped_reference(name: str | None, arch: str) -> None:
+    """Read the reference the diagnosis will weigh differences against (cached by
+    :mod:`lhvdbg.state.references`), unless it is a file of the user's."""
+    from lhvdbg.commands._diagnosis import default_reference
+    from lhvdbg.state.references import REFERENCE_NAMES, load_reference
+
+    chosen = name if name is not None else default_reference(arch)
+    if chosen in REFERENCE_NAMES:
+        load_reference(chosen)
 
 
 def _print(ctx: Context, report: object, as_json: bool) -> None:
@@ -130,7 +146,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     watch = RunWatch(sys.stderr if ctx.stdout is sys.stdout else None)
     entered: bool | None = False
     with watch, Session(config) as session:
-        WarmUp(_after_the_run(args)).start()
+        WarmUp(_after_the_run(args, session.arch)).start()
         try:
             watch.phase = "booting (firmware and loader)"
             boot = run_to_entry(session, timeout=args.boot_timeout, poll=watch.poll)

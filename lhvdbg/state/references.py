@@ -9,6 +9,7 @@ from a live QEMU with ``lhvdbg snapshot`` and checked in as
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -42,16 +43,7 @@ def load_reference(name_or_path: str) -> Snapshot:
     SnapshotError.
     """
     if name_or_path in REFERENCE_NAMES:
-        resource = resources.files("lhvdbg.state").joinpath("references", f"{name_or_path}.json")
-        try:
-            text = resource.read_bytes()
-        except OSError:
-            raise SnapshotError(
-                f"reference {name_or_path} is not available: "
-                f"lhvdbg/state/references/{name_or_path}.json is missing "
-                f"({_HOW_TO_MAKE[name_or_path]})"
-            ) from None
-        return loads_snapshot(text, f"reference {name_or_path}")
+        return _shipped(name_or_path)
     path = Path(name_or_path)
     if not path.exists() and path.suffix != ".json" and "/" not in name_or_path:
         raise SnapshotError(
@@ -59,3 +51,23 @@ def load_reference(name_or_path: str) -> Snapshot:
             f"({', '.join(REFERENCE_NAMES)})"
         )
     return load_snapshot(path)
+
+
+def _shipped(name: str) -> Snapshot:
+    """A shipped reference (SnapshotError naming how to make it when it is missing)."""
+    resource = resources.files("lhvdbg.state").joinpath("references", f"{name}.json")
+    try:
+        text = resource.read_bytes()
+    except OSError:
+        raise SnapshotError(
+            f"reference {name} is not available: lhvdbg/state/references/{name}.json is "
+            f"missing ({_HOW_TO_MAKE[name]})"
+        ) from None
+    return _parsed(text, f"reference {name}")
+
+
+@functools.lru_cache(maxsize=2 * len(REFERENCE_NAMES))
+def _parsed(text: bytes, what: str) -> Snapshot:
+    """A reference's text parsed and checked once per process and content (a Snapshot is
+    immutable; this takes 10-20 ms, which break-on-df spends while the guest runs)."""
+    return loads_snapshot(text, what)

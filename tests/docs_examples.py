@@ -27,6 +27,7 @@ Run as ``python -m tests.docs_examples [--check] [PAGE ...]`` (``make docs``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import re
@@ -82,7 +83,9 @@ class Options:
     (``tests/fixtures/kernels``) are built as ``reset-kbc.elf``, ``reset-cf9.elf``,
     ``triple-fault.elf``, ``no-idt.elf``, ``timer.elf``; ``env=NAME=VALUE`` (repeatable);
     ``shell=ARGS`` a shell transcript; ``vary=RE`` text that differs run to run in this
-    block (compared as ``<vary>``); ``offline`` the block starts no QEMU.
+    block (compared as ``<vary>``); ``tries=N`` the output takes one of a few forms run to
+    run (where a timer interrupt lands): run up to N times, a match with any run is enough;
+    ``offline`` the block starts no QEMU.
     Excerpt options apply to each command's output on its own.
     """
 
@@ -101,9 +104,10 @@ class Options:
     shell: str | None = None
     vary: tuple[str, ...] = ()
     offline: bool = False
+    tries: int = 1
 
 
-_INT_OPTIONS = {"head", "cut", "exit"}
+_INT_OPTIONS = {"head", "cut", "exit", "tries"}
 _TEXT_OPTIONS = {"lines": "lines", "from": "start", "to": "stop", "grep": "grep",
                  "needs": "needs", "cwd": "cwd", "shell": "shell"}  # fmt: skip
 
@@ -231,6 +235,7 @@ def parse_page(page: Path, text: str | None = None) -> list[Block]:
 _VARYING = (
     (re.compile(r"\b\d+\.\d+ ?(?:s|ms)\b"), "<time>"),  # elapsed times: 1.2 s, 306.5 ms
     (re.compile(r"\bpid \d+\b"), "pid <n>"),
+    (re.compile(r"\blog line \d+"), "log line <n>"),  # how many lines QEMU logged before
     (re.compile(r"(?:/var)?/tmp/[^\s'\"),:]+"), "<tmp>"),  # private temporary directories
 )
 
@@ -239,8 +244,9 @@ def normalise(text: str, vary: Sequence[str] = ()) -> str:
     """The one normalisation before comparing: only what varies from run to run.
 
     Elapsed times with a fraction (``1.2 s``, ``306.5 ms``), process ids (``pid 123``),
-    temporary paths (``/tmp/...``) and a block's own ``vary=`` patterns become
-    placeholders. Both the page's text and a fresh run go through it; the page keeps the
+    line numbers in QEMU's ``-d int`` log (``log line 219``: the boot's timer interrupts
+    before it vary), temporary paths (``/tmp/...``) and a block's own ``vary=`` patterns
+    become placeholders. Both the page's text and a fresh run go through it; the page keeps the
     real values.
     """
     for pattern in vary:
@@ -487,6 +493,31 @@ def why_not_compared(block: Block, page_qemu: str | None, running_qemu: str | No
     return ""
 
 
+def fresh_run(runner: Runner, block: Block) -> tuple[list[str], bool]:
+    """Run the block (up to ``tries=`` times until it matches the page): the last output,
+    and whether it matches the page."""
+    fresh: list[str] = []
+    for _attempt in range(max(1, block.options.tries)):
+        fresh = runner.generate(block)
+        if not differs(block, fresh):
+            return fresh, True
+    return fresh, False
+
+
+def difference(block: Block, fresh: list[str]) -> str:
+    """The page's block against a fresh run, normalised, as a unified diff."""
+    vary = block.options.vary
+    return "\n".join(
+        difflib.unified_diff(
+            normalise("\n".join(block.body), vary).split("\n"),
+            normalise("\n".join(fresh), vary).split("\n"),
+            "page",
+            "now",
+            lineterm="",
+        )
+    )
+
+
 def differs(block: Block, fresh: list[str]) -> bool:
     """Whether the page's block and a fresh run differ after normalisation."""
     vary = block.options.vary
@@ -518,12 +549,15 @@ def update_page(page: Path, runner: Runner, version: str, *, check: bool) -> lis
             messages.append(f"{block.name}: kept as it is (needs KVM; /dev/kvm not usable)")
             continue
         try:
-            fresh = runner.generate(block)
+            fresh, same = fresh_run(runner, block)
         except DocsError as exc:
             messages.append(f"error: {exc}")
             continue
-        if differs(block, fresh):
-            messages.append(f"{block.name}: {'differs' if check else 'regenerated'}")
+        if not same:
+            if check:
+                messages.append(f"{block.name}: differs\n{difference(block, fresh)}")
+            else:
+                messages.append(f"{block.name}: regenerated")
             lines[block.begin : block.end] = fresh
     messages.reverse()
     if not check:

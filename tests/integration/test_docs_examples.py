@@ -17,7 +17,8 @@ import pytest
 from tests.docs_examples import (
     Block,
     Runner,
-    differs,
+    difference,
+    fresh_run,
     page_version,
     pages,
     parse_page,
@@ -58,8 +59,8 @@ def test_the_example_is_what_the_program_prints(
     reason = why_not_compared(block, page_version(block.page.read_text()), running_qemu)
     if reason:
         pytest.skip(reason)
-    fresh = runner.generate(block)
-    assert not differs(block, fresh), (
+    fresh, same = fresh_run(runner, block)
+    assert same, (
         f"{block.name}: the page differs from what the program prints now "
-        "(make docs regenerates it; check the prose around it). Now:\n" + "\n".join(fresh)
+        "(make docs regenerates it; check the prose around it):\n" + difference(block, fresh)
     )

@@ -12,6 +12,7 @@ from tests.docs_examples import (
     DocsError,
     Options,
     Runner,
+    difference,
     differs,
     excerpt,
     normalise,
@@ -49,8 +50,9 @@ lhvdbg> p $rsp
 def test_options_are_parsed_with_shell_quoting() -> None:
     options = parse_options(
         "head=2 exit=1 env=COLUMNS=80 env=A=b=c grep='^verdict|^note' cwd=kernels "
-        "first=chain:2 keys=outcome,chain.vector offline"
+        "first=chain:2 keys=outcome,chain.vector offline tries=5"
     )
+    assert options.tries == 5
     assert options.head == 2 and options.exit == 1
     assert options.env == (("COLUMNS", "80"), ("A", "b=c"))
     assert options.grep == "^verdict|^note"
@@ -168,7 +170,8 @@ def test_normalise_replaces_only_what_varies_run_to_run() -> None:
         "median    306.5 ms  outcome\n"
         "no vector 8 within 10 s of the kernel's entry\n"
         "QEMU 7.2.22 (pid 4711) socket /tmp/lhvdbg-x1y2/qmp.sock: gone\n"
-        "the CPU was at 0xfffebaa7"
+        "the CPU was at 0xfffebaa7\n"
+        "- -d int log line 219: 'Servicing hardware INT=0x08'"
     )
     assert normalise(text, vary=[r"at 0x[0-9a-f]+"]).split("\n") == [
         "note: interrupted (Ctrl-C) after <time>, kernel entered",
@@ -176,6 +179,7 @@ def test_normalise_replaces_only_what_varies_run_to_run() -> None:
         "no vector 8 within 10 s of the kernel's entry",
         "QEMU 7.2.22 (pid <n>) socket <tmp>: gone",
         "the CPU was <vary>",
+        "- -d int log line <n>: 'Servicing hardware INT=0x08'",
     ]
 
 
@@ -203,6 +207,12 @@ def test_a_block_differs_only_beyond_normalisation(tmp_path: Path) -> None:
     )
     assert not differs(block, ["$ lhvdbg x", "after 2.5 s"])
     assert differs(block, ["$ lhvdbg x", "after 2.5 s, then more"])
+    assert difference(block, ["$ lhvdbg x", "after 2.5 s, then more"]).split("\n")[2:] == [
+        "@@ -1,2 +1,2 @@",
+        " $ lhvdbg x",
+        "-after <time>",
+        "+after <time>, then more",
+    ]
 
 
 def test_a_real_offline_command_is_generated_with_its_exit_status(tmp_path: Path) -> None:

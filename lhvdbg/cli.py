@@ -175,6 +175,8 @@ def _main(argv: list[str]) -> int:
             from lhvdbg.commands.registry import load_command
 
             loaded = [load_command(name, COMMANDS)]
+            # only this command's sub-parser: argparse builds the others' for nothing
+            entries = [e for e in entries if loaded[0].name in (e.name, *e.aliases)]
         elif name is not None:  # not in the index (stale): ask every module
             from lhvdbg.commands.registry import index_entries, load_all
 

@@ -224,14 +224,18 @@ def _page_walk_memory(
     physical: dict[int, bytes] = {}
     linear: dict[int, bytes] = {}
 
+    # the machine is stopped: an entry read once (each event's walk reads the same
+    # paging entries again) is answered from what was read, not by another round trip
     def read_physical(address: int, size: int) -> bytes:
-        data = _xp(session, address, size)
-        physical[address] = data
+        data = physical.get(address)
+        if data is None or len(data) != size:
+            data = physical[address] = _xp(session, address, size)
         return data
 
     def read_linear(address: int, size: int) -> bytes:
-        data = session.read_memory(address, size)
-        linear[address] = data
+        data = linear.get(address)
+        if data is None or len(data) != size:
+            data = linear[address] = session.read_memory(address, size)
         return data
 
     recent = [e for e in events if isinstance(e, InterruptEvent)][-EVENTS_EXAMINED:]

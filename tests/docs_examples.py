@@ -77,7 +77,8 @@ class Options:
     ``to=RE`` from the first line matching RE / up to and including the next one matching;
     ``grep=RE`` only lines matching; ``cut=N`` lines longer than N columns cut with ``…``;
     ``keys=a,b.c`` (JSON output) only those keys, ``b.c`` is key ``c`` of ``b`` (of each
-    item when ``b`` is a list), ``first=b:N`` only the first N items of list ``b``;
+    item when ``b`` is a list), ``first=b:N`` only the first N items of list ``b``,
+    ``item=KEY:VALUE`` only the first item of a JSON list whose KEY is VALUE;
     ``exit=N`` the expected exit status (default 0); ``needs=kvm`` only where /dev/kvm is
     usable; ``cwd=kernels`` run in the directory where the fixture kernels
     (``tests/fixtures/kernels``) are built as ``reset-kbc.elf``, ``reset-cf9.elf``,
@@ -105,11 +106,12 @@ class Options:
     vary: tuple[str, ...] = ()
     offline: bool = False
     tries: int = 1
+    item: str | None = None
 
 
 _INT_OPTIONS = {"head", "cut", "exit", "tries"}
 _TEXT_OPTIONS = {"lines": "lines", "from": "start", "to": "stop", "grep": "grep",
-                 "needs": "needs", "cwd": "cwd", "shell": "shell"}  # fmt: skip
+                 "needs": "needs", "cwd": "cwd", "shell": "shell", "item": "item"}  # fmt: skip
 
 
 def parse_options(text: str) -> Options:
@@ -283,8 +285,15 @@ def _line_numbers(spec: str, count: int) -> set[int]:
 
 
 def select_json(text: str, options: Options) -> str:
-    """Keep only ``keys=`` (and the first N items of ``first=`` lists) of JSON output."""
+    """Keep only the ``item=`` of a JSON list, its ``keys=``, the first N items of
+    ``first=`` lists."""
     data = json.loads(text)
+    if options.item is not None:
+        key, _, value = options.item.partition(":")
+        found = [x for x in data if isinstance(x, dict) and str(x.get(key)) == value]
+        if not found:
+            raise DocsError(f"no JSON item has {key} = {value!r}")
+        data = found[0]
     if options.keys:
         tree: dict[str, Any] = {}
         for path in options.keys:
@@ -423,7 +432,7 @@ class Runner:
             lines, status = self.run(["bash", "-c", command], options)
             if status != options.exit:
                 raise DocsError(_unexpected(block, command, status, lines))
-            if options.keys or options.first:
+            if options.keys or options.first or options.item:
                 lines = select_json("\n".join(lines), options).split("\n")
             body += [*f"$ {command}".split("\n"), *excerpt(lines, options)]
             if status:
@@ -544,7 +553,8 @@ def update_page(page: Path, runner: Runner, version: str, *, check: bool) -> lis
         return []
     lines = text.split("\n")
     messages: list[str] = []
-    for block in reversed(blocks):
+    replacements: list[tuple[Block, list[str]]] = []
+    for block in blocks:
         if block.options.needs == "kvm" and not kvm_usable():
             messages.append(f"{block.name}: kept as it is (needs KVM; /dev/kvm not usable)")
             continue
@@ -558,8 +568,9 @@ def update_page(page: Path, runner: Runner, version: str, *, check: bool) -> lis
                 messages.append(f"{block.name}: differs\n{difference(block, fresh)}")
             else:
                 messages.append(f"{block.name}: regenerated")
-            lines[block.begin : block.end] = fresh
-    messages.reverse()
+            replacements.append((block, fresh))
+    for block, fresh in reversed(replacements):
+        lines[block.begin : block.end] = fresh
     if not check:
         lines = _with_provenance(lines, version)
         new = "\n".join(lines)

@@ -164,6 +164,13 @@ def test_json_is_cut_down_to_the_keys_asked_for() -> None:
     ]
 
 
+def test_one_item_of_a_json_list_is_picked_by_a_key() -> None:
+    text = '[{"seq": 1, "name": "ICW1"}, {"seq": 2, "name": "ICW2"}, {"seq": 3, "name": "ICW2"}]'
+    assert select_json(text, Options(item="name:ICW2", keys=("seq",))) == '{\n  "seq": 2\n}'
+    with pytest.raises(DocsError, match="no JSON item has name = 'ICW9'"):
+        select_json(text, Options(item="name:ICW9"))
+
+
 def test_normalise_replaces_only_what_varies_run_to_run() -> None:
     text = (
         "note: interrupted (Ctrl-C) after 1.0 s, kernel entered\n"

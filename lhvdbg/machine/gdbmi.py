@@ -33,6 +33,7 @@ from lhvdbg.machine.process import exit_status, is_running, kill_process_group, 
 log = logging.getLogger(__name__)
 
 RESULT_MESSAGES = frozenset({"done", "running", "connected", "error", "exit"})
+INTERRUPT_RESEND = 0.25  # seconds without a stop before -exec-interrupt is sent again
 
 
 @dataclass(frozen=True)
@@ -331,7 +332,13 @@ class GdbMi:
     ) -> MiRecord | None:
         """Interrupt the running target and return its ``*stopped``; None when the
         target went away (``target_alive()`` false) first; TargetTimeout after
-        ``timeout`` seconds without a stop."""
+        ``timeout`` seconds without a stop.
+
+        The interrupt is sent again every ``INTERRUPT_RESEND`` seconds while gdb still
+        has the target running: QEMU's gdbstub drops a Ctrl-C that arrives while the VM
+        is stopped for an event gdb then resumes from by itself (a watchpoint hit that
+        left the value unchanged; QEMU 7.2's TCG reports one for every write to the
+        watched page), so one request can be lost and gdb runs on."""
         try:
             self.interrupt()
         except GdbError:
@@ -339,12 +346,18 @@ class GdbMi:
                 return None
             raise
         deadline = time.monotonic() + timeout
+        resend = time.monotonic() + INTERRUPT_RESEND
         while time.monotonic() < deadline:
             record = self.wait_stopped(0.05)
             if record is not None:
                 return record
             if not target_alive():
                 return None
+            if self.running and time.monotonic() >= resend:
+                log.debug("no stop after -exec-interrupt: sending it again")
+                with contextlib.suppress(GdbError):  # the stop may have come meanwhile
+                    self.interrupt()
+                resend = time.monotonic() + INTERRUPT_RESEND
         raise TargetTimeout(
             "gdb did not stop the guest after -exec-interrupt", command="-exec-interrupt"
         )

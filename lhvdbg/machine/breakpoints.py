@@ -89,6 +89,12 @@ class BreakpointTable:
         """Whether any watchpoint is set."""
         return any(b.kind == "watchpoint" for b in self._by_number.values())
 
+    def has_breakpoint_at(self, address: int | None) -> bool:
+        """Whether a breakpoint (not a watchpoint) is set at ``address``."""
+        return any(
+            b.kind == "breakpoint" and b.address == address for b in self._by_number.values()
+        )
+
     def note_hit(self, number: int, deleted: bool) -> None:
         """Count a hit of ``number``; a temporary breakpoint gdb deleted goes away."""
         bp = self._by_number.get(number)

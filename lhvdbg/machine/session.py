@@ -303,12 +303,16 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
         gdb.drain_stopped()
         started = time.monotonic()
         deadline = started + timeout
-        # gdb steps over the breakpoint it stopped at; with a hardware watchpoint in the
-        # page that instruction writes, QEMU's TCG reports that step as a bare SIGTRAP
+        # gdb steps over a breakpoint at the PC first (whatever stopped the guest there:
+        # a hit, an interrupt, a step); with a hardware watchpoint in the page that
+        # instruction writes, QEMU 7.2's TCG reports that step as a bare SIGTRAP
         last = self.last_stop
         stepping_over = (
             last is not None
-            and last.reason in ("breakpoint", "vector")
+            and (
+                last.reason in ("breakpoint", "vector")
+                or self._breakpoints.has_breakpoint_at(last.address)
+            )
             and self._breakpoints.has_watchpoint()
         )
         self.set_runstate(S.RUNNING)

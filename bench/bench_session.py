@@ -6,15 +6,19 @@ Then two machines run side by side on the amd64 ``good`` firmware, both stopped 
 first timer tick, and each operation is timed on both in alternating rounds (so both see
 the same load on a shared machine; the ratio is the median of the per-round ratios):
 
-* lhvdbg: ``capture()``, one 4 KiB and one 16-byte memory read, one ``info registers``
-  over QMP, and single steps (``Session.stepi()``, one call per step);
+* lhvdbg: ``capture()`` right after a single step (the guest ran: everything is read
+  again) and ``capture()`` once more with nothing run since (served from what the
+  session knows cannot have changed), one 4 KiB and one 16-byte memory read, one
+  ``info registers`` over QMP, and single steps (``Session.stepi()``, one call per step);
 * baseline, a second QEMU started the same way: gdb/MI driven over raw pipes — each
   command written with a token and its reply read straight from the pipe (no pygdbmi,
   no read timeouts); ``-exec-step-instruction`` waits for its ``*stopped`` record. The
-  baseline capture issues the same reads one after another (QMP for the HMP texts).
+  baseline capture issues the same reads one after another (QMP for the HMP texts); it
+  steps before each timed capture too (untimed) when lhvdbg does.
 
-The goals (issue 10 §5) are printed with the figures: ``capture()`` ≤ 5 ms median and
-``stepi`` ≥ 0.8× the raw gdb/MI step rate. Usage:
+The goals (issue 10 §5) are printed with the figures: ``capture()`` ≤ 5 ms median (the
+figure that counts is the one after a step) and ``stepi`` ≥ 0.8× the raw gdb/MI step
+rate. Usage:
 ``.venv/bin/python bench/bench_session.py [--repeat N] [--starts N] [--steps N]
 [--rounds N]``.
 Never asserts on timing.
@@ -161,21 +165,29 @@ def raw_machine(config: LaunchConfig) -> Iterator[dict[str, Callable[[], object]
 
 
 def interleaved(
-    ours: Callable[[], object], theirs: Callable[[], object], rounds: int, per_round: int
+    ours: Callable[[], object],
+    theirs: Callable[[], object],
+    rounds: int,
+    per_round: int,
+    before: tuple[Callable[[], object], Callable[[], object]] | None = None,
 ) -> tuple[float, float, float]:
     """Median ms per call of each, and the median of the per-round ratios theirs/ours
     (above 1: lhvdbg is faster), measured in alternating rounds so both see the same
-    load."""
+    load. ``before``: (ours, theirs) run untimed before each timed call."""
     ours()
     theirs()
     a: list[float] = []
     b: list[float] = []
+    prepare = before or (lambda: None, lambda: None)
     for _ in range(rounds):
-        for fn, out in ((ours, a), (theirs, b)):
-            t0 = time.perf_counter()
+        for fn, first, out in ((ours, prepare[0], a), (theirs, prepare[1], b)):
+            spent = 0.0
             for _ in range(per_round):
+                first()
+                t0 = time.perf_counter()
                 fn()
-            out.append((time.perf_counter() - t0) * 1e3 / per_round)
+                spent += time.perf_counter() - t0
+            out.append(spent * 1e3 / per_round)
     ratio = statistics.median(y / x for x, y in zip(a, b, strict=True))
     return statistics.median(a), statistics.median(b), ratio
 
@@ -202,12 +214,18 @@ def main() -> int:
     up = statistics.median(starts[1:])
     rounds, per = args.rounds, max(1, args.repeat // args.rounds)
     rows: dict[str, tuple[float, float, float]] = {}
+    load_before = os.getloadavg()[0]
     with Session(config) as s, raw_machine(config) as raw:
         event = s.run_to_timer(count=1, timeout=10)
         assert event.reason == "vector", event.detail
         cpu = s.target.cpu()
+        # the guest ran (one step) before each timed capture: nothing can be reused
+        steps = (s.stepi, raw["stepi"])
+        rows["capture() after a step"] = interleaved(
+            s.capture, raw["capture()"], rounds, per, steps
+        )
         ours: dict[str, Callable[[], object]] = {
-            "capture()": s.capture,
+            "capture()": s.capture,  # again, nothing ran since
             "read 4 KiB": lambda: s.read_memory(cpu.idtr.base, 4096),
             "read 16 B": lambda: s.read_memory(cpu.idtr.base, 16),
             "QMP info registers": lambda: s.hmp("info registers"),
@@ -218,21 +236,29 @@ def main() -> int:
         # stepping moves the guests on, so it comes last
         rows["stepi"] = interleaved(s.stepi, raw["stepi"], rounds, max(1, args.steps // rounds))
     load = os.getloadavg()[0]
-    print(f"QEMU {version}, accel {accel}, firmware amd64 lhv-good.elf, load average {load:.1f}")
+    print(
+        f"QEMU {version}, accel {accel}, firmware amd64 lhv-good.elf, "
+        f"load average {load_before:.1f} before, {load:.1f} after"
+    )
     print(
         f"session start (QEMU -S + gdb connected + QMP): {up:.1f} ms "
         f"(median of {args.starts}; first, with imports: {starts[0]:.1f} ms)"
     )
     print(f"{rounds} alternating rounds; medians; ratio = median of the per-round ratios")
-    print(f"{'operation':<22}{'lhvdbg ms':>12}{'raw gdb/MI ms':>16}{'raw/lhvdbg':>12}")
+    print(f"{'operation':<24}{'lhvdbg ms':>10}{'raw gdb/MI ms':>16}{'raw/lhvdbg':>12}")
     for name, (mine, base, ratio) in rows.items():
-        print(f"{name:<22}{mine:>12.2f}{base:>16.2f}{ratio:>11.2f}x")
+        label = "capture() again" if name == "capture()" else name
+        print(f"{label:<24}{mine:>10.2f}{base:>16.2f}{ratio:>11.2f}x")
     print(f"stepi: {1e3 / rows['stepi'][0]:.0f} steps/s (raw gdb/MI {1e3 / rows['stepi'][1]:.0f})")
     print(f"capture holds {regions} memory regions + registers, PIC, LAPIC")
-    cap, step_ratio = rows["capture()"][0], rows["stepi"][2]
+    cap, again = rows["capture() after a step"][0], rows["capture()"][0]
+    step_ratio = rows["stepi"][2]
     cap_ok = "met" if cap <= CAPTURE_GOAL_MS else "NOT met"
     step_ok = "met" if step_ratio >= STEP_GOAL_RATIO else "NOT met"
-    print(f"goal capture() <= {CAPTURE_GOAL_MS:g} ms: {cap:.2f} ms, {cap_ok}")
+    print(
+        f"goal capture() <= {CAPTURE_GOAL_MS:g} ms: {cap:.2f} ms after a step, {cap_ok} "
+        f"(again at the same stop: {again:.2f} ms, nothing read)"
+    )
     print(f"goal stepi >= {STEP_GOAL_RATIO:g}x raw gdb/MI rate: {step_ratio:.2f}x, {step_ok}")
     return 0
 

@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 RESULT_MESSAGES = frozenset({"done", "running", "connected", "error", "exit"})
 INTERRUPT_RESEND = 0.25  # seconds without a stop before -exec-interrupt is sent again
+#: Commands that only read: every other command may change the machine (run it, write
+#: memory or registers, set breakpoints...) and counts in :attr:`GdbMi.changes`.
+READ_ONLY_COMMANDS = frozenset(
+    {"-data-read-memory-bytes", "-data-list-register-values", "-data-list-register-names"}
+)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,7 @@ class GdbMi:
         self._next_token = 1
         self.timeout = timeout
         self.transcript: deque[str] = deque(maxlen=200)  # recent lines, for errors
+        self.changes = 0  # commands sent that may have changed the machine (not reads)
         self._closed = False
 
     @property
@@ -253,6 +259,7 @@ class GdbMi:
         if self._closed:
             raise GdbError("gdb session is closed", command=commands[0] if commands else "")
         tokens = tuple(self._token() for _ in commands)
+        self.changes += sum(c.partition(" ")[0] not in READ_ONLY_COMMANDS for c in commands)
         self._send([f"{t}{c}" for t, c in zip(tokens, commands, strict=True)])
         return PendingBatch(tuple(commands), tokens)
 

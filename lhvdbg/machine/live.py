@@ -2,10 +2,16 @@
 
 ``cpu()`` comes from QMP ``info registers`` (hidden segment parts included), memory from
 gdb, PIC/LAPIC from QMP, symbols from the kernel ELF. ``capture()`` gathers a whole
-``Snapshot`` in two round trips: ``info registers`` over QMP; then every table/stack/code
-read pipelined through gdb (with the pages the TSS stack pointers named at the last
-capture) while QEMU answers ``info pic`` and ``info lapic``. A third reads the stack pages
-only when the TSS now names others (the first capture, a new TSS).
+``Snapshot`` in one round trip when the tables have not moved since the last capture:
+the three HMP texts go to QMP and, at the same moment, every table/stack/code read goes
+to gdb — the tables at the addresses the last capture found, the stack and code windows
+as ``$sp``/``$pc`` expressions gdb evaluates — and each read is used only when it was
+made at the address the new registers give (else it is read again). A second round trip
+reads what moved, a third the stack pages a new TSS names.
+
+Nothing is read twice while the machine cannot have changed: the texts and the capture
+are kept for the session's :meth:`machine_version` (the guest did not run, no command but
+reads was sent), so a second ``capture()`` or ``cpu()`` at the same stop costs no I/O.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from lhvdbg.errors import ParseError
+from lhvdbg.machine.memory import Run, finish_reads, read_readable, send_reads, uncovered_ranges
 from lhvdbg.state.snapshot import MemoryRegion, Provenance, Snapshot
 from lhvdbg.x86.cpustate import Arch, CpuState, LapicState, PicState
 
@@ -45,10 +53,27 @@ SYMBOLS_OF_INTEREST = (
     "boot_stack",
     "_start",
 )
+#: The HMP texts a capture keeps (``Snapshot.hmp``).
+HMP_TEXTS = ("info registers", "info pic", "info lapic")
+
+#: A planned read: (label, linear address, size).
+Planned = tuple[str, int, int]
 
 
 def _aligned_page(address: int) -> int:
     return address & ~(PAGE - 1)
+
+
+@dataclass(frozen=True)
+class _Machine:
+    """What a capture read from the machine (everything but the provenance)."""
+
+    cpu: CpuState
+    pic: PicState | None
+    lapic: LapicState | None
+    hmp: dict[str, str]
+    regions: tuple[MemoryRegion, ...]
+    missing: tuple[str, ...]
 
 
 class LiveTarget:
@@ -58,7 +83,12 @@ class LiveTarget:
     def __init__(self, session: ReadPort) -> None:
         self.session = session
         # (mode, TR base) -> the RSP0/IST pages its TSS named at the last capture
-        self._stack_guess: dict[tuple[str, int], list[tuple[str, int, int]]] = {}
+        self._stack_guess: dict[tuple[str, int], list[Planned]] = {}
+        self._version: object = None  # the machine version the two caches below are of
+        self._texts: dict[str, str] = {}
+        self._machine: _Machine | None = None
+        self._last_cpu: CpuState | None = None  # where the last capture found the tables
+        self._pages_of: tuple[str, bytes, tuple[Planned, ...]] | None = None  # mode, TSS
 
     @property
     def arch(self) -> Arch:
@@ -68,11 +98,25 @@ class LiveTarget:
     def live(self) -> bool:
         return True
 
+    def _current(self) -> None:
+        """Forget what was read when the machine may have changed since (guarded: a
+        closed or exited session raises StateError here)."""
+        version = self.session.machine_version()
+        if version != self._version:
+            self._version, self._texts, self._machine = version, {}, None
+
+    def _hmp(self, command: str) -> str:
+        self._current()
+        text = self._texts.get(command)
+        if text is None:
+            text = self._texts[command] = self.session.hmp(command)
+        return text
+
     def cpu(self) -> CpuState:
         """Registers from ``info registers`` (parsed by ``lhvdbg.x86.hmp``)."""
         from lhvdbg.x86.hmp import parse_info_registers
 
-        return parse_info_registers(self.session.hmp("info registers"))
+        return parse_info_registers(self._hmp("info registers"))
 
     def read_memory(self, address: int, size: int) -> bytes:
         """Guest linear memory through gdb."""
@@ -82,19 +126,13 @@ class LiveTarget:
         """``info pic`` parsed; None if QEMU reports no PIC."""
         from lhvdbg.x86.hmp import parse_info_pic
 
-        try:
-            return parse_info_pic(self.session.hmp("info pic"))
-        except ParseError:
-            return None
+        return _try(parse_info_pic, self._hmp("info pic"))
 
     def lapic(self) -> LapicState | None:
         """``info lapic`` parsed; None if the LAPIC state is not available."""
         from lhvdbg.x86.hmp import parse_info_lapic
 
-        try:
-            return parse_info_lapic(self.session.hmp("info lapic"))
-        except ParseError:
-            return None
+        return _try(parse_info_lapic, self._hmp("info lapic"))
 
     def symbols(self) -> Mapping[str, int]:
         """Symbols of the kernel ELF (empty for a stripped kernel or a CD-ROM)."""
@@ -109,42 +147,20 @@ class LiveTarget:
 
     def capture(self, *, note: str = "", stop_reason: str | None = None) -> Snapshot:
         """Registers, GDT, IDT, TSS, stack, code, RSP0/IST pages, PIC, LAPIC, symbols,
-        provenance — in two round trips (QMP, then gdb), three when the TSS's stack pages
-        moved since the last capture. A region that is partly unreadable (e.g. a
-        stack window running into an unmapped guard page) keeps its readable part; the
-        unreadable ranges are named in ``provenance.note`` as ``not captured
-        (unreadable): stack 0x10aec0-0x10b000, ...``."""
-        from lhvdbg.x86.hmp import parse_info_lapic, parse_info_pic, parse_info_registers
-
-        s = self.session
+        provenance — in one round trip (QMP and gdb at once) when the tables are where
+        the last capture found them, none when the machine cannot have changed since. A
+        region that is partly unreadable (e.g. a stack window running into an unmapped
+        guard page) keeps its readable part; the unreadable ranges are named in
+        ``provenance.note`` as ``not captured (unreadable): stack 0x10aec0-0x10b000``."""
         t0 = time.perf_counter()
-        registers = s.hmp("info registers")  # guarded: a closed/exited session raises
-        cpu = parse_info_registers(registers)
-        regions: list[MemoryRegion] = []
-        missing: list[str] = []
-        first = self._first_regions(cpu)
-        # the pages the TSS named last time are read with the tables (they rarely move)
-        key = (cpu.mode, cpu.tr.base)
-        guess = [g for g in self._stack_guess.get(key, []) if g not in first]
-        # QEMU answers the PIC/LAPIC texts while gdb reads the tables
-        pending = s.qmp.send_hmp(["info pic", "info lapic"])
-        runs = self._read_runs(first + guess)
-        self._add(first, runs[: len(first)], regions, missing)
-        pic_text, lapic_text = (str(t) for t in s.qmp.collect(pending))
-        hmp = {"info registers": registers, "info pic": pic_text, "info lapic": lapic_text}
-        pic = _try(parse_info_pic, pic_text)
-        lapic = _try(parse_info_lapic, lapic_text)
-        tss = next((r for r in regions if r.label == "tss" and r.address == cpu.tr.base), None)
-        pages = self._stack_pages(cpu, tss.data if tss else b"")
-        self._stack_guess[key] = pages
-        known = dict(zip(guess, runs[len(first) :], strict=True))
-        unread = [p for p in pages if p not in known]
-        known.update(zip(unread, self._read_runs(unread), strict=True))  # when they moved
-        self._add(pages, [known[p] for p in pages], regions, missing)
-
+        self._current()  # guarded: a closed/exited session raises
+        if self._machine is None:
+            self._machine = self._read_machine()
+        m = self._machine
+        s = self.session
         notes = [note] if note else []
-        if missing:
-            notes.append("not captured (unreadable): " + ", ".join(missing))
+        if m.missing:
+            notes.append("not captured (unreadable): " + ", ".join(m.missing))
         if s.notes:
             notes.extend(s.notes)
         info = s.kernel_info
@@ -161,41 +177,82 @@ class LiveTarget:
         )
         snap = Snapshot(
             arch=self.arch,
-            cpu=cpu,
-            memory=tuple(regions),
+            cpu=m.cpu,
+            memory=m.regions,
             provenance=provenance,
-            pic=pic,
-            lapic=lapic,
-            symbols=self._symbols_of_interest(cpu, regions),
-            hmp=hmp,
+            pic=m.pic,
+            lapic=m.lapic,
+            symbols=self._symbols_of_interest(m.cpu),
+            hmp=dict(m.hmp),
         )
         log.debug("capture: %.2f ms", (time.perf_counter() - t0) * 1e3)
         return snap
 
-    def _read_runs(self, plan: list[tuple[str, int, int]]) -> list[list[tuple[int, bytes]]]:
-        """The readable runs of each planned region (one gdb round trip when all of it is
-        readable; none for an empty plan)."""
-        if not plan:
-            return []
-        return self.session.read_memory_readable([(a, n) for _, a, n in plan])
+    def _read_machine(self) -> _Machine:
+        """The texts and memory of a capture: QMP's texts and gdb's reads sent together
+        (reads at the last capture's places), then what the registers say moved."""
+        from lhvdbg.x86.hmp import parse_info_lapic, parse_info_pic, parse_info_registers
 
-    @staticmethod
-    def _add(
-        plan: list[tuple[str, int, int]],
-        runs: list[list[tuple[int, bytes]]],
-        regions: list[MemoryRegion],
-        missing: list[str],
-    ) -> None:
-        """Append the readable parts of ``plan`` to ``regions`` (a region with a hole
-        becomes several, same label) and ``label start-end`` of each unreadable range to
-        ``missing``."""
-        from lhvdbg.machine.memory import uncovered_ranges
-
-        for (label, addr, size), got in zip(plan, runs, strict=True):
+        s = self.session
+        texts = self._texts
+        guessed = self._guessed_reads()
+        # gdb first: waking QEMU for QMP may take this CPU before the reads are written
+        pending_reads = send_reads(s.gdb, [(a, n) for _, a, n in guessed])
+        asked = [c for c in HMP_TEXTS if c not in texts]
+        pending_texts = s.qmp.send_hmp(asked) if asked else None
+        if pending_texts is not None:
+            texts.update(zip(asked, (str(t) for t in s.qmp.collect(pending_texts)), strict=True))
+        cpu = parse_info_registers(texts["info registers"])
+        known = finish_reads(s.gdb, pending_reads, [(a, n) for _, a, n in guessed])
+        first = self._first_regions(cpu)
+        runs = dict(zip(first, self._read(first, known), strict=True))  # what moved
+        tss = runs.get(next((p for p in first if p[0] == "tss"), ("", 0, 0)), [])
+        tss_data = next((d for a, d in tss if a == cpu.tr.base), b"")
+        pages = self._stack_pages(cpu, tss_data)
+        self._stack_guess[(cpu.mode, cpu.tr.base)] = pages
+        runs.update(zip(pages, self._read(pages, known), strict=True))  # a new TSS's pages
+        self._last_cpu = cpu
+        regions: list[MemoryRegion] = []
+        missing: list[str] = []
+        for label, addr, size in first + [p for p in pages if p not in first]:
+            got = runs[(label, addr, size)]
             regions += [MemoryRegion(a, data, label) for a, data in got]
             missing += [
                 f"{label} {lo:#x}-{hi:#x}" for lo, hi in uncovered_ranges(got, addr, addr + size)
             ]
+        return _Machine(
+            cpu=cpu,
+            pic=_try(parse_info_pic, texts["info pic"]),
+            lapic=_try(parse_info_lapic, texts["info lapic"]),
+            hmp={c: texts[c] for c in HMP_TEXTS},
+            regions=tuple(regions),
+            missing=tuple(missing),
+        )
+
+    def _read(
+        self, plan: list[Planned], known: Mapping[tuple[int, int], list[Run]]
+    ) -> list[list[Run]]:
+        """The readable runs of each planned region; a round trip only for what
+        ``known`` (the reads already made) lacks or left partly unread."""
+        if not plan:
+            return []
+        return read_readable(self.session.gdb, [(a, n) for _, a, n in plan], known)
+
+    def _guessed_reads(self) -> list[tuple[str, int | str, int]]:
+        """What the capture will most likely read: the tables and stack pages where the
+        last capture found them, the stack and code windows around ``$sp``/``$pc`` (with
+        the last segment bases outside long mode)."""
+        last = self._last_cpu
+        plan: list[tuple[str, int | str, int]] = []
+        ss_base = cs_base = 0
+        if last is not None:
+            plan += [p for p in self._first_regions(last) if p[0] not in ("stack", "code")]
+            plan += self._stack_guess.get((last.mode, last.tr.base), [])
+            if last.mode != "long":
+                ss_base, cs_base = last.segments["ss"].base, last.segments["cs"].base
+        plan.append(("stack", f"$sp{ss_base - STACK_BELOW:+#x}", STACK_BELOW + STACK_ABOVE))
+        plan.append(("code", f"$pc{cs_base - CODE_BEFORE:+#x}", CODE_BEFORE + CODE_AFTER))
+        return plan
 
     def _first_regions(self, cpu: CpuState) -> list[tuple[str, int, int]]:
         """GDT, IDT, TSS, stack and code: (label, linear address, size)."""
@@ -220,8 +277,16 @@ class LiveTarget:
         plan.append(("code", code_lo, ip + CODE_AFTER - code_lo))
         return plan
 
-    def _stack_pages(self, cpu: CpuState, tss: bytes) -> list[tuple[str, int, int]]:
-        """The page just below each non-zero RSP0/ESP0/ISTn the TSS holds."""
+    def _stack_pages(self, cpu: CpuState, tss: bytes) -> list[Planned]:
+        """The page just below each non-zero RSP0/ESP0/ISTn the TSS holds (decoded again
+        only when the TSS bytes or the mode changed)."""
+        if self._pages_of is not None and self._pages_of[:2] == (cpu.mode, tss):
+            return list(self._pages_of[2])
+        pages = self._decode_stack_pages(cpu, tss)
+        self._pages_of = (cpu.mode, tss, tuple(pages))
+        return pages
+
+    def _decode_stack_pages(self, cpu: CpuState, tss: bytes) -> list[Planned]:
         from lhvdbg.x86.tss import decode_tss, stack_fields
 
         if not tss or cpu.mode in ("real", "vm86"):
@@ -244,7 +309,7 @@ class LiveTarget:
             plan.append((name, page, PAGE))
         return plan
 
-    def _symbols_of_interest(self, cpu: CpuState, regions: list[MemoryRegion]) -> dict[str, int]:
+    def _symbols_of_interest(self, cpu: CpuState) -> dict[str, int]:
         info = self.session.kernel_info
         if info is None or not info.symbols:
             return {}

@@ -15,13 +15,13 @@ or last byte can be read, and ``^error`` only when neither can. Two things to kn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lhvdbg.errors import GdbError
 
 if TYPE_CHECKING:
-    from lhvdbg.machine.gdbmi import GdbMi
+    from lhvdbg.machine.gdbmi import GdbMi, PendingBatch
 
 PAGE = 0x1000
 
@@ -29,9 +29,20 @@ PAGE = 0x1000
 Run = tuple[int, bytes]
 
 
-def read_command(address: int, size: int) -> str:
-    """The MI command reading ``size`` bytes at ``address``."""
-    return f"-data-read-memory-bytes {address:#x} {size}"
+def read_command(address: int | str, size: int) -> str:
+    """The MI command reading ``size`` bytes at ``address`` (a number, or an expression
+    gdb evaluates, e.g. ``$sp-0x100``)."""
+    where = address if isinstance(address, str) else f"{address:#x}"
+    return f"-data-read-memory-bytes {where} {size}"
+
+
+def requested_address(payload: dict[str, Any]) -> int | None:
+    """The address a ``-data-read-memory-bytes`` reply was asked for (each block's
+    ``begin`` less its ``offset``); None for a reply without blocks."""
+    blocks = payload.get("memory") or []
+    if not blocks:
+        return None
+    return int(blocks[0]["begin"], 16) - int(blocks[0]["offset"], 16)
 
 
 def memory_runs(payload: dict[str, Any], address: int, size: int) -> list[Run]:
@@ -101,20 +112,30 @@ def whole_contents(payload: dict[str, Any], address: int, size: int) -> bytes:
     )
 
 
-def read_readable(gdb: GdbMi, regions: Sequence[tuple[int, int]]) -> list[list[Run]]:
+def read_readable(
+    gdb: GdbMi,
+    regions: Sequence[tuple[int, int]],
+    known: Mapping[tuple[int, int], list[Run]] | None = None,
+) -> list[list[Run]]:
     """The readable runs of each ``(address, size)`` region (empty when none is).
 
     One pipelined round trip when every region reads whole; otherwise one more for the
     uncovered rest of the short regions, page by page. Never raises for unmapped memory.
+    ``known``: first-pass runs already read for some ``(address, size)`` regions (see
+    :func:`send_reads`); those are not read again, only their uncovered rest.
     """
     if not regions:
         return []
-    results = gdb.batch([read_command(a, n) for a, n in regions], check=False)
-    runs: list[list[Run]] = []
+    known = known or {}
+    runs: list[list[Run]] = [list(known.get(r, ())) for r in regions]
+    todo = [i for i, r in enumerate(regions) if r not in known]
+    if todo:
+        results = gdb.batch([read_command(*regions[i]) for i in todo], check=False)
+        for i, res in zip(todo, results, strict=True):
+            addr, size = regions[i]
+            runs[i] = [] if res.message == "error" else memory_runs(res.payload, addr, size)
     pages: list[tuple[int, int, int]] = []  # (region index, address, size)
-    for i, ((addr, size), res) in enumerate(zip(regions, results, strict=True)):
-        got = [] if res.message == "error" else memory_runs(res.payload, addr, size)
-        runs.append(got)
+    for i, ((addr, size), got) in enumerate(zip(regions, runs, strict=True)):
         for lo, hi in uncovered_ranges(got, addr, addr + size):
             pages += [(i, a, n) for a, n in page_pieces(lo, hi)]
     if pages:
@@ -123,6 +144,26 @@ def read_readable(gdb: GdbMi, regions: Sequence[tuple[int, int]]) -> list[list[R
             if res.message != "error":
                 runs[i] += memory_runs(res.payload, a, n)
     return [merge_runs(r) for r in runs]
+
+
+def send_reads(gdb: GdbMi, regions: Sequence[tuple[int | str, int]]) -> PendingBatch:
+    """Write the reads of ``(address or expression, size)`` regions now (no waiting)."""
+    return gdb.send([read_command(a, n) for a, n in regions])
+
+
+def finish_reads(
+    gdb: GdbMi, pending: PendingBatch, regions: Sequence[tuple[int | str, int]]
+) -> dict[tuple[int, int], list[Run]]:
+    """First-pass runs of :func:`send_reads` by the ``(address, size)`` each was read at
+    (an expression's address from its reply; a failed expression is left out), for
+    :func:`read_readable`'s ``known``."""
+    out: dict[tuple[int, int], list[Run]] = {}
+    for (where, size), res in zip(regions, gdb.finish(pending, check=False), strict=True):
+        address = requested_address(res.payload) if isinstance(where, str) else where
+        if address is not None:
+            failed = res.message == "error"
+            out[(address, size)] = [] if failed else memory_runs(res.payload, address, size)
+    return out
 
 
 def read_exact(

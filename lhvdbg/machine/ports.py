@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from lhvdbg.x86.cpustate import Arch
 
 if TYPE_CHECKING:
+    from lhvdbg.machine.gdbmi import GdbMi
     from lhvdbg.machine.launch import LaunchConfig
     from lhvdbg.machine.qmp import QmpClient
     from lhvdbg.machine.stops import StopEvent
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 
 
 class ReadPort(Protocol):
-    """What a live target reads through: guarded reads, the session's facts, and its
-    QMP client for requests sent while gdb reads (after a guarded read)."""
+    """What a live target reads through: guarded reads, the session's facts, the
+    machine version its caches are keyed by (guarded), and the gdb and QMP clients for
+    requests pipelined together (after that guarded call)."""
 
     @property
     def arch(self) -> Arch: ...
@@ -54,13 +56,14 @@ class ReadPort(Protocol):
     @property
     def qmp(self) -> QmpClient: ...
 
+    @property
+    def gdb(self) -> GdbMi: ...
+
+    def machine_version(self) -> object: ...
+
     def hmp(self, command: str) -> str: ...
 
     def read_memory(self, address: int, size: int) -> bytes: ...
-
-    def read_memory_readable(
-        self, regions: list[tuple[int, int]]
-    ) -> list[list[tuple[int, bytes]]]: ...
 
     def symbolize(self, address: int) -> str: ...
 

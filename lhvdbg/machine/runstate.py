@@ -76,6 +76,7 @@ class RunstateMachine:
     leaving the ``with`` block calls :meth:`close`."""
 
     _runstate: Runstate = Runstate.CLOSED
+    _epoch = 0  # counts the changes of state: the machine read before one may differ now
 
     def close(self) -> None:
         """Release everything and move to CLOSED."""
@@ -102,6 +103,13 @@ class RunstateMachine:
             raise RuntimeError(f"runstate {old.name} -> {new.name} is not a transition")
         log.debug("runstate %s -> %s", old.name, new.name)
         self._runstate = new
+        self._epoch += 1
+
+    @property
+    def epoch(self) -> int:
+        """How many times the state changed: equal epochs (in a stopped state) mean the
+        guest did not run in between."""
+        return self._epoch
 
     def refresh_runstate(self) -> None:
         """Bring the state up to date with the processes before a guarded call (a

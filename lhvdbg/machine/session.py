@@ -479,6 +479,13 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
         return registers.backtrace(self.gdb, self.kernel_info, self.symbolize, self._pc)
 
     @require(*INSPECTABLE)
+    def machine_version(self) -> tuple[int, int, int]:
+        """Equal values mean nothing can have changed the machine in between: no run state
+        change (the guest did not run) and no gdb or QMP command but reads (what the
+        live target's caches are keyed by)."""
+        return (self.epoch, self.gdb.changes, self.qmp.changes)
+
+    @require(*INSPECTABLE)
     def hmp(self, command: str) -> str:
         """The text of an HMP command (``info registers``, ``info pic``...) via QMP."""
         return self.qmp.hmp(command)

@@ -22,6 +22,7 @@ from lhvdbg.machine.memory import (
     merge_runs,
     page_pieces,
     read_readable,
+    requested_address,
     uncovered_ranges,
     whole_contents,
 )
@@ -198,6 +199,23 @@ def replay_until(gdb: GdbMi, name: str, token: int) -> None:
             gdb.wait_stopped(2.0)
 
 
+def test_gdbmi_counts_the_commands_that_may_change_the_machine(fake_gdb) -> None:  # type: ignore[no-untyped-def]
+    gdb = fake_gdb("connect-break-step-amd64.mi")
+    try:
+        replay_until(gdb, "connect-break-step-amd64", 7)  # set-up, two breakpoints
+        assert gdb.changes == 6
+        gdb.command("-exec-continue")
+        gdb.wait_stopped(2.0)
+        assert gdb.changes == 7
+        gdb.command("-data-list-register-values x 0 16 17")
+        gdb.command("-data-read-memory-bytes 0x1037f0 16")
+        assert gdb.changes == 7  # reads change nothing
+        gdb.command("-exec-step-instruction")
+        assert gdb.changes == 8
+    finally:
+        gdb.close()
+
+
 def test_gdbmi_batch_without_check_reports_errors_inline(fake_gdb) -> None:  # type: ignore[no-untyped-def]
     gdb = fake_gdb("connect-break-step-amd64.mi")
     try:
@@ -288,6 +306,26 @@ def test_read_readable_keeps_the_readable_parts(fake_gdb) -> None:  # type: igno
         assert got[1][1][1] == got[0][0][1][:0x10]  # the same bytes at 0x10b000 both times
         assert inside == []
         assert gdt == [(GDT, 16)] and got[3][0][1][8:] == bytes.fromhex("ffff0000009aaf00")
+    finally:
+        gdb.close()
+
+
+def test_a_reply_names_the_address_it_was_asked_for() -> None:
+    # how a read given as an expression ($sp-0x100) is told apart after the fact
+    m = fed("partial-read.mi")
+    assert requested_address(m.results[6][0].payload) == GUARD + 0xEC0  # tail: offset 0x140
+    assert requested_address(m.results[7][0].payload) == GUARD - 0x10
+    assert requested_address({"memory": []}) is None
+    assert requested_address({}) is None
+
+
+def test_read_readable_reads_nothing_it_already_knows(fake_gdb) -> None:  # type: ignore[no-untyped-def]
+    gdb = _at_triple_fault(fake_gdb)
+    try:
+        gdb._next_token = 9
+        data = bytes.fromhex("0000000000000000ffff0000009aaf00")
+        assert read_readable(gdb, [(GDT, 16)], {(GDT, 16): [(GDT, data)]}) == [[(GDT, data)]]
+        assert gdb._next_token == 9  # not a command was written
     finally:
         gdb.close()
 

@@ -86,7 +86,8 @@ class Options:
     ``shell=ARGS`` a shell transcript; ``vary=RE`` text that differs run to run in this
     block (compared as ``<vary>``); ``tries=N`` the output takes one of a few forms run to
     run (where a timer interrupt lands): run up to N times, a match with any run is enough;
-    ``offline`` the block starts no QEMU.
+    ``offline`` the block starts no QEMU; ``host`` its output is this host's (tools and
+    versions found): generated, never compared.
     Excerpt options apply to each command's output on its own.
     """
 
@@ -107,6 +108,7 @@ class Options:
     offline: bool = False
     tries: int = 1
     item: str | None = None
+    host: bool = False
 
 
 _INT_OPTIONS = {"head", "cut", "exit", "tries"}
@@ -122,8 +124,8 @@ def parse_options(text: str) -> Options:
     firsts: list[tuple[str, int]] = []
     for word in shlex.split(text or ""):
         key, eq, value = word.partition("=")
-        if word == "offline":
-            values["offline"] = True
+        if word in ("offline", "host"):
+            values[word] = True
         elif not eq:
             raise DocsError(f"marker option {word!r} is not key=value")
         elif key in _INT_OPTIONS:
@@ -494,6 +496,8 @@ def page_version(text: str) -> str | None:
 
 def why_not_compared(block: Block, page_qemu: str | None, running_qemu: str | None) -> str:
     """Why a block cannot be re-run and compared here ('' when it can)."""
+    if block.options.host:
+        return f"{block.name} shows this host's tools and versions: generated, not compared"
     if block.options.needs == "kvm" and not kvm_usable():
         return f"{block.name} needs KVM and /dev/kvm is not usable here"
     if not block.options.offline and page_qemu != running_qemu:

@@ -50,8 +50,9 @@ lhvdbg> p $rsp
 def test_options_are_parsed_with_shell_quoting() -> None:
     options = parse_options(
         "head=2 exit=1 env=COLUMNS=80 env=A=b=c grep='^verdict|^note' cwd=kernels "
-        "first=chain:2 keys=outcome,chain.vector offline tries=5"
+        "first=chain:2 keys=outcome,chain.vector offline tries=5 host"
     )
+    assert options.host
     assert options.tries == 5
     assert options.head == 2 and options.exit == 1
     assert options.env == (("COLUMNS", "80"), ("A", "b=c"))
@@ -242,7 +243,7 @@ def _offline_blocks() -> list[object]:
         for page in pages()
         if page.exists()
         for block in parse_page(page)
-        if block.options.offline
+        if block.options.offline and not block.options.host
     ]
 
 

@@ -8,6 +8,7 @@ decorator of ``rules/pic_not_remapped.py``, line for line.
 from __future__ import annotations
 
 import ast
+from pathlib import Path
 from typing import Any
 
 from tests.docs_samples import ROOT, matches_shown, samples
@@ -61,3 +62,28 @@ def test_a_comment_shows_a_printed_line_with_placeholders() -> None:
     )
     assert not matches_shown("vector 8", "vector 9")
     assert not matches_shown("at (0x...)", "at (kernel_main)")
+
+
+def test_the_session_page_shows_the_command_lines_lhvdbg_builds() -> None:
+    """docs/session.md's "What is started": every QEMU option the session passes (TCG, with
+    the -d int log and isa-debug-exit, a kernel and its command line)."""
+    from lhvdbg.machine.launch import LaunchConfig, build_qemu_argv
+    from lhvdbg.machine.workdir import SessionPaths
+
+    (block,) = [
+        s.text for s in samples("docs/session.md", "") if s.text.startswith("qemu-system-x86_64")
+    ]
+    shown = " ".join(line.split("#", 1)[0] for line in block.split("\n"))
+    config = LaunchConfig.for_variant("good", "amd64", append="TEXT")
+    argv = build_qemu_argv(
+        config,
+        SessionPaths.inside(Path("$D")),
+        accel="tcg",
+        kernel=Path("K"),
+        binary="qemu-system-x86_64",
+    )
+    assert argv[0] == "qemu-system-x86_64"
+    options = " ".join(argv[1:]).replace(" -", "\n-").split("\n")
+    assert len(options) > 15 and "-action reboot=shutdown,shutdown=pause" in options
+    missing = [option for option in options if option not in shown]
+    assert not missing, f"docs/session.md does not show {missing}"

@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lhvdbg.state.history import History, HistoryEvent, build_history
-from lhvdbg.x86.insn_sites import Site, scan
-from lhvdbg.x86.pio import DEBUG_EXIT, RESET_CONTROL, TRACKED_PORTS
-
-if TYPE_CHECKING:
-    from lhvdbg.machine.launch import LaunchConfig
+if TYPE_CHECKING:  # imported where used: break-on-df reads this module before QEMU
+    from lhvdbg.machine.launch import LaunchConfig  # starts, for with_pic_trace alone
     from lhvdbg.machine.session import Session
+    from lhvdbg.state.history import History, HistoryEvent
+    from lhvdbg.x86.insn_sites import Site
 
 UNTRACKED_HITS_BEFORE_DELETE = 2
 MAX_EVENTS = 20_000
@@ -93,6 +91,8 @@ def parse_log(text: str, start: int = 0) -> list[tuple[int, HistoryEvent]]:
     """The events of a ``-D`` log (trace lines and ``-d int`` lines) with the byte offset
     each line starts at. PIC trace lines are kept (marked ``firmware``-only by the
     caller); a ``v=`` line right after ``Servicing hardware INT=`` is an IRQ."""
+    from lhvdbg.state.history import HistoryEvent
+
     out: list[tuple[int, HistoryEvent]] = []
     offset = start
     hardware = False
@@ -189,6 +189,8 @@ class _Recorder:
 
     def exiting(self) -> bool:
         """Whether the last event was a write that ends the run (debug exit, reset)."""
+        from lhvdbg.x86.pio import DEBUG_EXIT, RESET_CONTROL
+
         if not self.events:
             return False
         last = self.events[-1][2]
@@ -204,6 +206,9 @@ class _Recorder:
         self.events.append((offset, len(self.events), event))
 
     def on_hit(self, site: Site, rip: int) -> None:
+        from lhvdbg.state.history import HistoryEvent
+        from lhvdbg.x86.pio import TRACKED_PORTS
+
         s = self.session
         offset = self.log_size()
         symbol = s.symbolize(rip)
@@ -252,6 +257,8 @@ class _Recorder:
         self.add(offset, ev)
 
     def _after_step(self, site: Site, rip: int, symbol: str) -> HistoryEvent:
+        from lhvdbg.state.history import HistoryEvent
+
         s = self.session
         if site.kind == "mov-cr":
             cr = site.cr or 0
@@ -310,6 +317,9 @@ class _Recorder:
 
 def kernel_sites(session: Session) -> dict[int, Site]:
     """The candidate sites of the session's kernel, by address."""
+    from lhvdbg.x86.insn_sites import scan
+    from lhvdbg.x86.pio import TRACKED_PORTS
+
     info = session.kernel_info
     if info is None:
         return {}
@@ -354,6 +364,8 @@ def record_history(
     """Run ``session`` (started with :func:`with_trace_events`, stopped at reset) from
     the kernel's entry until it exits, triple-faults, or ``timeout`` seconds pass, and
     return its history. Leaves the session stopped or ended."""
+    from lhvdbg.state.history import HistoryEvent, build_history
+
     log_path = session.int_log_path
     if log_path is None:
         from lhvdbg.errors import UsageError
@@ -456,6 +468,8 @@ def note_entry(session: Session) -> None:
 def kernel_pic_history(session: Session) -> History | None:
     """The kernel's 8259 writes (from its entry, noted by :func:`note_entry`), read from
     QEMU's trace lines (no RIP: the trace event has none); None when not recorded."""
+    from lhvdbg.state.history import HistoryEvent, build_history
+
     offset = _ENTRY_OFFSETS.get(session)
     path = session.int_log_path
     if offset is None or path is None or not path.exists():

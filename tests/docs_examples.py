@@ -35,6 +35,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -75,7 +76,9 @@ class Options:
 
     ``head=N`` the first N lines; ``lines=1-5,9,20-`` those lines (1-based); ``from=RE`` /
     ``to=RE`` from the first line matching RE / up to and including the next one matching;
-    ``grep=RE`` only lines matching; ``cut=N`` lines longer than N columns cut with ``…``;
+    ``grep=RE`` only lines matching (an output with no line matching ``from=`` shows
+    nothing of itself, one with none matching ``to=`` runs to its end); ``cut=N`` lines
+    longer than N columns cut with ``…``;
     ``keys=a,b.c`` (JSON output) only those keys, ``b.c`` is key ``c`` of ``b`` (of each
     item when ``b`` is a list), ``first=b:N`` only the first N items of list ``b``,
     ``item=KEY:VALUE`` only the first item of a JSON list whose KEY is VALUE;
@@ -327,14 +330,10 @@ def excerpt(lines: list[str], options: Options) -> list[str]:
     keep = list(range(len(lines)))
     if options.start is not None:
         begin = next((i for i in keep if re.search(options.start, lines[i])), None)
-        if begin is None:
-            raise DocsError(f"no output line matches from={options.start!r}")
-        keep = [i for i in keep if i >= begin]
+        keep = [i for i in keep if begin is not None and i >= begin]
     if options.stop is not None:
         end = next((i for i in keep if re.search(options.stop, lines[i])), None)
-        if end is None:
-            raise DocsError(f"no output line matches to={options.stop!r}")
-        keep = [i for i in keep if i <= end]
+        keep = [i for i in keep if end is None or i <= end]
     if options.lines is not None:
         chosen = _line_numbers(options.lines, len(lines))
         keep = [i for i in keep if i in chosen]
@@ -507,14 +506,18 @@ def why_not_compared(block: Block, page_qemu: str | None, running_qemu: str | No
 
 
 def fresh_run(runner: Runner, block: Block) -> tuple[list[str], bool]:
-    """Run the block (up to ``tries=`` times until it matches the page): the last output,
-    and whether it matches the page."""
-    fresh: list[str] = []
+    """Run the block up to ``tries=`` times until it matches the page: the output, and
+    whether it matches. When none does, the output is the form the runs gave most often
+    (the first of those), so a page shows the common case."""
+    runs: list[list[str]] = []
     for _attempt in range(max(1, block.options.tries)):
         fresh = runner.generate(block)
         if not differs(block, fresh):
             return fresh, True
-    return fresh, False
+        runs.append(fresh)
+    forms = Counter(normalise("\n".join(run), block.options.vary) for run in runs)
+    common = forms.most_common(1)[0][0]
+    return next(r for r in runs if normalise("\n".join(r), block.options.vary) == common), False
 
 
 def difference(block: Block, fresh: list[str]) -> str:

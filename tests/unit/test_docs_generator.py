@@ -136,9 +136,10 @@ def test_excerpts_mark_each_gap(options: Options, expected: list[str]) -> None:
     assert excerpt(OUTPUT, options) == expected
 
 
-def test_an_excerpt_whose_pattern_never_matches_is_an_error() -> None:
-    with pytest.raises(DocsError, match="from='verdict'"):
-        excerpt(OUTPUT, Options(start="verdict"))
+def test_an_excerpt_whose_patterns_never_match() -> None:
+    """In a block of several commands, each command's output is cut on its own."""
+    assert excerpt(OUTPUT, Options(start="verdict")) == ["..."]
+    assert excerpt(OUTPUT, Options(stop="verdict", head=1)) == ["line 1", "..."]
 
 
 def test_json_is_cut_down_to_the_keys_asked_for() -> None:

@@ -326,6 +326,10 @@ def build_qemu_argv(
         f"socket,id=qmp0,path={paths.qmp_socket},server=on,wait=off",
         "-mon",
         "chardev=qmp0,mode=control",
+        "-chardev",
+        f"socket,id=hmp0,path={paths.hmp_socket},server=on,wait=off",
+        "-mon",
+        "chardev=hmp0,mode=readline",
         "-action",
         "reboot=shutdown,shutdown=pause",
     ]

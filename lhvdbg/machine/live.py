@@ -199,9 +199,9 @@ class LiveTarget:
         # gdb first: waking QEMU for QMP may take this CPU before the reads are written
         pending_reads = send_reads(s.gdb, [(a, n) for _, a, n in guessed])
         asked = [c for c in HMP_TEXTS if c not in texts]
-        pending_texts = s.qmp.send_hmp(asked) if asked else None
+        pending_texts = s.monitor.send(asked) if asked else None
         if pending_texts is not None:
-            texts.update(zip(asked, (str(t) for t in s.qmp.collect(pending_texts)), strict=True))
+            texts.update(zip(asked, s.monitor.collect(pending_texts), strict=True))
         cpu = parse_info_registers(texts["info registers"])
         known = finish_reads(s.gdb, pending_reads, [(a, n) for _, a, n in guessed])
         first = self._first_regions(cpu)

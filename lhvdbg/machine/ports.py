@@ -18,7 +18,7 @@ from lhvdbg.x86.cpustate import Arch
 if TYPE_CHECKING:
     from lhvdbg.machine.gdbmi import GdbMi
     from lhvdbg.machine.launch import LaunchConfig
-    from lhvdbg.machine.qmp import QmpClient
+    from lhvdbg.machine.monitor import HmpClient
     from lhvdbg.machine.stops import StopEvent
     from lhvdbg.state.elf import KernelInfo
     from lhvdbg.state.target import Target
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 class ReadPort(Protocol):
     """What a live target reads through: guarded reads, the session's facts, the
-    machine version its caches are keyed by (guarded), and the gdb and QMP clients for
+    machine version its caches are keyed by (guarded), and the gdb and HMP clients for
     requests pipelined together (after that guarded call)."""
 
     @property
@@ -54,7 +54,7 @@ class ReadPort(Protocol):
     def last_stop(self) -> StopEvent | None: ...
 
     @property
-    def qmp(self) -> QmpClient: ...
+    def monitor(self) -> HmpClient: ...
 
     @property
     def gdb(self) -> GdbMi: ...

@@ -18,6 +18,7 @@ from lhvdbg.machine import process as processes
 from lhvdbg.machine.process import exit_status, is_running, kill_process_group
 
 if TYPE_CHECKING:
+    from lhvdbg.machine.monitor import HmpClient
     from lhvdbg.machine.qmp import QmpClient
 
 
@@ -102,6 +103,17 @@ class QemuProcess:
 
         try:
             return QmpClient(socket_path, timeout=timeout, alive=self.running)
+        except MachineError as exc:
+            if not self.running():
+                raise self.start_error() from exc
+            raise
+
+    def connect_hmp(self, socket_path: Path, timeout: float) -> HmpClient:
+        """An HMP client on this QEMU's readline monitor (errors as :meth:`connect_qmp`)."""
+        from lhvdbg.machine.monitor import HmpClient
+
+        try:
+            return HmpClient(socket_path, timeout=timeout, alive=self.running)
         except MachineError as exc:
             if not self.running():
                 raise self.start_error() from exc

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lhvdbg.errors import QmpError, TargetTimeout
+from lhvdbg.machine.monitor import connect_unix
 
 log = logging.getLogger(__name__)
 #: QEMU reads a QMP request one byte per main-loop turn (``monitor_can_read`` says 1),
@@ -104,7 +104,7 @@ class QmpClient:
         self._closed = False
         self._greeting: dict[str, Any] = {}
         self.changes = 0  # commands sent that may have changed the machine (not reads)
-        self._sock = self._connect(timeout, alive)
+        self._sock = connect_unix(socket_path, timeout, alive, "QMP")
         try:
             deadline = time.monotonic() + timeout
             while not self._greeting:
@@ -115,28 +115,6 @@ class QmpClient:
             raise
 
     # --- plumbing -----------------------------------------------------------------
-
-    def _connect(self, timeout: float, alive: Callable[[], bool] | None) -> socket.socket:
-        deadline = time.monotonic() + timeout
-        last: OSError | None = None
-        while True:
-            if alive is not None and not alive():
-                raise QmpError("QEMU exited before its QMP socket accepted a connection")
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(str(self.socket_path))
-                return sock
-            except OSError as exc:  # not there yet, or not listening yet
-                sock.close()
-                last = exc
-            if time.monotonic() >= deadline:
-                raise TargetTimeout(
-                    f"QMP socket {self.socket_path} did not accept a connection within "
-                    f"{timeout:g} s" + (f" ({last})" if last else ""),
-                    socket=str(self.socket_path),
-                    backend="qmp",
-                )
-            time.sleep(0.001)
 
     def _send(self, messages: list[dict[str, Any]]) -> None:
         log.debug("--> %s", messages)

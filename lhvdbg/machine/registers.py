@@ -1,5 +1,6 @@
 """Registers and stack frames as gdb shows them (``-data-list-register-*``,
-``-stack-list-frames``); the session's guarded reads call these."""
+``-stack-list-frames``), and :class:`SessionRegisters`, the session's guarded register
+reads and writes (a base class of :class:`~lhvdbg.machine.session.Session`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lhvdbg.errors import GdbError, TargetTimeout, UsageError
+from lhvdbg.machine.runstate import INSPECTABLE, RunstateMachine, require
 from lhvdbg.machine.stops import int_or_none
 
 if TYPE_CHECKING:
     from lhvdbg.machine.gdbmi import GdbMi
+    from lhvdbg.machine.launch import LaunchConfig
     from lhvdbg.state.elf import KernelInfo
 
 NOT_INTEGER = ("st", "xmm", "ymm", "mxcsr", "f")  # x87, SSE/AVX and their control
@@ -68,3 +71,55 @@ def backtrace(
         address = pc()
         out.append({"level": 0, "address": address, "function": symbolize(address)})
     return out
+
+
+class SessionRegisters(RunstateMachine):
+    """The register half of :class:`~lhvdbg.machine.session.Session` (a base class)."""
+
+    config: LaunchConfig
+    kernel_info: KernelInfo | None
+    _register_numbers: dict[str, int] | None
+
+    @property
+    def gdb(self) -> GdbMi:
+        raise NotImplementedError
+
+    def symbolize(self, address: int) -> str:
+        raise NotImplementedError
+
+    def _numbers(self) -> dict[str, int]:
+        if self._register_numbers is None:
+            self._register_numbers = register_numbers(self.gdb)
+        return self._register_numbers
+
+    def _pc(self) -> int:
+        name = "rip" if self.config.qemu_system == "x86_64" else "eip"
+        return read_registers(self.gdb, self._numbers(), [name])[name]
+
+    @require(*INSPECTABLE)
+    def pc(self) -> int:
+        """The instruction pointer as gdb sees it."""
+        return self._pc()
+
+    @require(*INSPECTABLE)
+    def register_numbers(self) -> dict[str, int]:
+        """gdb's register name → number map (cached)."""
+        return self._numbers()
+
+    @require(*INSPECTABLE)
+    def read_registers(self, names: list[str] | None = None) -> dict[str, int]:
+        """gdb register values by lower-case name (all integer registers when None)."""
+        return read_registers(self.gdb, self._numbers(), names)
+
+    @require(*INSPECTABLE)
+    def write_register(self, name: str, value: int) -> None:
+        """Set a gdbstub register (``rax``, ``rip``, ``eflags``, ...)."""
+        if name not in self._numbers():
+            raise UsageError(f"unknown register: {name}")
+        self.gdb.command(f"-data-evaluate-expression ${name}={value:#x}")
+
+    @require(*INSPECTABLE)
+    def backtrace(self) -> list[dict[str, object]]:
+        """gdb's frames (``level``, ``address``, ``function``) where it can unwind;
+        at least the current frame."""
+        return backtrace(self.gdb, self.kernel_info, self.symbolize, self._pc)

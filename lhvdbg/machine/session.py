@@ -25,8 +25,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from lhvdbg.errors import GdbError, MachineError, TargetTimeout, UsageError
-from lhvdbg.machine import launch, registers, stops
+from lhvdbg.errors import GdbError, MachineError, TargetTimeout
+from lhvdbg.machine import launch, stops
 from lhvdbg.machine.breakpoints import BreakpointTable, SessionBreakpoints
 from lhvdbg.machine.launch import (
     DEFAULT_ARCH,
@@ -40,6 +40,7 @@ from lhvdbg.machine.launch import (
 )  # fmt: skip
 from lhvdbg.machine.memory import read_c_string, read_exact, read_readable
 from lhvdbg.machine.outputs import SessionOutputs
+from lhvdbg.machine.registers import SessionRegisters
 from lhvdbg.machine.runstate import (
     INSPECTABLE,
     LIVE,
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from lhvdbg.machine.gdbmi import GdbMi
     from lhvdbg.machine.live import LiveTarget
     from lhvdbg.machine.mirecord import MiRecord
+    from lhvdbg.machine.monitor import HmpClient
     from lhvdbg.machine.qemu import QemuProcess
     from lhvdbg.machine.qmp import QmpClient
     from lhvdbg.state.snapshot import Snapshot
@@ -73,7 +75,7 @@ T = TypeVar("T")
 KVM_STATUS_EVERY = 0.25  # seconds between QMP status checks while a KVM guest runs
 
 
-class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
+class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVectorRuns):
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
     Attributes: ``config``, ``accel``, ``qemu_path``, ``qemu_version`` (QMP's greeting),
     ``kernel``, ``kernel_info``, ``arch``, ``paths``, ``gdb``, ``qmp``, ``target``
@@ -97,6 +99,7 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
         self._qemu: QemuProcess | None = None
         self._gdb: GdbMi | None = None
         self._qmp: QmpClient | None = None
+        self._hmp: HmpClient | None = None
         self._breakpoints = BreakpointTable()
         self._old_sigterm: Any = None
         self._clear()
@@ -146,6 +149,7 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
             qemu = self._qemu = QemuProcess(self.qemu_argv, self.paths.qemu_stderr)
             self.kernel_info = choice.read_info()
             self._qmp = qemu.connect_qmp(self.paths.qmp_socket, self.start_timeout)
+            self._hmp = qemu.connect_hmp(self.paths.hmp_socket, self.start_timeout)
             self.qemu_version = self._qmp.qemu_version
             results = gdb.finish(pending, timeout=self.start_timeout, check=False)
             raise_first_error(results[:-1])
@@ -173,6 +177,8 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
             if quit_sent:
                 self._qmp.quit()
             self._qmp.close()
+        if self._hmp is not None:
+            self._hmp.close()
         if self._gdb is not None:
             # QEMU is gone or going: gdb has nothing left to detach from or save
             self._gdb.close(polite=not quit_sent and qemu_up)
@@ -204,6 +210,11 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
     def qmp(self) -> QmpClient:
         """The QMP client."""
         return _started(self._qmp)
+
+    @property
+    def monitor(self) -> HmpClient:
+        """The HMP client (QEMU's readline monitor: HMP without QMP's JSON)."""
+        return _started(self._hmp)
 
     def refresh_runstate(self) -> None:
         """EXITED when QEMU's process is found gone (gdb dying is reported as GdbError by
@@ -441,53 +452,19 @@ class Session(SessionBreakpoints, SessionOutputs, SessionVectorRuns):
         """A NUL-terminated string at ``address`` (latin-1, at most ``max_length``)."""
         return read_c_string(self.gdb, address, max_length)
 
-    def _numbers(self) -> dict[str, int]:
-        if self._register_numbers is None:
-            self._register_numbers = registers.register_numbers(self.gdb)
-        return self._register_numbers
-
-    def _pc(self) -> int:
-        name = "rip" if self.config.qemu_system == "x86_64" else "eip"
-        return registers.read_registers(self.gdb, self._numbers(), [name])[name]
-
-    @require(*INSPECTABLE)
-    def pc(self) -> int:
-        """The instruction pointer as gdb sees it."""
-        return self._pc()
-
-    @require(*INSPECTABLE)
-    def register_numbers(self) -> dict[str, int]:
-        """gdb's register name → number map (cached)."""
-        return self._numbers()
-
-    @require(*INSPECTABLE)
-    def read_registers(self, names: list[str] | None = None) -> dict[str, int]:
-        """gdb register values by lower-case name (all integer registers when None)."""
-        return registers.read_registers(self.gdb, self._numbers(), names)
-
-    @require(*INSPECTABLE)
-    def write_register(self, name: str, value: int) -> None:
-        """Set a gdbstub register (``rax``, ``rip``, ``eflags``, ...)."""
-        if name not in self._numbers():
-            raise UsageError(f"unknown register: {name}")
-        self.gdb.command(f"-data-evaluate-expression ${name}={value:#x}")
-
-    @require(*INSPECTABLE)
-    def backtrace(self) -> list[dict[str, object]]:
-        """gdb's frames (``level``, ``address``, ``function``) where it can unwind;
-        at least the current frame."""
-        return registers.backtrace(self.gdb, self.kernel_info, self.symbolize, self._pc)
-
     @require(*INSPECTABLE)
     def machine_version(self) -> tuple[int, int, int]:
         """Equal values mean nothing can have changed the machine in between: no run state
         change (the guest did not run) and no gdb or QMP command but reads (what the
         live target's caches are keyed by)."""
-        return (self.epoch, self.gdb.changes, self.qmp.changes)
+        return (self.epoch, self.gdb.changes, self.qmp.changes + self.monitor.changes)
 
     @require(*INSPECTABLE)
     def hmp(self, command: str) -> str:
-        """The text of an HMP command (``info registers``, ``info pic``...) via QMP."""
+        """The text of an HMP command (``info registers``, ``info pic``...): from the
+        HMP monitor, or through QMP for a line readline would not take as it is."""
+        if self.monitor.accepts(command):
+            return self.monitor.run(command)
         return self.qmp.hmp(command)
 
     @require(*INSPECTABLE)

@@ -89,6 +89,7 @@ class SessionPaths:
     directory: Path
     qmp_socket: Path
     gdb_socket: Path
+    hmp_socket: Path
     serial_log: Path
     int_log: Path
     qemu_stderr: Path
@@ -111,6 +112,7 @@ class SessionPaths:
             directory=d,
             qmp_socket=d / "qmp.sock",
             gdb_socket=d / "gdb.sock",
+            hmp_socket=d / "hmp.sock",
             serial_log=d / "serial.log",
             int_log=d / "int.log",
             qemu_stderr=d / "qemu.stderr",

@@ -56,6 +56,8 @@ def test_qemu_command_line_tcg(paths: SessionPaths, tmp_path: Path) -> None:
     chardevs = after(argv, "-chardev")
     assert f"socket,id=gdb0,path={paths.gdb_socket},server=on,wait=off" in chardevs
     assert f"socket,id=qmp0,path={paths.qmp_socket},server=on,wait=off" in chardevs
+    assert f"socket,id=hmp0,path={paths.hmp_socket},server=on,wait=off" in chardevs
+    assert after(argv, "-mon") == ["chardev=qmp0,mode=control", "chardev=hmp0,mode=readline"]
     assert f"file,id=ser0,path={paths.serial_log}" in chardevs
     assert argv[-2:] == ["-smp", "1"]  # extra arguments come last
     # nothing listens on the network

@@ -1,7 +1,7 @@
 """``LiveTarget.capture`` offline: it depends on a small port, not on a Session, so a
-stand-in serves the recorded QEMU texts and memory of tests/fixtures/snapshots, answers
+stand-in serves the recorded QEMU (HMP) texts and memory of tests/fixtures/snapshots, answers
 gdb's read commands as gdb would (``$sp``/``$pc`` expressions included, each reply naming
-the address it read) and logs every request. A capture sends its QMP texts and its gdb
+the address it read) and logs every request. A capture sends its HMP requests and its gdb
 reads together, the reads where the last capture found the tables; it reads again only
 what moved, and nothing at all while the machine cannot have changed."""
 
@@ -25,16 +25,16 @@ READ = re.compile(r"-data-read-memory-bytes (\S+) (\d+)\Z")
 EXPRESSION = re.compile(r"\$(sp|pc)([+-]0x[0-9a-f]+)\Z")
 
 
-class FakeQmp:
+class FakeMonitor:
     def __init__(self, port: Port) -> None:
         self.port = port
 
-    def send_hmp(self, lines: list[str]) -> list[str]:
-        self.port.log.append(("qmp-send", tuple(lines)))
+    def send(self, lines: list[str]) -> list[str]:
+        self.port.log.append(("hmp-send", tuple(lines)))
         return lines
 
     def collect(self, pending: list[str]) -> list[str]:
-        self.port.log.append(("qmp-collect", tuple(pending)))
+        self.port.log.append(("hmp-collect", tuple(pending)))
         return [self.port.hmp_texts[c] for c in pending]
 
 
@@ -87,7 +87,7 @@ class Port:
         self.hmp_texts = dict(recorded.hmp)
         self.memory = {r.address: bytearray(r.data) for r in recorded.memory}
         self.log: list[tuple[str, Any]] = []
-        self.qmp = FakeQmp(self)
+        self.monitor = FakeMonitor(self)
         self.gdb = FakeGdb(self)
         self.version = 0
         self.arch = recorded.arch
@@ -137,7 +137,7 @@ def recorded() -> Snapshot:
     return load_snapshot(SNAPSHOTS / "lhv-good-amd64.json")
 
 
-def test_capture_sends_qmp_and_gdb_together_then_reads_what_it_could_not_guess(
+def test_capture_sends_hmp_and_gdb_together_then_reads_what_it_could_not_guess(
     recorded: Snapshot,
 ) -> None:
     port = Port(recorded)
@@ -147,15 +147,15 @@ def test_capture_sends_qmp_and_gdb_together_then_reads_what_it_could_not_guess(
     rsp0_page = (struct.unpack_from("<Q", tss.data, 4)[0] - 1) & ~0xFFF
 
     first = LiveTarget(port).capture()
-    # nothing known yet: gdb reads around $sp and $pc while QEMU answers the three texts;
+    # nothing known yet: gdb reads around $sp and $pc while QEMU's monitor answers the three texts;
     # then the tables at the registers' addresses, then the pages the TSS names
     assert [k for k, _ in port.log] == [
-        "gdb-send", "qmp-send", "qmp-collect", "gdb-finish", "gdb-send", "gdb-finish",
+        "gdb-send", "hmp-send", "hmp-collect", "gdb-finish", "gdb-send", "gdb-finish",
         "gdb-send", "gdb-finish",
     ]  # fmt: skip
     guessed, tables, pages = port.batches()
     assert guessed == reads(("$sp-0x100", 0x300), ("$pc-0x20", 0x60))
-    assert port.log[1] == ("qmp-send", ("info registers", "info pic", "info lapic"))
+    assert port.log[1] == ("hmp-send", ("info registers", "info pic", "info lapic"))
     assert tables == reads(
         (cpu.gdtr.base, cpu.gdtr.limit + 1),
         (cpu.idtr.base, cpu.idtr.limit + 1),
@@ -184,7 +184,7 @@ def test_nothing_is_read_again_while_the_machine_version_stands(recorded: Snapsh
     port.version += 1  # e.g. one step: everything is read again, in one round trip
     port.memory[recorded.cpu.idtr.base][0] ^= 0xFF  # the step wrote the IDT
     third = target.capture()
-    assert [k for k, _ in port.log] == ["gdb-send", "qmp-send", "qmp-collect", "gdb-finish"]
+    assert [k for k, _ in port.log] == ["gdb-send", "hmp-send", "hmp-collect", "gdb-finish"]
     assert len(port.batches()[0]) == 7  # 5 regions + RSP0 and IST1 pages
     idt = third.region("idt")
     assert idt is not None and idt.data[0] == recorded.region("idt").data[0] ^ 0xFF  # type: ignore[union-attr]
@@ -197,7 +197,7 @@ def test_texts_read_one_by_one_are_kept_too(recorded: Snapshot) -> None:
     assert target.lapic() == recorded.lapic
     assert port.log == [("hmp", "info lapic")]
     target.capture()
-    assert ("qmp-send", ("info registers", "info pic")) in port.log  # not the LAPIC again
+    assert ("hmp-send", ("info registers", "info pic")) in port.log  # not the LAPIC again
 
 
 def test_moved_tables_and_stack_pages_cost_one_more_round_trip_each(

@@ -8,6 +8,7 @@ decorator of ``rules/pic_not_remapped.py``, line for line.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,18 @@ def test_the_session_page_shows_the_command_lines_lhvdbg_builds() -> None:
     assert len(options) > 15 and "-action reboot=shutdown,shutdown=pause" in options
     missing = [option for option in options if option not in shown]
     assert not missing, f"docs/session.md does not show {missing}"
+
+
+def test_the_session_page_names_every_machine_module() -> None:
+    """docs/session.md's module table lists every module of lhvdbg/machine/, and only those."""
+    text = (ROOT / "docs" / "session.md").read_text()
+    table = text[text.index("| module | job |") :].split("\n\n", 1)[0]
+    named = {
+        name
+        for row in table.split("\n")[2:]
+        for name in re.findall(r"`(\w+\.py)`", row.split("|")[1])
+    }
+    modules = {
+        p.name for p in (ROOT / "lhvdbg" / "machine").glob("*.py") if p.name != "__init__.py"
+    }
+    assert named == modules, (sorted(modules - named), sorted(named - modules))

@@ -5,6 +5,7 @@ The kernel halts with interrupts off and never loads an IDT, so vector 8 never c
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ def test_status_line_and_ctrl_c_on_a_terminal(quiet: Path) -> None:
         sys.executable,
         ["-m", "lhvdbg", "--no-color", "break-on-df", "--kernel", str(quiet), "--timeout", "60"],
         cwd=str(ROOT), encoding="utf-8", timeout=60, dimensions=(40, 160),
+        env={**os.environ, "TERM": "xterm"},  # the pty is a terminal, whatever TERM says here
     )  # fmt: skip
     try:
         child.expect(STATUS)  # after 0.5 s, on the terminal

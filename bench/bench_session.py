@@ -13,8 +13,10 @@ the same load on a shared machine; the ratio is the median of the per-round rati
 * baseline, a second QEMU started the same way: gdb/MI driven over raw pipes — each
   command written with a token and its reply read straight from the pipe (no pygdbmi,
   no read timeouts); ``-exec-step-instruction`` waits for its ``*stopped`` record. The
-  baseline capture issues the same reads one after another (QMP for the HMP texts); it
-  steps before each timed capture too (untimed) when lhvdbg does.
+  baseline capture issues the same reads one after another and takes the HMP texts
+  from QMP's ``human-monitor-command`` (lhvdbg reads them from its HMP socket, see
+  ``lhvdbg/machine/monitor.py``); it steps before each timed capture too (untimed) when
+  lhvdbg does.
 
 The goals (issue 10 §5) are printed with the figures: ``capture()`` ≤ 5 ms median (the
 figure that counts is the one after a step) and ``stepi`` ≥ 0.8× the raw gdb/MI step

@@ -14,7 +14,8 @@ a line end) and prints ``(qemu) `` when it is ready for the next line: a reply i
 follows the first ``\\r\\n`` after a prompt, up to the next prompt. Lines are answered in
 order, so several can be written at once and the n-th reply is the n-th line's. Only
 printable ASCII lines go this way (a tab or a control character means something to
-readline); :meth:`HmpClient.accepts` says which.
+readline), and not ``quit`` (QEMU closes the socket before any prompt);
+:meth:`HmpClient.accepts` says which.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ class HmpClient:
 
     @staticmethod
     def accepts(line: str) -> bool:
-        """Whether ``line`` can be typed into readline as it is."""
-        return line.isascii() and line.isprintable()
+        """Whether ``line`` can be typed into readline as it is and gets a prompt after
+        it (``quit`` does not: QEMU closes the socket first; QMP answers it)."""
+        return line.isascii() and line.isprintable() and line.split()[:1] not in (["quit"], ["q"])
 
     def _read(self, deadline: float, what: str) -> None:
         ready, _, _ = select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))

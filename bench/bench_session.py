@@ -9,7 +9,8 @@ the same load on a shared machine; the ratio is the median of the per-round rati
 * lhvdbg: ``capture()`` right after a single step (the guest ran: everything is read
   again) and ``capture()`` once more with nothing run since (served from what the
   session knows cannot have changed), one 4 KiB and one 16-byte memory read, one
-  ``info registers`` over QMP, and single steps (``Session.stepi()``, one call per step);
+  ``info registers`` text (``Session.hmp``: its HMP socket; the baseline asks QMP), and
+  single steps (``Session.stepi()``, one call per step);
 * baseline, a second QEMU started the same way: gdb/MI driven over raw pipes — each
   command written with a token and its reply read straight from the pipe (no pygdbmi,
   no read timeouts); ``-exec-step-instruction`` waits for its ``*stopped`` record. The
@@ -153,7 +154,7 @@ def raw_machine(config: LaunchConfig) -> Iterator[dict[str, Callable[[], object]
             "capture()": capture,
             "read 4 KiB": lambda: read(cpu.idtr.base, 4096),
             "read 16 B": lambda: read(cpu.idtr.base, 16),
-            "QMP info registers": lambda: monitor.hmp("info registers"),
+            "info registers text": lambda: monitor.hmp("info registers"),
             "stepi": lambda: mi.command("-exec-step-instruction", stopped=True),
         }
     finally:
@@ -230,7 +231,7 @@ def main() -> int:
             "capture()": s.capture,  # again, nothing ran since
             "read 4 KiB": lambda: s.read_memory(cpu.idtr.base, 4096),
             "read 16 B": lambda: s.read_memory(cpu.idtr.base, 16),
-            "QMP info registers": lambda: s.hmp("info registers"),
+            "info registers text": lambda: s.hmp("info registers"),
         }
         for name, fn in ours.items():
             rows[name] = interleaved(fn, raw[name], rounds, per)

@@ -202,7 +202,10 @@ class LiveTarget:
         pending_texts = s.monitor.send(asked) if asked else None
         if pending_texts is not None:
             texts.update(zip(asked, s.monitor.collect(pending_texts), strict=True))
+        # parsed while gdb is still reading
         cpu = parse_info_registers(texts["info registers"])
+        pic = _try(parse_info_pic, texts["info pic"])
+        lapic = _try(parse_info_lapic, texts["info lapic"])
         known = finish_reads(s.gdb, pending_reads, [(a, n) for _, a, n in guessed])
         first = self._first_regions(cpu)
         runs = dict(zip(first, self._read(first, known), strict=True))  # what moved
@@ -222,8 +225,8 @@ class LiveTarget:
             ]
         return _Machine(
             cpu=cpu,
-            pic=_try(parse_info_pic, texts["info pic"]),
-            lapic=_try(parse_info_lapic, texts["info lapic"]),
+            pic=pic,
+            lapic=lapic,
             hmp={c: texts[c] for c in HMP_TEXTS},
             regions=tuple(regions),
             missing=tuple(missing),

@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,8 @@ class Options:
     ``head=N`` the first N lines; ``lines=1-5,9,20-`` those lines (1-based); ``from=RE`` /
     ``to=RE`` from the first line matching RE / up to and including the next one matching;
     ``grep=RE`` only lines matching (an output with no line matching ``from=`` shows
-    nothing of itself, one with none matching ``to=`` runs to its end); ``cut=N`` lines
+    nothing of itself, one with none matching ``to=`` runs to its end); ``drop=RE`` lines
+    matching left out; ``cut=N`` lines
     longer than N columns cut with ``…``;
     ``keys=a,b.c`` (JSON output) only those keys, ``b.c`` is key ``c`` of ``b`` (of each
     item when ``b`` is a list), ``first=b:N`` only the first N items of list ``b``,
@@ -99,6 +101,7 @@ class Options:
     start: str | None = None
     stop: str | None = None
     grep: str | None = None
+    drop: str | None = None
     cut: int | None = None
     keys: tuple[str, ...] = ()
     first: tuple[tuple[str, int], ...] = ()
@@ -116,7 +119,8 @@ class Options:
 
 _INT_OPTIONS = {"head", "cut", "exit", "tries"}
 _TEXT_OPTIONS = {"lines": "lines", "from": "start", "to": "stop", "grep": "grep",
-                 "needs": "needs", "cwd": "cwd", "shell": "shell", "item": "item"}  # fmt: skip
+                 "needs": "needs", "cwd": "cwd", "shell": "shell", "item": "item",
+                 "drop": "drop"}  # fmt: skip
 
 
 def parse_options(text: str) -> Options:
@@ -339,6 +343,8 @@ def excerpt(lines: list[str], options: Options) -> list[str]:
         keep = [i for i in keep if i in chosen]
     if options.grep is not None:
         keep = [i for i in keep if re.search(options.grep, lines[i])]
+    if options.drop is not None:
+        keep = [i for i in keep if not re.search(options.drop, lines[i])]
     if options.head is not None:
         keep = keep[: options.head]
     out: list[str] = []
@@ -404,20 +410,27 @@ class Runner:
         """Run one command; its presentable output and exit status."""
         kernels = self.kernels() if options.cwd == "kernels" else None
         with tempfile.TemporaryDirectory(prefix="lhvdbg-docs-state-") as state:
+            child = subprocess.Popen(
+                argv,
+                cwd=kernels or ROOT,
+                env=self.environment(options, Path(state)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # its own process group: all of it ends on a timeout
+            )
             try:
-                done = subprocess.run(
-                    argv,
-                    cwd=kernels or ROOT,
-                    env=self.environment(options, Path(state)),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    timeout=TIMEOUT,
-                )
+                output, _ = child.communicate(timeout=TIMEOUT)
             except subprocess.TimeoutExpired as exc:
+                os.killpg(child.pid, signal.SIGTERM)  # lhvdbg ends its QEMU and gdb on TERM
+                try:
+                    child.communicate(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.pid, signal.SIGKILL)
+                    child.communicate()
                 raise DocsError(f"{argv!r} did not end within {TIMEOUT:.0f} s") from exc
-        return presentable(done.stdout, kernels), done.returncode
+        return presentable(output, kernels), child.returncode
 
     def generate(self, block: Block) -> list[str]:
         """The block's body as the program prints it now."""

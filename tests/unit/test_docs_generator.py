@@ -128,6 +128,7 @@ OUTPUT = [f"line {n}" for n in range(1, 11)]
         (Options(lines="2-3,9-"), ["...", "line 2", "line 3", "...", "line 9", "line 10"]),
         (Options(start="line 4", stop="line 5"), ["...", "line 4", "line 5", "..."]),
         (Options(grep="line [13]$"), ["line 1", "...", "line 3", "..."]),
+        (Options(drop="line [2-9]$"), ["line 1", "...", "line 10"]),
         (Options(start="line 8", head=1), ["...", "line 8", "..."]),
         (Options(cut=4, head=1), ["lin…", "..."]),
     ],

@@ -28,6 +28,7 @@ from lhvdbg.signals import EXIT_INTERRUPTED
 
 DEFAULT_TIMEOUT = 10.0
 DF_VECTOR = 8
+SWITCH_INTERVAL = 0.0005  # seconds: see WarmUp
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +66,11 @@ class WarmUp:
     The session only waits on gdb then (in ``select``, without the GIL), so the
     diagnosis's imports and the reference snapshot — about a third of the run's Python
     time — happen on a core QEMU leaves idle instead of before QEMU starts or after the
-    guest stops; when gdb reports a stop, the main thread gets the GIL back within
-    Python's switch interval (5 ms). A module the main thread needs meanwhile waits on
-    its import lock (safe: lhvdbg's imports have no cycle,
+    guest stops. When gdb answers, the main thread gets the GIL back within Python's
+    switch interval, cut to :data:`SWITCH_INTERVAL` while this thread runs: with the
+    default 5 ms, the vector run's dozen gdb round trips took 190 ms instead of 60 (an
+    import-bound thread beside it, load 9), with 0.5 ms 70. A module the main thread
+    needs meanwhile waits on its import lock (safe: lhvdbg's imports have no cycle,
     ``tests/unit/test_import_graph.py``); a step that fails here is done again, and
     fails, on demand as before.
     """
@@ -77,11 +80,15 @@ class WarmUp:
         self._thread = threading.Thread(target=self._run, name="lhvdbg-warm-up", daemon=True)
 
     def _run(self) -> None:
-        for step in self.steps:
-            try:
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        try:
+            for step in self.steps:
                 step()
-            except Exception:  # the main thread's own call reports it
-                return
+        except Exception:  # the main thread's own call reports it
+            return
+        finally:
+            sys.setswitchinterval(interval)
 
     def start(self) -> WarmUp:
         """Begin (returns at once)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lhvdbg.commands.break_on_df import WarmUp, _after_the_run
+from lhvdbg.commands.break_on_df import SWITCH_INTERVAL, WarmUp, _after_the_run
 from lhvdbg.state.references import load_reference
 
 
@@ -16,10 +16,14 @@ def test_steps_run_in_order_on_their_own_thread_and_stop_at_a_failure() -> None:
         done.append("fail")
         raise ValueError("the main thread's own call reports this")
 
-    warm = WarmUp([lambda: done.append("a"), fail, lambda: done.append("never")]).start()
+    seen: list[float] = []
+    before = sys.getswitchinterval()
+    steps = [lambda: seen.append(sys.getswitchinterval()), lambda: done.append("a"), fail]
+    warm = WarmUp([*steps, lambda: done.append("never")]).start()
     warm._thread.join(5)
     assert done == ["a", "fail"]
     assert not warm._thread.is_alive() and warm._thread.daemon
+    assert seen == [SWITCH_INTERVAL] and sys.getswitchinterval() == before  # put back
 
 
 def test_the_steps_import_what_the_output_needs_and_read_the_shipped_reference() -> None:

@@ -33,6 +33,9 @@ from lhvdbg.machine.process import exit_status, is_running, kill_process_group, 
 log = logging.getLogger(__name__)
 
 RESULT_MESSAGES = frozenset({"done", "running", "connected", "error", "exit"})
+#: Bytes asked of each read: os.read allocates all of it first, and 1 MiB (an mmap and
+#: munmap each time) cost ~25 µs of CPU per read here against ~2 µs for 64 KiB.
+READ_SIZE = 1 << 16
 INTERRUPT_RESEND = 0.25  # seconds without a stop before -exec-interrupt is sent again
 #: Commands that only read: every other command may change the machine (run it, write
 #: memory or registers, set breakpoints...) and counts in :attr:`GdbMi.changes`.
@@ -147,7 +150,7 @@ class GdbMi:
         assert self.process.stdin is not None and self.process.stdout is not None
         self._fd = self.process.stdout.fileno()
         os.set_blocking(self._fd, False)
-        self._buffer = b""
+        self._buffer = bytearray()  # the start of a line not ended yet
         self._matcher = MiMatcher()
         self._next_token = 1
         self.timeout = timeout
@@ -194,7 +197,7 @@ class GdbMi:
         if not ready:
             return False
         try:
-            chunk = os.read(self._fd, 1 << 20)
+            chunk = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
             return True
         except OSError:
@@ -202,11 +205,14 @@ class GdbMi:
         if not chunk:
             time.sleep(0.001)  # EOF: gdb is exiting (the caller checks that it did)
             return False
-        data = self._buffer + chunk
-        end = data.rfind(b"\n") + 1
-        self._buffer = data[end:]
+        last = chunk.rfind(b"\n")
+        if last < 0:  # the middle of a long line (a big memory read)
+            self._buffer += chunk
+            return True
+        text = (self._buffer + chunk[: last + 1]).decode("utf-8", "replace")
+        self._buffer = bytearray(chunk[last + 1 :])
         records = []
-        for line in data[:end].decode("utf-8", "replace").splitlines():
+        for line in text.splitlines():
             rec = parse_line(line)
             if rec is None:
                 continue

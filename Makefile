@@ -49,6 +49,7 @@ bench: firmware
 # Example outputs in README.md and docs/ regenerated from real runs (tests/docs_examples.py;
 # docs/contributing.md, "Examples in the docs"). PAGES=docs/commands/run.md for some pages.
 docs: firmware
+	@$(MAKE) -s -C firmware iso
 	$(BIN)/python -m tests.docs_examples $(PAGES)
 
 clean:

@@ -9,12 +9,14 @@ marked ``offline`` are checked by tests/unit/test_docs_generator.py instead.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.docs_examples import (
+    ROOT,
     Block,
     Runner,
     difference,
@@ -40,8 +42,10 @@ def _live_blocks() -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    """One runner for the module: the fixture kernels are built once."""
+def runner(firmware_built: Path) -> Iterator[Runner]:
+    """One runner for the module: the firmware and its ISOs (``--cdrom`` examples) built
+    once, the fixture kernels too."""
+    subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "iso"], check=True, timeout=600)
     made = Runner()
     yield made
     made.close()
@@ -54,7 +58,7 @@ def running_qemu() -> str | None:
 
 @pytest.mark.parametrize("block", _live_blocks())
 def test_the_example_is_what_the_program_prints(
-    block: Block, runner: Runner, running_qemu: str | None, firmware_built: Path
+    block: Block, runner: Runner, running_qemu: str | None
 ) -> None:
     reason = why_not_compared(block, page_version(block.page.read_text()), running_qemu)
     if reason:

@@ -78,7 +78,7 @@ KVM_STATUS_EVERY = 0.25  # seconds between QMP status checks while a KVM guest r
 class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVectorRuns):
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
     Attributes: ``config``, ``accel``, ``qemu_path``, ``qemu_version`` (QMP's greeting),
-    ``kernel``, ``kernel_info``, ``arch``, ``paths``, ``gdb``, ``qmp``, ``target``
+    ``kernel``, ``kernel_info``, ``arch``, ``paths``, ``gdb``, ``qmp``, ``monitor``, ``target``
     (:class:`LiveTarget`), ``qemu_argv``, ``last_stop``, ``runstate``, ``notes`` (choices
     made for the user, e.g. hardware breakpoints under KVM). Errors: ToolMissingError,
     KernelError, QemuError (exited at start, with its stderr; or died), StateError,

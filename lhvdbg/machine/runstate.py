@@ -101,7 +101,8 @@ class RunstateMachine:
             return
         if new not in TRANSITIONS[old]:
             raise RuntimeError(f"runstate {old.name} -> {new.name} is not a transition")
-        log.debug("runstate %s -> %s", old.name, new.name)
+        if log.isEnabledFor(logging.DEBUG):  # twice per step: no enum names otherwise
+            log.debug("runstate %s -> %s", old.name, new.name)
         self._runstate = new
         self._epoch += 1
 

@@ -44,6 +44,7 @@ class FakeGdb:
     def __init__(self, port: Port) -> None:
         self.port = port
         self.token = 0
+        self.expressions_fail = False  # as gdb answers an expression it cannot read
 
     def send(self, commands: list[str]) -> PendingBatch:
         self.port.log.append(("gdb-send", tuple(commands)))
@@ -64,6 +65,8 @@ class FakeGdb:
         assert m is not None, command
         where, size = m.group(1), int(m.group(2))
         e = EXPRESSION.match(where)
+        if e is not None and self.expressions_fail:
+            return MiResult(command, token, "error", {"msg": "Unable to read memory."})
         if e is not None:
             cpu = parse_info_registers(self.port.hmp_texts["info registers"])
             address = (cpu.sp if e.group(1) == "sp" else cpu.ip) + int(e.group(2), 16)
@@ -235,3 +238,22 @@ def test_moved_tables_and_stack_pages_cost_one_more_round_trip_each(
     assert port.batches()[1:] == [reads((new_base, cpu.idtr.limit + 1))]
     idt = fourth.region("idt")
     assert idt is not None and idt.address == new_base and set(idt.data) == {0x5A}
+
+
+def test_a_guess_gdb_could_not_read_is_read_again_where_the_registers_say(
+    recorded: Snapshot,
+) -> None:
+    port = Port(recorded)
+    port.gdb.expressions_fail = True  # no address in the reply: the guess is unusable
+    snap = LiveTarget(port).capture()
+    cpu = recorded.cpu
+    assert port.batches()[1] == reads(
+        (cpu.gdtr.base, cpu.gdtr.limit + 1),
+        (cpu.idtr.base, cpu.idtr.limit + 1),
+        (cpu.tr.base, cpu.tr.limit + 1),
+        (cpu.sp - 0x100, 0x300),
+        (cpu.ip - 0x20, 0x60),
+    )
+    stack, code = snap.region("stack"), snap.region("code")
+    assert stack is not None and stack.address == cpu.sp - 0x100 and len(stack.data) == 0x300
+    assert code is not None and code.data == port.read_memory(cpu.ip - 0x20, 0x60)

@@ -217,7 +217,7 @@ def parse_page(page: Path, text: str | None = None) -> list[Block]:
     while index < len(lines):
         found = MARKER.match(lines[index])
         if not found:
-            index += 1
+            index = _past_fenced_text(lines, index)
             continue
         where = f"{_relative(page)}:{index + 1}"
         fence = FENCE.match(lines[index + 1]) if index + 1 < len(lines) else None
@@ -239,6 +239,18 @@ def parse_page(page: Path, text: str | None = None) -> list[Block]:
         blocks.append(block)
         index = close + 1
     return blocks
+
+
+def _past_fenced_text(lines: list[str], index: int) -> int:
+    """The index after line ``index``, or after the whole fenced block it opens: a marker
+    shown inside a code block (as docs/contributing.md does) is text, not a marker."""
+    fence = FENCE.match(lines[index])
+    if not fence:
+        return index + 1
+    close = next(
+        (i for i in range(index + 1, len(lines)) if lines[i].strip() == fence.group(1)), None
+    )
+    return len(lines) if close is None else close + 1
 
 
 # ---------------------------------------------------------------- normalisation

@@ -101,6 +101,11 @@ def test_a_page_is_parsed_into_its_marked_blocks_only(tmp_path: Path) -> None:
     assert lines[shell.end] == "````"
 
 
+def test_a_marker_shown_inside_a_code_block_is_text(tmp_path: Path) -> None:
+    page = "````\n<!-- example -->\n```\n$ lhvdbg doctor\n```\n````\n" + PAGE
+    assert [b.line for b in parse_page(tmp_path / "p.md", page)] == [10, 21]
+
+
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [

@@ -103,3 +103,19 @@ def test_the_session_page_names_every_machine_module() -> None:
         p.name for p in (ROOT / "lhvdbg" / "machine").glob("*.py") if p.name != "__init__.py"
     }
     assert named == modules, (sorted(modules - named), sorted(named - modules))
+
+
+def test_the_interrupt_log_lines_the_diagnosis_page_shows_are_qemu_s() -> None:
+    """docs/diagnosis.md's sketch of a ``-d int,cpu_reset`` log: each line (without its
+    note; ``...`` any text) is a line of the recorded QEMU 7.2 logs of the firmware."""
+    (block,) = [s for s in samples("docs/diagnosis.md", "") if s.text.startswith("Servicing")]
+    logs = "\n".join(
+        (ROOT / "tests" / "fixtures" / "intlog" / name).read_text()
+        for name in ("lhv-timer-gate-missing.amd64.log", "lhv-stack-overflow.amd64.log")
+    ).split("\n")
+    for line in block.lines():
+        shown = re.split(r" {2,}(?=[a-z(])", line.rstrip())[0] if line.strip() else ""
+        shown = re.sub(r" \(register dump.*\)$", "", shown)
+        if not shown:
+            continue
+        assert any(matches_shown(shown, log) for log in logs), f"{block.name}: {shown!r}"

@@ -181,16 +181,28 @@ def test_the_docs_examples_table_is_the_fault_case_table(request: pytest.Fixture
     assert {c["cause"] for c in cases} <= set(CAUSE_IDS)  # every case names a registered cause
 
 
+def matrix_cases() -> dict[str, list[str]]:
+    """Cause id -> the fault-matrix cases expecting it, in file order."""
+    by_cause: dict[str, list[str]] = {}
+    for case in tomllib.loads(CASES.read_text())["case"]:
+        by_cause.setdefault(case["cause"], []).append(case["name"])
+    return by_cause
+
+
 def test_the_docs_rules_table_is_the_registry(request: pytest.FixtureRequest) -> None:
     """docs/diagnosis.md's table between the markers is generated: ``--update-golden``
-    rewrites it from the registry."""
+    rewrites it from the registry and the fault matrix's cases."""
     text = DOCS.read_text()
     head, rest = text.split(TABLE_BEGIN + "\n", 1)
     table, tail = rest.split(TABLE_END, 1)
+    fresh = rules_table(matrix_cases())
     if request.config.getoption("--update-golden"):
-        DOCS.write_text(head + TABLE_BEGIN + "\n" + rules_table() + TABLE_END + tail)
-        table = rules_table()
-    assert table == rules_table(), "docs/diagnosis.md rules table differs; --update-golden"
+        DOCS.write_text(head + TABLE_BEGIN + "\n" + fresh + TABLE_END + tail)
+        table = fresh
+    assert table == fresh, "docs/diagnosis.md rules table differs; --update-golden"
+    row = next(line for line in table.splitlines() if "| `tss-rsp0-invalid` |" in line)
+    assert row.endswith("| fault matrix, 4 cases (`amd64-user-rsp0-noncanonical`, "
+                        "`amd64-user-rsp0-noncanonical-triple`, and 2 more) |")  # fmt: skip
     for spec in RULES:
         assert f"| `{spec.id}` |" in table
 

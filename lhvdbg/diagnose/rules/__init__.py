@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Mapping, Sequence
 
 from lhvdbg.diagnose.chain import Chain
 from lhvdbg.diagnose.evidence import Evidence
@@ -99,8 +100,12 @@ def _agrees(cause: Cause, decided: set[tuple[str, str]]) -> bool:
     return bool(cause.fix_fields) and all((cause.check, f) in decided for f in cause.fix_fields)
 
 
-def rules_table() -> str:
-    """The rules table of ``docs/diagnosis.md`` (Markdown), from the registry."""
+def rules_table(matrix: Mapping[str, Sequence[str]] | None = None) -> str:
+    """The rules table of ``docs/diagnosis.md`` (Markdown), from the registry. ``matrix``
+    maps a cause id to the fault-matrix cases expecting it (``firmware/fault-cases.toml``):
+    the "tested on" column counts them, then adds the rule's own ``tested_on`` (firmware
+    variants, constructed chains)."""
+    matrix = matrix or {}
     lines = [
         "| order | id | fires when | evidence it cites | answers (check ids) | Intel SDM "
         "| tested on |",
@@ -115,7 +120,19 @@ def rules_table() -> str:
             spec.cites or "-",
             checks,
             spec.sdm,
-            spec.tested_on or "-",
+            _tested_on(spec.tested_on, matrix.get(spec.id, ())),
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _tested_on(own: str | None, cases: Sequence[str]) -> str:
+    parts = []
+    if cases:
+        first = ", ".join(f"`{name}`" for name in cases[:2])
+        more = f", and {len(cases) - 2} more" if len(cases) > 2 else ""
+        noun = "case" if len(cases) == 1 else "cases"
+        parts.append(f"fault matrix, {len(cases)} {noun} ({first}{more})")
+    if own:
+        parts.append(own)
+    return "; ".join(parts) or "-"

@@ -28,7 +28,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.14.1; Vol. 2A INT n",
     fires_on=("target-offset",),
     cites="the gate's offset, CS's limit",
-    tested_on="fault matrix `gate-offset` cases",
 )
 def gate_offset_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """A delivered vector's gate points at a non-canonical handler (IA-32e) or beyond the

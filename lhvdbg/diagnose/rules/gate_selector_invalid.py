@@ -41,7 +41,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.12.1, §6.14.1; Vol. 2A INT n",
     fires_on=_CHECKS,
     cites="the gate's selector, the GDT descriptor it names (type, DPL, L/D, P), GDTR.limit",
-    tested_on="fault matrix `gate-sel` and `gdt-cs` cases",
 )
 def gate_selector_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """A delivered vector's gate names no usable code segment: null, beyond the GDT, a

@@ -29,7 +29,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.11, §6.14.1, Table 3-2; Vol. 2A INT n",
     fires_on=("gate-type",),
     cites="the gate's type and S bits, the #GP with the IDT error code",
-    tested_on="fault matrix `gate-type` cases",
 )
 def gate_type_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """A delivered vector's gate has a type not valid in the CPU's mode (a call gate, a

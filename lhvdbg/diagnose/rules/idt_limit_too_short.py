@@ -30,7 +30,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.10, §6.14.1; Vol. 2A INT n",
     fires_on=("idt-limit",),
     cites="IDTR.limit, the vector's gate offset, the #GP with the IDT error code",
-    tested_on="fault matrix `idt-limit` cases (amd64, i386)",
 )
 def idt_limit_too_short(chain: Chain, ev: Evidence) -> Cause | None:
     """The gate of a delivered vector lies beyond IDTR.limit: the CPU raises #GP with the

@@ -34,7 +34,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.2, §11.6; 82093AA §3.2.4",
     fires_on=("hardware-on-exception-vector",),
     cites="`Servicing hardware INT=0xNN` before `v=NN`, `info pic`'s ioapic pin with that vector",
-    tested_on="fault matrix `ioapic` cases",
 )
 def ioapic_vector_in_exception_range(chain: Chain, ev: Evidence) -> Cause | None:
     """A hardware interrupt on an exception vector came from an I/O APIC pin whose

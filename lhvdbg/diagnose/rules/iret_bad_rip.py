@@ -28,7 +28,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 2A IRET",
     fires_on=("iret-rip",),
     cites="the frame iret popped, the instruction at the faulting RIP",
-    tested_on="fault matrix `iret-rip` cases",
 )
 def iret_bad_rip(chain: Chain, ev: Evidence) -> Cause | None:
     """``iret`` popped a non-canonical RIP (IA-32e) or an EIP beyond CS's limit: #GP(0)."""

@@ -38,7 +38,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.14.5, §6.14.2, §7.7; Vol. 2A INT n",
     fires_on=("stack-pointer", "stack-push"),
     cites="the gate's IST index, the TSS slot's value",
-    tested_on="fault matrix `ist-ptr` cases",
 )
 def ist_pointer_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """A gate switches to ISTn, and TSS.ISTn is not canonical (#SS) or 0, never set (the

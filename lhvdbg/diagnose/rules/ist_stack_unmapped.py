@@ -36,7 +36,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.14.5, §6.12.1, §4.7",
     fires_on=("stack-push",),
     cites="TSS.ISTn, the page walk of the frame's first store, the #PF's CR2",
-    tested_on="fault matrix `ist-ptr` cases pointing at an unmapped page",
 )
 def ist_stack_unmapped(chain: Chain, ev: Evidence) -> Cause | None:
     """A gate switches to ISTn whose pointer is canonical but whose stack page is not

@@ -33,7 +33,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.2, §11.5.1, §11.5.4",
     fires_on=("hardware-on-exception-vector",),
     cites="`Servicing hardware INT=0xNN` before `v=NN`, `info lapic`'s LVT entry with that vector",
-    tested_on="fault matrix `lapic-timer-vector` cases",
 )
 def lapic_vector_in_exception_range(chain: Chain, ev: Evidence) -> Cause | None:
     """A hardware interrupt on an exception vector came from the local APIC (an LVT entry

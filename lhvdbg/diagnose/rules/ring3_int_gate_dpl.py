@@ -28,7 +28,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.12.1.1; Vol. 2A INT n",
     fires_on=("gate-dpl",),
     cites="the gate's DPL",
-    tested_on="constructed chain on a real capture",
 )
 def ring3_int_gate_dpl(chain: Chain, ev: Evidence) -> Cause | None:
     """``int N`` from ring 3 through a gate whose DPL is below the CPL: #GP(N*8+2)."""

@@ -30,7 +30,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §7.3, §7.2.5; Vol. 2A INT n",
     fires_on=("task-gate-tss",),
     cites="the task gate's TSS selector, that GDT descriptor's type, P and limit",
-    tested_on="fault matrix `df-task` cases (i386)",
 )
 def task_gate_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """A task gate (protected mode) names no available, present TSS with a large enough

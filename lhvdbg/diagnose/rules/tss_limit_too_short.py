@@ -34,7 +34,6 @@ def _tr_loaded(failure: Failure) -> bool:
     sdm="Vol. 3A §7.2.2, §7.7, §6.14.5; Vol. 2A INT n",
     fires_on=("tss-limit",),
     cites="TR's limit and selector, the slot's offset, the #TS with the TR selector",
-    tested_on="fault matrix `tss-limit` cases",
 )
 def tss_limit_too_short(chain: Chain, ev: Evidence) -> Cause | None:
     """TR was loaded, but the TSS limit ends before the IST or RSPn (ESPn/SSn) slot the

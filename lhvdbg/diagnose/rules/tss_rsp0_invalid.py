@@ -70,7 +70,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.12.1, §7.7",
     fires_on=("stack-pointer", "stack-push"),
     cites="TSS.RSP0 (ESP0/SS0), TR, CR2",
-    tested_on="constructed chain on a real capture",
 )
 def tss_rsp0_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """An interrupt from an outer ring could not switch to the CPL-0 stack: RSP0 (or

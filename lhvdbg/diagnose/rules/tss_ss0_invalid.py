@@ -42,7 +42,6 @@ def _fix(failure: Failure, ev: Evidence) -> str:
     sdm="Vol. 3A §6.12.1, §7.2.1; Vol. 2A INT n",
     fires_on=_CHECKS,
     cites="TSS.SS0, the GDT descriptor it names",
-    tested_on="fault matrix `ss0` cases (i386)",
 )
 def tss_ss0_invalid(chain: Chain, ev: Evidence) -> Cause | None:
     """An interrupt from ring 3 (protected mode) reads SS0 from the TSS, and SS0 is null,

@@ -116,6 +116,7 @@ class ScenarioRun:
     report: dict[str, Any] | None = None
     diff_result: dict[str, Any] | None = None
     book: StopBook = field(init=False)
+    limited: bool = field(default=False, init=False)  # the last wait ends at the deadline
 
     def __post_init__(self) -> None:
         self.book = StopBook(self.session)
@@ -152,6 +153,7 @@ class ScenarioRun:
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise TargetTimeout("the scenario's time limit was reached")
+        self.limited = left < wanted
         return min(wanted, left)
 
     def _stopped(self, event: StopEvent) -> StopEvent:
@@ -375,7 +377,7 @@ class ScenarioRun:
         elif action == "until_df":
             event = self.until_df(timeout)
             if event.reason == "timeout":
-                return f"no vector 8 within {self._shown(timeout)}"
+                return f"no vector 8 {self._waited(timeout)}"
         elif action == "wait_serial":
             if not self.wait_serial(str(arg), timeout):
                 return self._serial_failure(str(arg), timeout)
@@ -399,8 +401,12 @@ class ScenarioRun:
             raise ScenarioError(f"{step.origin}: unknown action {action}")
         return None
 
-    def _shown(self, timeout: float | None) -> str:
-        return f"{timeout if timeout is not None else DEFAULT_STEP_TIMEOUT:g} s"
+    def _waited(self, timeout: float | None) -> str:
+        """How long a step that timed out waited: its own timeout, or the scenario's time
+        limit when that came first."""
+        if self.limited:
+            return "before the scenario's time limit"
+        return f"within {timeout if timeout is not None else DEFAULT_STEP_TIMEOUT:g} s"
 
     def _serial_failure(self, text: str, timeout: float | None) -> str:
         stop = self.last_stop
@@ -408,10 +414,10 @@ class ScenarioRun:
         tail = repr(serial[-1]) if serial else "nothing"
         if stop is not None and stop.reason != "timeout":
             detail = f": {stop.detail}" if stop.detail else ""
-            why = f"the guest stopped first ({stop.reason}{detail})"
+            why = f": the guest stopped first ({stop.reason}{detail})"
         else:
-            why = f"not within {self._shown(timeout)}"
-        return f"serial text {text!r} not seen: {why}; last line {tail}"
+            why = f" {self._waited(timeout)}"
+        return f"serial text {text!r} not seen{why}; last line {tail}"
 
 
 def _capture_path(name: str, step: Step, writable: Writable | None, allow_host: bool) -> Path:

@@ -252,3 +252,16 @@ def test_stepi_obeys_the_step_and_scenario_time_limits(
         "'stepi' lets the guest run: use a stepi step, which obeys the time limits"
         in (result.failures[0])
     )
+
+
+def test_a_wait_cut_short_by_the_scenario_limit_says_so(firmware_built: Path) -> None:
+    """The scenario's 3 s limit ends a wait_serial whose own timeout is 10 s: the failure
+    names the scenario's limit, not the step's 10 s it never had."""
+    scenario = load_scenario(FIXTURES / "failing-serial-limit.toml")
+    result = run_scenario(scenario, commands=registry_commands())
+    assert result.status == "fail" and result.step == 1, result.failures
+    (failure,) = result.failures
+    assert failure.startswith(
+        "step 1 (wait_serial 'hello from nowhere'): serial text 'hello from nowhere' not "
+        "seen before the scenario's time limit; last line "
+    ), failure

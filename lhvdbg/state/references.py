@@ -3,8 +3,8 @@
 ``pebbles``: the CMU 15-410 Pebbles tables, built from its source by
 ``scripts/make_pebbles_reference.py`` (its ``provenance.scope`` says what is known).
 ``lhv-amd64`` / ``lhv-i386``: lhvdbg's own fixed firmware (the ``good`` build), captured
-from a live QEMU with ``lhvdbg snapshot`` and checked in as
-``lhvdbg/state/references/<name>.json``.
+from a live QEMU by ``scripts/make_lhv_reference.py`` (``lhvdbg snapshot``) and checked in
+as ``lhvdbg/state/references/<name>.json``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ REFERENCE_NAMES: tuple[str, ...] = ("pebbles", "lhv-amd64", "lhv-i386")
 
 _HOW_TO_MAKE = {
     "pebbles": "run scripts/make_pebbles_reference.py",
-    "lhv-amd64": "capture it from the good amd64 firmware with `lhvdbg snapshot`",
-    "lhv-i386": "capture it from the good i386 firmware with `lhvdbg snapshot`",
+    "lhv-amd64": "run scripts/make_lhv_reference.py amd64",
+    "lhv-i386": "run scripts/make_lhv_reference.py i386",
 }
 
 

@@ -101,6 +101,22 @@ def test_lhv_references(arch: str, mode: str, tss_layout: str) -> None:
     assert tables.tr_entry.decoded.values["type"] == 0xB  # busy after ltr
 
 
+@pytest.mark.parametrize("arch", ARCHES)
+def test_lhv_reference_is_of_the_current_good_build(arch: str, firmware_built: Path) -> None:
+    """Its GDT, IDT and TSS are where the good build's symbols put them: a firmware whose
+    layout moved needs a new capture (scripts/make_lhv_reference.py), or every diff
+    against the reference shows the move as differences."""
+    from lhvdbg.state.elf import inspect_kernel
+
+    elf = inspect_kernel(firmware_built / arch / "lhv-good.elf")
+    ref = load_reference(f"lhv-{arch}")
+    places = (ref.cpu.gdtr.base, ref.cpu.idtr.base, ref.cpu.tr.base)
+    assert places == tuple(elf.address_of(n) for n in ("gdt", "idt", "tss")), (
+        f"the lhv-{arch} reference is of an older build: run scripts/make_lhv_reference.py"
+    )
+    assert ref.provenance.kernel_path == f"firmware/build/{arch}/lhv-good.elf"
+
+
 def test_missing_reference_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,7 +128,7 @@ def test_missing_reference_is_a_clear_error(
         load_reference("lhv-amd64")
     assert str(info.value) == (
         "reference lhv-amd64 is not available: lhvdbg/state/references/lhv-amd64.json is "
-        "missing (capture it from the good amd64 firmware with `lhvdbg snapshot`)"
+        "missing (run scripts/make_lhv_reference.py amd64)"
     )
 
 

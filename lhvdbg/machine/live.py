@@ -1,12 +1,13 @@
 """``LiveTarget``: the ``Target`` protocol over a running session.
 
-``cpu()`` comes from QMP ``info registers`` (hidden segment parts included), memory from
-gdb, PIC/LAPIC from QMP, symbols from the kernel ELF. ``capture()`` gathers a whole
-``Snapshot`` in one round trip when the tables have not moved since the last capture:
-the three HMP texts go to QMP and, at the same moment, every table/stack/code read goes
-to gdb — the tables at the addresses the last capture found, the stack and code windows
-as ``$sp``/``$pc`` expressions gdb evaluates — and each read is used only when it was
-made at the address the new registers give (else it is read again). A second round trip
+``cpu()`` comes from HMP ``info registers`` (hidden segment parts included; the session's
+HMP socket, :mod:`lhvdbg.machine.monitor`), memory from gdb, PIC/LAPIC from HMP, symbols
+from the kernel ELF. ``capture()`` gathers a whole ``Snapshot`` in one round trip when
+the tables have not moved since the last capture: the three HMP requests go to QEMU's
+monitor and, at the same moment, every table/stack/code read goes to gdb — the tables at
+the addresses the last capture found, the stack and code windows as ``$sp``/``$pc``
+expressions gdb evaluates — and each read is used only when it was made at the address
+the new registers give (else it is read again). A second round trip
 reads what moved, a third the stack pages a new TSS names.
 
 Nothing is read twice while the machine cannot have changed: the texts and the capture
@@ -147,7 +148,7 @@ class LiveTarget:
 
     def capture(self, *, note: str = "", stop_reason: str | None = None) -> Snapshot:
         """Registers, GDT, IDT, TSS, stack, code, RSP0/IST pages, PIC, LAPIC, symbols,
-        provenance — in one round trip (QMP and gdb at once) when the tables are where
+        provenance — in one round trip (HMP and gdb at once) when the tables are where
         the last capture found them, none when the machine cannot have changed since. A
         region that is partly unreadable (e.g. a stack window running into an unmapped
         guard page) keeps its readable part; the unreadable ranges are named in
@@ -189,14 +190,14 @@ class LiveTarget:
         return snap
 
     def _read_machine(self) -> _Machine:
-        """The texts and memory of a capture: QMP's texts and gdb's reads sent together
-        (reads at the last capture's places), then what the registers say moved."""
+        """The texts and memory of a capture: the monitor's texts and gdb's reads sent
+        together (reads at the last capture's places), then what the registers say moved."""
         from lhvdbg.x86.hmp import parse_info_lapic, parse_info_pic, parse_info_registers
 
         s = self.session
         texts = self._texts
         guessed = self._guessed_reads()
-        # gdb first: waking QEMU for QMP may take this CPU before the reads are written
+        # gdb first: waking QEMU's monitor may take this CPU before the reads are written
         pending_reads = send_reads(s.gdb, [(a, n) for _, a, n in guessed])
         asked = [c for c in HMP_TEXTS if c not in texts]
         pending_texts = s.monitor.send(asked) if asked else None

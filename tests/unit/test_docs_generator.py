@@ -3,12 +3,15 @@ and the pages' offline examples (no QEMU) re-run and compared on every QEMU."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.docs_examples import (
     ROOT,
+    Block,
     DocsError,
     Options,
     Runner,
@@ -244,27 +247,42 @@ def test_a_real_offline_command_is_generated_with_its_exit_status(tmp_path: Path
         Runner().generate(wrong[0])
 
 
-def _offline_blocks() -> list[object]:
-    return [
-        pytest.param(block, id=block.name)
-        for page in pages()
-        if page.exists()
-        for block in parse_page(page)
-        if block.options.offline and not block.options.host
-    ]
+OFFLINE = [
+    block
+    for page in pages()
+    if page.exists()
+    for block in parse_page(page)
+    if block.options.offline and not block.options.host
+]
 
 
-@pytest.mark.parametrize("block", _offline_blocks())
-def test_offline_examples_say_what_the_program_prints(block: object) -> None:
-    """Blocks that start no QEMU (decode, show, diff of recorded snapshots, --help)."""
-    from tests.docs_examples import Block
-
-    assert isinstance(block, Block)
+@pytest.fixture(scope="module")
+def offline_runs() -> Iterator[dict[str, list[str] | DocsError]]:
+    """Every offline block run once, three at a time (each is a few lhvdbg start-ups)."""
     runner = Runner()
+
+    def run(block: Block) -> list[str] | DocsError:
+        try:
+            return runner.generate(block)
+        except DocsError as exc:
+            return exc
+
     try:
-        fresh = runner.generate(block)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            yield dict(zip([b.name for b in OFFLINE], pool.map(run, OFFLINE), strict=True))
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize("block", OFFLINE, ids=[b.name for b in OFFLINE])
+def test_offline_examples_say_what_the_program_prints(
+    block: Block, offline_runs: dict[str, list[str] | DocsError]
+) -> None:
+    """Blocks that start no QEMU (decode, show, diff of recorded snapshots, completion)."""
+    fresh = offline_runs[block.name]
+    if isinstance(fresh, DocsError):
+        pytest.fail(str(fresh))
     assert not differs(block, fresh), (
-        f"{block.name} differs from what the program prints; run make docs\n" + "\n".join(fresh)
+        f"{block.name} differs from what the program prints; run make docs\n"
+        + difference(block, fresh)
     )

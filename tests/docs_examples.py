@@ -11,8 +11,9 @@ run (``bash -c`` from the repository root, ``.venv/bin`` first on ``PATH``, ``NO
 ``COLUMNS=100``, stdin empty, stderr merged into stdout) and the lines up to the next ``$``
 line are replaced by what it printed. With ``shell=ARGS`` the block is a shell transcript
 instead: its ``lhvdbg> CMD`` lines are run as ``lhvdbg shell ARGS -x CMD ...`` and the
-banner is left out. Options (``key=value``, shell quoting; see ``Options``) cut the output
-down to an excerpt, with ``...`` where lines were left out. A non-zero exit is shown as a last line
+banner is left out. Options (``key=value``, shell quoting; see ``Options`` and
+docs/contributing.md, "Examples in the docs") cut the output down to an excerpt, with
+``...`` where lines were left out. A non-zero exit is shown as a last line
 ``# exit status N`` and must be the block's ``exit=N``.
 
 Each page with generated blocks ends with one line naming the QEMU version the examples
@@ -79,8 +80,7 @@ class Options:
     ``to=RE`` from the first line matching RE / up to and including the next one matching;
     ``grep=RE`` only lines matching (an output with no line matching ``from=`` shows
     nothing of itself, one with none matching ``to=`` runs to its end); ``drop=RE`` lines
-    matching left out; ``cut=N`` lines
-    longer than N columns cut with ``…``;
+    matching left out; ``cut=N`` lines longer than N columns cut with ``…``;
     ``keys=a,b.c`` (JSON output) only those keys, ``b.c`` is key ``c`` of ``b`` (of each
     item when ``b`` is a list), ``first=b:N`` only the first N items of list ``b``,
     ``item=KEY:VALUE`` only the first item of a JSON list whose KEY is VALUE;

@@ -186,3 +186,34 @@ def test_one_command_loaded_still_finds_the_others() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert done.stdout.split() == ["diagnose", "True", "True"]
+
+
+def test_the_program_ends_with_all_its_output_and_its_status(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As ``python -m lhvdbg`` the process ends without the interpreter's tear-down
+    (cli._exit_now): what it printed is all there, in a pipe, with Python's own buffering
+    (no PYTHONUNBUFFERED), and its status is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+    def program(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lhvdbg", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    assert program("--version").stdout.startswith("lhvdbg ")  # a print() left in the buffer
+    snapshot = str(ROOT / "tests" / "fixtures" / "snapshots" / "long-tcg.json")
+    for args in (["decode", "selector", "0x10", "--json"], ["show", snapshot, "--json"]):
+        assert main(args) == 0
+        in_process = capsys.readouterr().out
+        done = program(*args)
+        assert done.returncode == 0 and done.stderr == ""
+        assert json.loads(done.stdout) == json.loads(in_process)
+    refused = program("show", snapshot + ".missing")
+    assert refused.returncode == 1 and refused.stderr.startswith("lhvdbg: ")

@@ -120,7 +120,6 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         the kernel's facts and connect QMP; then collect gdb's set-up replies, whose last
         command already connected it to the gdbstub."""
         from lhvdbg.machine.gdbmi import GdbMi, raise_first_error
-        from lhvdbg.machine.live import LiveTarget
         from lhvdbg.machine.process import sigterm_as_exit, which
         from lhvdbg.machine.qemu import QemuProcess
 
@@ -147,6 +146,10 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
             setup = launch.gdb_setup(config, choice.symbol_path, self.paths.gdb_socket)
             pending = gdb.send(setup)
             qemu = self._qemu = QemuProcess(self.qemu_argv, self.paths.qemu_stderr)
+            # while QEMU starts (not before gdb and QEMU are spawned): live and the
+            # snapshot model it imports are ~10-25 ms of imports
+            from lhvdbg.machine.live import LiveTarget
+
             self.kernel_info = choice.read_info()
             self._qmp = qemu.connect_qmp(self.paths.qmp_socket, self.start_timeout)
             self._hmp = qemu.connect_hmp(self.paths.hmp_socket, self.start_timeout)

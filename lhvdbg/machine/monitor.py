@@ -34,6 +34,7 @@ from lhvdbg.errors import QmpError, TargetTimeout
 log = logging.getLogger(__name__)
 
 PROMPT = b"(qemu) "
+READLINE_MAX = 4000  # below QEMU's READLINE_CMD_BUF_SIZE (4095): readline cuts a longer line
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,12 @@ class HmpClient:
 
     @staticmethod
     def accepts(line: str) -> bool:
-        """Whether ``line`` can be typed into readline as it is and gets a prompt after
-        it (``quit`` does not: QEMU closes the socket first; QMP answers it)."""
-        return line.isascii() and line.isprintable() and line.split()[:1] not in (["quit"], ["q"])
+        """Whether ``line`` can be typed into readline as it is (printable ASCII, shorter
+        than its 4 KiB line buffer) and gets a prompt after it (``quit`` does not: QEMU
+        closes the socket first; QMP answers it)."""
+        if len(line) >= READLINE_MAX or not (line.isascii() and line.isprintable()):
+            return False
+        return line.split()[:1] not in (["quit"], ["q"])
 
     def _read(self, deadline: float, what: str) -> None:
         ready, _, _ = select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))

@@ -100,6 +100,7 @@ def test_lines_readline_would_not_take_as_they_are_are_refused(
     assert not HmpClient.accepts("info\tpic") and not HmpClient.accepts("x /4xb 0\x1b")
     assert HmpClient.accepts("xp /16bx 0x1000") and HmpClient.accepts("quitting-is-not-a-command")
     assert not HmpClient.accepts("quit") and not HmpClient.accepts("q")  # no prompt after
+    assert not HmpClient.accepts("x" * 4000)  # readline would cut it
     with pytest.raises(ValueError, match="not a line for readline"):
         client.send(["info\tpic"])
     assert fake.lines == []

@@ -319,12 +319,13 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         deadline = started + timeout
         # gdb steps over a breakpoint at the PC first (whatever stopped the guest there:
         # a hit, an interrupt, a step); with a hardware watchpoint in the page that
-        # instruction writes, QEMU 7.2's TCG reports that step as a bare SIGTRAP
+        # instruction writes, QEMU 7.2's TCG reports that step (or the stepi that ended
+        # the last stop) as a bare SIGTRAP when the guest next runs
         last = self.last_stop
         stepping_over = (
             last is not None
             and (
-                last.reason in ("breakpoint", "vector")
+                last.reason in ("breakpoint", "vector", "step")
                 or self._breakpoints.has_breakpoint_at(last.address)
             )
             and self._breakpoints.has_watchpoint()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -254,6 +254,20 @@ class SessionBreakpoints(RunstateMachine):
     def breakpoint_numbers(self) -> set[int]:
         """Numbers of every breakpoint and watchpoint set, internal ones included."""
         return self._breakpoints.numbers()
+
+    @contextlib.contextmanager
+    def suspended(self, numbers: set[int] | list[int]) -> Iterator[None]:
+        """Breakpoints ``numbers`` disabled for the block, enabled again after (while gdb
+        is still there): a search that runs with its own watchpoints is not stopped or
+        misled by the user's (gdb names one watchpoint when two cover the same bytes)."""
+        wanted = " ".join(str(n) for n in sorted(numbers))
+        if wanted:
+            self.gdb.command(f"-break-disable {wanted}")
+        try:
+            yield
+        finally:
+            if wanted and self.gdb.alive:
+                self.gdb.command(f"-break-enable {wanted}")
 
     def breakpoints(self, *, internal: bool = False) -> list[dict[str, object]]:
         """The breakpoint table: dicts with ``number``, ``type``, ``address`` (int),

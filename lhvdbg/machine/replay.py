@@ -303,33 +303,42 @@ def last_write(session: Session, target: Target, *, timeout: float = 30.0) -> La
     each) up to N noting the count and the value after each write, then seek to just
     before the last one. The old value is read there, the new one after the store."""
     end = icount(session)
-    user = session.breakpoint_numbers()
+    here = session.pc()
+    user_watchpoints = {
+        int(str(row["number"])) for row in session.breakpoints() if row["type"] == "watchpoint"
+    }
     seek(session, 0)
     numbers = [
         session.watch(target.address + off, min(8, target.size - off), internal=True)
         for off in range(0, target.size, 8)
     ]
+    # the run ends back here (gdb may report the user's breakpoint at this address instead)
+    back_here = session.break_at(here, internal=True)
     hits: list[tuple[int, bytes]] = []
     started = time.monotonic()
     try:
-        while True:
-            left = timeout - (time.monotonic() - started)
-            if left <= 0:
-                raise TargetTimeout(f"last-write {target.label}: not done in {timeout:g} s")
-            event = session.cont(timeout=left)
-            if event.reason != "breakpoint":
-                break
-            now = icount(session)
-            if now > end:
-                break
-            if event.breakpoint in numbers:
-                hits.append((now, session.read_memory(target.address, target.size)))
-            elif event.breakpoint in user and now >= end:
-                break
+        # the user's watchpoints would stop the run, or stand for ours: gdb names one
+        # watchpoint when two cover the same bytes
+        with session.suspended(user_watchpoints):
+            while True:
+                left = timeout - (time.monotonic() - started)
+                if left <= 0:
+                    raise TargetTimeout(f"last-write {target.label}: not done in {timeout:g} s")
+                event = session.cont(timeout=left)
+                if event.reason != "breakpoint":
+                    break
+                now = icount(session)
+                if now > end:
+                    break
+                if event.breakpoint in numbers:
+                    hits.append((now, session.read_memory(target.address, target.size)))
+                elif now >= end:
+                    break
     finally:
-        for number in numbers:
-            if number in session.breakpoint_numbers():
-                session.delete(number)
+        if session.alive:
+            for number in (*numbers, back_here):
+                if number in session.breakpoint_numbers():
+                    session.delete(number)
     if not hits:
         seek(session, end)
         return LastWrite(

@@ -40,8 +40,13 @@ def test_last_write_finds_the_gate_store_and_the_rsp0_store(
     with Session(replay_config(path)) as session:
         session.break_at("pic_init")
         assert session.cont(timeout=30).reason == "breakpoint"
-        gate = last_write(session, resolve_target(session, "idt[0x20]"))
+        gate_target = resolve_target(session, "idt[0x20]")
+        mine = session.watch(gate_target.address, 8)  # the user's own, on the same bytes
+        gate = last_write(session, gate_target)
         assert gate.found and gate.symbol.startswith("idt_init+")
+        assert mine in session.breakpoint_numbers()  # kept, and enabled again
+        (row,) = session.gdb.command(f"-break-info {mine}").payload["BreakpointTable"]["body"]
+        assert row["enabled"] == "y"
         assert gate.instruction.startswith("mov")
         assert gate.old != gate.new and len(gate.new) == 16
         assert session.pc() == gate.rip  # stopped before the store

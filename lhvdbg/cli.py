@@ -74,8 +74,8 @@ def build_parser(
             entry.name, help=entry.summary, description=entry.summary, aliases=entry.aliases
         )
         cmd = full.get(entry.name)
-        if cmd is not None and cmd.configure is not None:
-            cmd.configure(sub)
+        if cmd is not None:
+            cmd.configure_parser(sub)
         sub.set_defaults(_command=entry.name)
     return parser
 

@@ -56,7 +56,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="known-good snapshot to weigh differences against "
         "(default: pebbles for i386, lhv-amd64 for amd64)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object")
     add_html_argument(parser)
 
 
@@ -190,7 +189,6 @@ def _configure_diagnose(parser: argparse.ArgumentParser) -> None:
         metavar="NAME|FILE",
         help="known-good snapshot (default: pebbles for i386, lhv-amd64 for amd64)",
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object")
 
 
 @command(

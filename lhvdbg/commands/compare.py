@@ -51,11 +51,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per run"
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="{first_divergence: {good, bad, kind, explanation}, differences: [...]}",
-    )
 
 
 def config_for(spec: str, arch: str, qemu: str | None) -> LaunchConfig:
@@ -89,6 +84,7 @@ def config_for(spec: str, arch: str, qemu: str | None) -> LaunchConfig:
     "divergence that matters",
     configure=_configure,
     category="diagnosis",
+    json="{first_divergence: {good, bad, kind, explanation}, differences: [...]}",
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Record both histories, compare, render."""

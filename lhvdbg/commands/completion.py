@@ -128,8 +128,7 @@ def command_specs() -> list[CommandSpec]:
         for name in (cmd.name, *cmd.aliases):
             top.subcommands[name] = cmd.name
         parser = argparse.ArgumentParser(prog=f"lhvdbg {cmd.name}", add_help=True)
-        if cmd.configure is not None:
-            cmd.configure(parser)
+        cmd.configure_parser(parser)
         specs += _spec((cmd.name,), parser)
     return specs
 
@@ -251,6 +250,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     configure=_configure,
     category="general",
     where={"cli"},
+    json=None,
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Print the script for ``args.shell``."""

@@ -79,6 +79,7 @@ def _configure_context(parser: argparse.ArgumentParser) -> None:
     configure=_configure_context,
     category="views",
     where=WHERE,
+    json=None,
 )
 def context_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.ui.context import SECTIONS, parse_sections
@@ -114,6 +115,7 @@ def _configure_set(parser: argparse.ArgumentParser) -> None:
     configure=_configure_set,
     category="views",
     where=("shell",),
+    json=None,
 )
 def set_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.ui.context import parse_sections

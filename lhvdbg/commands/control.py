@@ -49,10 +49,6 @@ def _session(ctx: Context) -> Session:
     return session
 
 
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="output as JSON")
-
-
 def after_stop(ctx: Context, event: StopEvent, *, as_json: bool = False) -> None:
     """Record a stop and say where the guest is."""
     from lhvdbg.scenario.stops import note_stop
@@ -91,7 +87,6 @@ def _configure_break(parser: argparse.ArgumentParser) -> None:
         "location", nargs="*", help="symbol, address or expression ($pc+8, *ADDR); none: list"
     )
     parser.add_argument("--temporary", action="store_true", help="delete it when hit")
-    _json_flag(parser)
 
 
 def _set_break(args: argparse.Namespace, ctx: Context, hardware: bool | None) -> int:
@@ -172,7 +167,6 @@ def hbreak_command(args: argparse.Namespace, ctx: Context) -> int:
 
 def _configure_delete(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("number", nargs="?", type=int, help="breakpoint number; none: all")
-    _json_flag(parser)
 
 
 @_live(
@@ -199,7 +193,6 @@ def _configure_continue(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="interrupt the guest after S seconds (default: run until a stop or Ctrl-C)",
     )
-    _json_flag(parser)
 
 
 @_live(
@@ -219,7 +212,6 @@ def continue_command(args: argparse.Namespace, ctx: Context) -> int:
 
 def _configure_stepi(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("count", nargs="?", type=int, default=1, help="instructions (default 1)")
-    _json_flag(parser)
 
 
 @_live(
@@ -242,7 +234,6 @@ def _configure_until_df(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="give up after S seconds"
     )
-    _json_flag(parser)
 
 
 @_live(
@@ -299,7 +290,6 @@ def _configure_serial(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run the guest and print console output as it comes, until a stop or Ctrl-C",
     )
-    _json_flag(parser)
 
 
 @_live(
@@ -345,7 +335,6 @@ def _configure_log(parser: argparse.ArgumentParser) -> None:
         "-n", "--last", type=int, default=20, metavar="N", help="the last N events (default 20)"
     )
     parser.add_argument("--all", action="store_true", help="every event so far")
-    _json_flag(parser)
 
 
 @_live(
@@ -411,7 +400,6 @@ def _event_json(e: Any) -> dict[str, object]:
 
 
 def _configure_words(parser: argparse.ArgumentParser) -> None:
-    _json_flag(parser)
     parser.add_argument("words", nargs=argparse.REMAINDER, help="the command, as typed")
 
 
@@ -481,7 +469,6 @@ def _write(ctx: Context, text: str) -> None:
 @_live(
     "reset",
     "restart QEMU and gdb with the same configuration (breakpoints are not kept)",
-    configure=_json_flag,
     category="machine",
 )
 def reset_command(args: argparse.Namespace, ctx: Context) -> int:
@@ -511,7 +498,6 @@ def _configure_x(parser: argparse.ArgumentParser) -> None:
         choices=(16, 32, 64),
         help="x/i: decode as 16/32/64-bit code (default: the CPU's mode now)",
     )
-    _json_flag(parser)
 
 
 @command(
@@ -612,7 +598,6 @@ def _labeler(symbols: Any) -> Any:
 def _configure_save(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="where to write the snapshot (JSON)")
     parser.add_argument("--note", default="", help="free text stored in the provenance")
-    _json_flag(parser)
 
 
 @command(
@@ -640,7 +625,6 @@ def save_command(args: argparse.Namespace, ctx: Context) -> int:
 def _configure_snapdiff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="snapshot file, reference name, or . (now)")
     parser.add_argument("b", metavar="B", nargs="?", default=".", help="the same (default: .)")
-    _json_flag(parser)
 
 
 @command(

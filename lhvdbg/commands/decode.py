@@ -83,7 +83,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="pte/cr3: paging mode (default 4level)",
     )
     parser.add_argument("--level", type=int, default=1, help="pte: 4=PML4E .. 1=PTE")
-    parser.add_argument("--json", action="store_true", help="print the fields as JSON")
 
 
 def _one(values: list[str], what: str) -> int:

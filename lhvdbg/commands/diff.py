@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="snapshot file or reference name")
     parser.add_argument("b", metavar="B", help="snapshot file or reference name")
-    parser.add_argument("--json", action="store_true", help="print JSON")
 
 
 @command(

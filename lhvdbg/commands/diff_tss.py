@@ -60,7 +60,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per stop"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object")
     add_html_argument(parser)
 
 

@@ -257,14 +257,9 @@ def core_ok(checks: list[HostCheck]) -> bool:
     return qemu and gdb
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="one JSON object")
-
-
 @command(
     "doctor",
     "say what this machine can do (QEMU, gdb, KVM, toolchain, GRUB, Chromium) and what to install",
-    configure=_configure,
     category="general",
     where={"cli"},
 )

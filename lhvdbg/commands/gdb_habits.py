@@ -32,10 +32,6 @@ WHERE = ("shell", "scenario")
 _live = partial(command, where=WHERE, needs_live=True)
 
 
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="output as JSON")
-
-
 def function_start(symbols: Mapping[str, int]) -> Any:
     """``address -> start of the function named for it`` (None without a symbol)."""
     from lhvdbg.state.symbols import symbolize
@@ -70,7 +66,6 @@ def _run_to(ctx: Context, session: Session, address: int) -> StopEvent:
 
 def _configure_next(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("count", nargs="?", type=int, default=1, help="instructions (default 1)")
-    _json_flag(parser)
 
 
 @_live(
@@ -108,7 +103,6 @@ def next_command(args: argparse.Namespace, ctx: Context) -> int:
 @_live(
     "finish",
     "run until the current function returns (return address from the frame pointer)",
-    configure=_json_flag,
     category="run",
 )
 def finish_command(args: argparse.Namespace, ctx: Context) -> int:
@@ -131,7 +125,6 @@ def finish_command(args: argparse.Namespace, ctx: Context) -> int:
 @command(
     "bt",
     "backtrace: the frame-pointer chain with symbols, in the CPU's mode",
-    configure=_json_flag,
     category="run",
     where=WHERE,
     aliases=("backtrace", "where"),
@@ -168,7 +161,6 @@ def _configure_watch(parser: argparse.ArgumentParser) -> None:
         choices=(1, 2, 4, 8),
         help="bytes watched (default: the kernel's word, 8 on amd64, 4 on i386)",
     )
-    _json_flag(parser)
 
 
 def _watch(access: str) -> Any:
@@ -213,7 +205,6 @@ for _name, _access, _what in (
 
 def _configure_print(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("expression", nargs="+", help="e.g. $rsp, *$rsp, idt+0x80, kernel_main")
-    _json_flag(parser)
 
 
 @command(
@@ -244,7 +235,6 @@ INFO_TOPICS = ("registers", "breakpoints", "symbol")
 def _configure_info(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("topic", help="registers [NAME], breakpoints, symbol ADDR (or a prefix)")
     parser.add_argument("rest", nargs="*", help="a register name, or an address expression")
-    _json_flag(parser)
 
 
 @command(
@@ -343,7 +333,6 @@ def parse_xp(text: str) -> bytes:
 def _configure_xp(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("format", nargs="?", help="/[count][xduotcasi][bhwg], as in gdb")
     parser.add_argument("address", nargs="?", help="physical address expression")
-    _json_flag(parser)
 
 
 @_live(

@@ -21,16 +21,12 @@ def plugin_path() -> Path:
     return Path(__file__).resolve().with_name("_lhv_gdb.py")
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="the path as JSON")
-
-
 @command(
     "gdb-plugin",
     "print the path of a Python file to source in your gdb: lhv gdt|idt|tss|pt|context|diagnose",
-    configure=_configure,
     category="general",
     where={"cli"},
+    json="the path as JSON",
 )
 def gdb_plugin_command(args: argparse.Namespace, ctx: Context) -> int:
     path = plugin_path()

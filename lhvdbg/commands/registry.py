@@ -28,6 +28,7 @@ RunFunction = Callable[[argparse.Namespace, "Context"], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 
 WHERE_ALL = frozenset({"cli", "shell", "scenario"})
+JSON_HELP = "print the result as JSON"
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,26 @@ class Command:
     where: frozenset[str] = WHERE_ALL
     aliases: tuple[str, ...] = ()
     needs_live: bool = False  # in the shell/scenarios: needs a live session, not a snapshot
+    json: str | None = JSON_HELP  # the --json option's help; None: the command has none
 
     def parser(self, prog: str | None = None) -> argparse.ArgumentParser:
         """A stand-alone parser for this command (used by the shell and scenarios)."""
         parser = ShellArgumentParser(prog=prog or self.name, description=self.summary)
+        self.configure_parser(parser)
+        return parser
+
+    def configure_parser(self, parser: argparse.ArgumentParser) -> None:
+        """The command's own options, then ``--json`` (the one place it is added)."""
         if self.configure is not None:
             self.configure(parser)
-        return parser
+        if self.json is not None:
+            add_json_option(parser, self.json)
+
+
+def add_json_option(parser: argparse.ArgumentParser, help_text: str = "") -> None:
+    """``--json``: print the result as data (one JSON document) instead of text. Commands
+    get it from the registry; only a command's own sub-commands call this themselves."""
+    parser.add_argument("--json", action="store_true", help=help_text or JSON_HELP)
 
 
 class ShellArgumentParser(ArgumentParser):
@@ -178,8 +192,10 @@ def command(
     where: frozenset[str] | set[str] | tuple[str, ...] = WHERE_ALL,
     aliases: tuple[str, ...] = (),
     needs_live: bool = False,
+    json: str | None = JSON_HELP,
 ) -> Callable[[RunFunction], RunFunction]:
-    """Decorator: register ``run(args, ctx) -> int`` as a command."""
+    """Decorator: register ``run(args, ctx) -> int`` as a command; ``json`` is its
+    ``--json`` option's help (None: no ``--json``)."""
 
     def register(run: RunFunction) -> RunFunction:
         REGISTRY.add(
@@ -192,6 +208,7 @@ def command(
                 where=frozenset(where),
                 aliases=aliases,
                 needs_live=needs_live,
+                json=json,
             )
         )
         return run

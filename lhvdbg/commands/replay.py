@@ -40,6 +40,7 @@ def _configure_record(parser: argparse.ArgumentParser) -> None:
     configure=_configure_record,
     category="machine",
     where={"cli"},
+    json=None,
 )
 def record_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.machine.replay import Recording, record_config
@@ -62,7 +63,6 @@ def record_command(args: argparse.Namespace, ctx: Context) -> int:
 
 def _configure_count(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("count", nargs="?", type=int, default=1, help="instructions")
-    parser.add_argument("--json", action="store_true", help="output as JSON")
 
 
 @_live("reverse-stepi", "step N instructions backwards in a replay", configure=_configure_count)
@@ -76,15 +76,14 @@ def reverse_stepi_command(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _configure_json(parser: argparse.ArgumentParser) -> None:
+def _configure_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S")
-    parser.add_argument("--json", action="store_true", help="output as JSON")
 
 
 @_live(
     "reverse-continue",
     "run backwards to the previous breakpoint hit (or the recording's start) in a replay",
-    configure=_configure_json,
+    configure=_configure_timeout,
 )
 def reverse_continue_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.commands.control import after_stop
@@ -98,7 +97,7 @@ def _configure_last_write(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "target", metavar="TARGET", help="ADDRESS | SYMBOL[+OFF] | gdt[N] | idt[N] | tss.FIELD"
     )
-    _configure_json(parser)
+    _configure_timeout(parser)
 
 
 @_live(

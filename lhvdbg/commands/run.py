@@ -48,7 +48,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help=f"give up if the kernel's entry is not reached in S s ({DEFAULT_BOOT_TIMEOUT:g})",
     )
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--quiet", action="store_true", help="do not stream the serial output")
     parser.add_argument(
         "--int-log", type=Path, metavar="FILE", help="copy QEMU's -d int log here (TCG)"

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from lhvdbg.commands.registry import Context, HelpShown, Registry, command
+from lhvdbg.commands.registry import Context, HelpShown, Registry, add_json_option, command
 from lhvdbg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--accel", choices=("tcg", "kvm", "auto"), help="override every scenario's accelerator"
     )
-    run.add_argument("--json", action="store_true", help="results as JSON")
+    add_json_option(run, "results as JSON")
     run.add_argument(
         "-o",
         "--output",
@@ -140,7 +140,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--worker-result", metavar="FILE", help=argparse.SUPPRESS)
     listing = sub.add_parser("list", help="list scenarios and what they run")
     listing.add_argument("paths", nargs="*", metavar="PATH", help="files or directories")
-    listing.add_argument("--json", action="store_true", help="as JSON")
+    add_json_option(listing, "as JSON")
 
 
 def load_all_scenarios(
@@ -168,6 +168,7 @@ def load_all_scenarios(
     configure=_configure,
     category="scenarios",
     where={"cli"},
+    json=None,
 )
 def run_scenario_command(args: argparse.Namespace, ctx: Context) -> int:
     if args.action == "list":

@@ -48,6 +48,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     configure=_configure,
     category="shell",
     where={"cli"},
+    json=None,
 )
 def shell_command(args: argparse.Namespace, ctx: Context) -> int:
     from lhvdbg.commands.control import SHELL_PHRASES

@@ -21,7 +21,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "view", nargs="?", default="all", choices=CHOICES, help="what to show (default: all)"
     )
     parser.add_argument("arg", nargs="?", help="gdt: a selector; idt: a vector or 'all'")
-    parser.add_argument("--json", action="store_true", help="print JSON")
     add_html_argument(parser)
 
 

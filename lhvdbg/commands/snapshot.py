@@ -53,7 +53,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--note", default="", help="free text stored in the provenance")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
 def _require_stopped(event: StopEvent, what: str, timeout: float) -> None:
@@ -122,6 +121,7 @@ def summary(snap: Snapshot, path: Path, ms: float) -> dict[str, object]:
     configure=_configure,
     category="machine",
     where={"cli"},
+    json="print a JSON summary",
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Launch, stop where asked, capture, write."""

@@ -36,11 +36,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"stop recording after this long (default {DEFAULT_TIMEOUT:g})",
     )
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="a JSON list of {seq, kind, port|address|insn, value, rip, symbol, decoded}",
-    )
 
 
 def record(config: LaunchConfig, *, timeout: float, from_reset: bool = False) -> History:
@@ -58,6 +53,7 @@ def record(config: LaunchConfig, *, timeout: float, from_reset: bool = False) ->
     "interrupts that followed, decoded",
     configure=_configure,
     category="diagnosis",
+    json="a JSON list of {seq, kind, port|address|insn, value, rip, symbol, decoded}",
 )
 def run(args: argparse.Namespace, ctx: Context) -> int:
     """Record the history on a new machine and render it."""

@@ -357,22 +357,16 @@ def run_view(
 # --- registration -----------------------------------------------------------------------
 
 
-def _json_only(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print JSON")
-
-
 def _gdt_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "selector", nargs="?", help="one descriptor by selector (0x20; RPL/TI ignored)"
     )
-    _json_only(parser)
 
 
 def _idt_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "vector", nargs="?", help="one gate by vector (8, 0x20), or 'all' (default: present)"
     )
-    _json_only(parser)
 
 
 def _simple(name: str) -> Callable[[argparse.Namespace, Context], int]:
@@ -386,15 +380,15 @@ def _simple(name: str) -> Callable[[argparse.Namespace, Context], int]:
     return run
 
 
-_SUMMARIES = {
-    "regs": ("instruction pointer, flags and general registers", _json_only),
-    "sregs": ("segment registers with hidden parts, LDTR, TR, GDTR, IDTR", _json_only),
-    "cregs": ("CR0, CR2, CR3, CR4 and EFER, decoded", _json_only),
+_SUMMARIES: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None] | None]] = {
+    "regs": ("instruction pointer, flags and general registers", None),
+    "sregs": ("segment registers with hidden parts, LDTR, TR, GDTR, IDTR", None),
+    "cregs": ("CR0, CR2, CR3, CR4 and EFER, decoded", None),
     "gdt": ("the GDT, or one descriptor", _gdt_args),
     "idt": ("the IDT's present gates, one gate, or all", _idt_args),
-    "tss": ("the TSS that TR points to, decoded", _json_only),
-    "pic": ("the two 8259 PICs: bases, IRR, IMR, ISR", _json_only),
-    "lapic": ("the local APIC: timer, ISR/IRR, LVT", _json_only),
+    "tss": ("the TSS that TR points to, decoded", None),
+    "pic": ("the two 8259 PICs: bases, IRR, IMR, ISR", None),
+    "lapic": ("the local APIC: timer, ISR/IRR, LVT", None),
 }
 
 for _name, (_summary, _configure) in _SUMMARIES.items():
@@ -403,7 +397,6 @@ for _name, (_summary, _configure) in _SUMMARIES.items():
 
 def _pt_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("va", nargs="+", help="linear address expression ($rsp, symbol, *EXPR)")
-    _json_only(parser)
 
 
 @command(

@@ -34,7 +34,6 @@ def _read(args: argparse.Namespace, ctx: Context) -> int:
 def _configure_read(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("address")
     parser.add_argument("size", type=int, nargs="?", default=4)
-    parser.add_argument("--json", action="store_true")
 
 
 def _echo_fmt(args: argparse.Namespace, ctx: Context) -> int:

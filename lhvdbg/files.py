@@ -52,6 +52,7 @@ SNAPSHOT = FileKind("snapshot", 64 * MiB, SnapshotError)
 SCENARIO = FileKind("scenario file", 1 * MiB, ScenarioError)
 RAW_BYTES = FileKind("raw-bytes file", 64 * KiB, DecodeError)
 CDROM = FileKind("CD-ROM image", 8 * GiB, UsageError)  # checked only: QEMU reads it
+INT_LOG = FileKind("QEMU -d int log", 256 * MiB, UsageError)
 
 
 def size_text(size: int) -> str:

@@ -9,6 +9,7 @@ stack words at the RIPs involved (one pipelined gdb round trip) — and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -373,11 +374,15 @@ def diagnose_session_with_evidence(
     return _with_notes(report, [*notes, kvm] if kvm else notes), ev
 
 
-def diagnose_snapshot(snapshot: Snapshot, *, reference: str | None = None) -> Report:
-    """Diagnose a recorded snapshot alone (no log, no live memory)."""
+def diagnose_snapshot(
+    snapshot: Snapshot, *, reference: str | None = None, events: Sequence[ChainEvent] = ()
+) -> Report:
+    """Diagnose a recorded snapshot (no live memory), with the events of its run's
+    ``-d int`` log when there is one."""
     ref_snapshot, ref_name, ref_note = load_reference_or_note(reference, snapshot.arch)
     ev = evidence_from_snapshot(
         snapshot,
+        events=events,
         reference=ref_snapshot,
         reference_name=ref_name if ref_snapshot is not None else None,
     )

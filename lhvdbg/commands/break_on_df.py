@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lhvdbg.commands._boot import DEFAULT_BOOT_TIMEOUT
 from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
@@ -25,6 +27,9 @@ from lhvdbg.commands.options import add_launch_arguments, launch_config_from_arg
 from lhvdbg.commands.registry import Context, command
 from lhvdbg.errors import UsageError
 from lhvdbg.signals import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from lhvdbg.diagnose.events import ChainEvent
 
 DEFAULT_TIMEOUT = 10.0
 DF_VECTOR = 8
@@ -183,11 +188,29 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     return EXIT_INTERRUPTED if watch.interrupted else 0
 
 
+def _int_log_events(path: Path) -> tuple[ChainEvent, ...]:
+    """The events of a ``-d int`` log file (bounded read); UsageError when it has none."""
+    from lhvdbg.diagnose.intlog import parse_int_log
+    from lhvdbg.files import INT_LOG, read_bytes
+
+    events = tuple(parse_int_log(read_bytes(path, INT_LOG).decode("utf-8", "replace")))
+    if not events:
+        raise UsageError(f"{path}: no interrupt or exception in it (not a QEMU -d int log?)")
+    return events
+
+
 def _configure_diagnose(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         metavar="NAME|FILE",
         help="known-good snapshot (default: pebbles for i386, lhv-amd64 for amd64)",
+    )
+    parser.add_argument(
+        "--int-log",
+        type=Path,
+        metavar="FILE",
+        help="QEMU's -d int log of the run being looked at (a snapshot or your own QEMU, "
+        "as in the gdb plugin): its events make the chain; a live session reads its own",
     )
 
 
@@ -208,9 +231,12 @@ def run_diagnose(args: argparse.Namespace, ctx: Context) -> int:
 
         stop = session.last_stop or StopEvent("interrupted", detail="session state")
         report = diagnose_session(session, stop, reference=args.reference)
+        if args.int_log is not None:
+            raise UsageError("diagnose --int-log: this session reads its own -d int log")
     else:
         target = ctx.require_target()
-        report = diagnose_snapshot(target.capture(), reference=args.reference)
+        events = _int_log_events(args.int_log) if args.int_log is not None else ()
+        report = diagnose_snapshot(target.capture(), reference=args.reference, events=events)
     ctx.state["last_report"] = report
     _print(ctx, report, args.json)
     return 0

@@ -40,23 +40,27 @@ def plugin_path() -> str:
     return path
 
 
-def _qemu(elf: Path, socket: Path) -> subprocess.Popen[bytes]:
+def _qemu(elf: Path, socket: Path, int_log: Path | None) -> subprocess.Popen[bytes]:
+    log = ["-d", "int", "-D", str(int_log)] if int_log is not None else []
     return subprocess.Popen(
         ["qemu-system-x86_64", "-S", "-no-user-config", "-display", "none", "-monitor",
          "none", "-serial", "none", "-net", "none", "-accel", "tcg",
          "-chardev", f"socket,id=gdb0,path={socket},server=on,wait=off",
-         "-gdb", "chardev:gdb0", "-kernel", str(elf)],
+         "-gdb", "chardev:gdb0", *log, "-kernel", str(elf)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
 
-def in_gdb(elf: Path, stop_at: list[str], commands: list[str]) -> list[str]:
-    """Run ``commands`` in a batch gdb attached to a fresh QEMU on ``elf`` after the
-    ``stop_at`` commands; return each one's output."""
+def in_gdb(
+    elf: Path, stop_at: list[str], commands: list[str], int_log: Path | None = None
+) -> list[str]:
+    """Run ``commands`` in a batch gdb attached to a fresh QEMU on ``elf`` (its ``-d int``
+    log written to ``int_log`` when given) after the ``stop_at`` commands; return each
+    one's output."""
     with tempfile.TemporaryDirectory(prefix="lhvgdb-") as folder:
         Path(folder).chmod(0o700)
         socket = Path(folder) / "gdb.sock"
-        qemu = _qemu(elf, socket)
+        qemu = _qemu(elf, socket, int_log)
         try:
             deadline = time.monotonic() + 10
             while not socket.exists() and qemu.poll() is None and time.monotonic() < deadline:
@@ -120,3 +124,13 @@ def test_plugin_context_and_diagnose(firmware_built: Path) -> None:
     assert "verdict: hardware-interrupt-on-vector-8" in diagnose
     assert "[pic-not-remapped]" in diagnose
     assert usage.startswith("usage: lhv gdt|idt|tss|pt|context|diagnose")
+
+
+def test_plugin_diagnose_reads_the_log_of_your_qemu(firmware_built: Path, tmp_path: Path) -> None:
+    """A QEMU started with ``-d int -D FILE``: ``lhv diagnose --int-log FILE`` has the chain."""
+    elf = firmware_elf("amd64", "pic-unremapped")
+    log = tmp_path / "int.log"
+    (diagnose,) = in_gdb(elf, ["hbreak isr_8", "continue"], [f"diagnose --int-log {log}"], log)
+    assert "interrupt log yes" in diagnose
+    assert "IRQ0 (master PIC) on vector 0x08" in diagnose and "first vector 8" in diagnose
+    assert "[pic-not-remapped]" in diagnose

@@ -45,6 +45,28 @@ class PendingHmp:
     first: int  # the number of the first line's reply
 
 
+def receive(sock: socket.socket, deadline: float | None, what: str, backend: str) -> bytes | None:
+    """What has arrived on a monitor socket of QEMU (``backend``: ``qmp`` or ``hmp``),
+    waiting until ``deadline`` (None: not at all); None when nothing came and the deadline
+    is not past. TargetTimeout when it is, QmpError when QEMU lost or closed the socket."""
+    name = backend.upper()
+    wait = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
+    ready, _, _ = select.select([sock], [], [], wait)
+    if not ready:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TargetTimeout(
+                f"{name}: no reply to {what} in time", command=what, backend=backend
+            )
+        return None
+    try:
+        chunk = sock.recv(1 << 16)
+    except OSError as exc:
+        raise QmpError(f"{name} connection lost: {exc}", command=what) from exc
+    if not chunk:
+        raise QmpError(f"{name} connection closed by QEMU", command=what)
+    return chunk
+
+
 def connect_unix(
     path: Path, timeout: float, alive: Callable[[], bool] | None, what: str
 ) -> socket.socket:
@@ -113,15 +135,9 @@ class HmpClient:
         return line.split()[:1] not in (["quit"], ["q"])
 
     def _read(self, deadline: float, what: str) -> None:
-        ready, _, _ = select.select([self._sock], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
+        chunk = receive(self._sock, deadline, what, "hmp")
+        if chunk is None:  # select woke a hair before the deadline: it has passed
             raise TargetTimeout(f"HMP: no reply to {what} in time", command=what, backend="hmp")
-        try:
-            chunk = self._sock.recv(1 << 16)
-        except OSError as exc:
-            raise QmpError(f"HMP connection lost: {exc}", command=what) from exc
-        if not chunk:
-            raise QmpError("HMP connection closed by QEMU", command=what)
         self._buffer += chunk
         while (end := self._buffer.find(PROMPT)) >= 0:
             segment, self._buffer = self._buffer[:end], self._buffer[end + len(PROMPT) :]

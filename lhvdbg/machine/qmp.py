@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import select
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lhvdbg.errors import QmpError, TargetTimeout
-from lhvdbg.machine.monitor import connect_unix
+from lhvdbg.machine.monitor import connect_unix, receive
 
 log = logging.getLogger(__name__)
 #: QEMU reads a QMP request one byte per main-loop turn (``monitor_can_read`` says 1),
@@ -129,18 +128,9 @@ class QmpClient:
     def _read(self, deadline: float | None, what: str) -> bool:
         """Read what has arrived (waiting until ``deadline``; None: do not wait) and
         file every whole message; False when nothing came in time."""
-        wait = 0.0 if deadline is None else max(0.0, deadline - time.monotonic())
-        ready, _, _ = select.select([self._sock], [], [], wait)
-        if not ready:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TargetTimeout(f"QMP: no reply to {what} in time", command=what, backend="qmp")
+        chunk = receive(self._sock, deadline, what, "qmp")
+        if chunk is None:
             return False
-        try:
-            chunk = self._sock.recv(1 << 16)
-        except OSError as exc:
-            raise QmpError(f"QMP connection lost: {exc}", command=what) from exc
-        if not chunk:
-            raise QmpError("QMP connection closed by QEMU", command=what)
         data = self._buffer + chunk
         end = data.rfind(b"\n") + 1
         self._buffer = data[end:]

@@ -32,9 +32,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import select
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -140,6 +142,12 @@ def raw_machine(config: LaunchConfig) -> Iterator[dict[str, Callable[[], object]
         def read(addr: int, size: int) -> bytes:
             return mi.command(f"-data-read-memory-bytes {addr:#x} {size}")
 
+        # the two stack tops lhvdbg reads (512 bytes below TSS.rsp0 and TSS.ist1)
+        tss = bytes.fromhex(
+            re.findall(rb'contents="([0-9a-f]+)"', read(cpu.tr.base, 0x68))[0].decode()
+        )
+        tops = sorted({struct.unpack_from("<Q", tss, off)[0] for off in (4, 0x24)} - {0})
+
         def capture() -> None:
             for command in ("info registers", "info pic", "info lapic"):
                 monitor.hmp(command)
@@ -148,7 +156,8 @@ def raw_machine(config: LaunchConfig) -> Iterator[dict[str, Callable[[], object]
             read(cpu.tr.base, cpu.tr.limit + 1)
             read(cpu.sp - 0x100, 0x300)
             read(cpu.ip - 0x20, 0x60)
-            read((cpu.sp - 1) & ~0xFFF, 0x1000)  # the RSP0 page
+            for top in tops:
+                read(top - 0x200, 0x200)
 
         yield {
             "capture()": capture,

@@ -331,6 +331,37 @@ class GdbMi:
             if not self._pump(min(remaining, poll)) and not self.alive:
                 raise self._dead_error("wait for *stopped")
 
+    def resume_and_wait(self, command: str, timeout: float) -> MiRecord | None:
+        """Send ``command`` that resumes the target (``-exec-step-instruction``) and
+        return the ``*stopped`` record that ends its run, None after ``timeout``
+        seconds; GdbError for ``^error`` or gdb exiting. One loop for the reply and
+        the stop: a single step costs about a millisecond, and the bookkeeping of
+        :meth:`command` then :meth:`wait_stopped` showed in it."""
+        token = self.send([command]).tokens[0]
+        matcher = self._matcher
+        deadline = time.monotonic() + timeout
+        answered = False
+        while True:
+            if not answered:
+                found = matcher.take(token)
+                if found is not None:
+                    result_or_raise(command, token, found)
+                    answered = True
+            if answered and matcher.stopped:
+                return matcher.stopped.popleft()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if answered:
+                    return None
+                raise TargetTimeout(
+                    f"gdb did not answer {command.split()[0]} in time",
+                    command=command,
+                    backend="gdb",
+                    transcript="\n".join(self.transcript),
+                )
+            if not self._pump(min(remaining, 0.05)) and not self.alive:
+                raise self._dead_error(command)
+
     def drain_stopped(self) -> None:
         """Forget queued ``*stopped`` records."""
         self._pump(0)

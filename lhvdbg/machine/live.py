@@ -8,7 +8,7 @@ monitor and, at the same moment, every table/stack/code read goes to gdb — the
 the addresses the last capture found, the stack and code windows as ``$sp``/``$pc``
 expressions gdb evaluates — and each read is used only when it was made at the address
 the new registers give (else it is read again). A second round trip
-reads what moved, a third the stack pages a new TSS names.
+reads what moved, a third the stack tops a new TSS names.
 
 Nothing is read twice while the machine cannot have changed: the texts and the capture
 are kept for the session's :meth:`machine_version` (the guest did not run, no command but
@@ -35,7 +35,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PAGE = 0x1000
+#: Bytes captured just below each RSP0/ESP0/ISTn the TSS holds: where a delivery pushes
+#: its frame (at most 48 bytes) and the handler saves registers. Whole pages cost 0.8 ms
+#: of gdb reads each after every step, for bytes no check reads (the page walk of the
+#: frame's stores reads the page tables, not the stack).
+STACK_TOP = 0x200
 STACK_BELOW = 0x100  # bytes captured below the stack pointer
 STACK_ABOVE = 0x200  # and above it (the frames already pushed)
 CODE_BEFORE = 0x20
@@ -61,10 +65,6 @@ HMP_TEXTS = ("info registers", "info pic", "info lapic")
 Planned = tuple[str, int, int]
 
 
-def _aligned_page(address: int) -> int:
-    return address & ~(PAGE - 1)
-
-
 @dataclass(frozen=True)
 class _Machine:
     """What a capture read from the machine (everything but the provenance)."""
@@ -83,13 +83,13 @@ class LiveTarget:
 
     def __init__(self, session: ReadPort) -> None:
         self.session = session
-        # (mode, TR base) -> the RSP0/IST pages its TSS named at the last capture
+        # (mode, TR base) -> the RSP0/IST stack tops its TSS named at the last capture
         self._stack_guess: dict[tuple[str, int], list[Planned]] = {}
         self._version: object = None  # the machine version the two caches below are of
         self._texts: dict[str, str] = {}
         self._machine: _Machine | None = None
         self._last_cpu: CpuState | None = None  # where the last capture found the tables
-        self._pages_of: tuple[str, bytes, tuple[Planned, ...]] | None = None  # mode, TSS
+        self._tops_of: tuple[str, bytes, tuple[Planned, ...]] | None = None  # mode, TSS
 
     @property
     def arch(self) -> Arch:
@@ -147,7 +147,7 @@ class LiveTarget:
     # --- capture ------------------------------------------------------------------
 
     def capture(self, *, note: str = "", stop_reason: str | None = None) -> Snapshot:
-        """Registers, GDT, IDT, TSS, stack, code, RSP0/IST pages, PIC, LAPIC, symbols,
+        """Registers, GDT, IDT, TSS, stack, code, RSP0/IST stack tops, PIC, LAPIC, symbols,
         provenance — in one round trip (HMP and gdb at once) when the tables are where
         the last capture found them, none when the machine cannot have changed since. A
         region that is partly unreadable (e.g. a stack window running into an unmapped
@@ -201,24 +201,26 @@ class LiveTarget:
         pending_reads = send_reads(s.gdb, [(a, n) for _, a, n in guessed])
         asked = [c for c in HMP_TEXTS if c not in texts]
         pending_texts = s.monitor.send(asked) if asked else None
+        # gdb's replies first: QEMU's readline monitor echoes each byte of a request as
+        # it reads it (a byte per main-loop turn), and waking for every echo cost more
+        # CPU than the texts; by the time gdb is done the monitor is too
+        known = finish_reads(s.gdb, pending_reads, [(a, n) for _, a, n in guessed])
         if pending_texts is not None:
             texts.update(zip(asked, s.monitor.collect(pending_texts), strict=True))
-        # parsed while gdb is still reading
         cpu = parse_info_registers(texts["info registers"])
         pic = _try(parse_info_pic, texts["info pic"])
         lapic = _try(parse_info_lapic, texts["info lapic"])
-        known = finish_reads(s.gdb, pending_reads, [(a, n) for _, a, n in guessed])
         first = self._first_regions(cpu)
         runs = dict(zip(first, self._read(first, known), strict=True))  # what moved
         tss = runs.get(next((p for p in first if p[0] == "tss"), ("", 0, 0)), [])
         tss_data = next((d for a, d in tss if a == cpu.tr.base), b"")
-        pages = self._stack_pages(cpu, tss_data)
-        self._stack_guess[(cpu.mode, cpu.tr.base)] = pages
-        runs.update(zip(pages, self._read(pages, known), strict=True))  # a new TSS's pages
+        tops = self._stack_tops(cpu, tss_data)
+        self._stack_guess[(cpu.mode, cpu.tr.base)] = tops
+        runs.update(zip(tops, self._read(tops, known), strict=True))  # a new TSS's tops
         self._last_cpu = cpu
         regions: list[MemoryRegion] = []
         missing: list[str] = []
-        for label, addr, size in first + [p for p in pages if p not in first]:
+        for label, addr, size in first + [p for p in tops if p not in first]:
             got = runs[(label, addr, size)]
             regions += [MemoryRegion(a, data, label) for a, data in got]
             missing += [
@@ -243,7 +245,7 @@ class LiveTarget:
         return read_readable(self.session.gdb, [(a, n) for _, a, n in plan], known)
 
     def _guessed_reads(self) -> list[tuple[str, int | str, int]]:
-        """What the capture will most likely read: the tables and stack pages where the
+        """What the capture will most likely read: the tables and stack tops where the
         last capture found them, the stack and code windows around ``$sp``/``$pc`` (with
         the last segment bases outside long mode)."""
         last = self._last_cpu
@@ -281,16 +283,16 @@ class LiveTarget:
         plan.append(("code", code_lo, ip + CODE_AFTER - code_lo))
         return plan
 
-    def _stack_pages(self, cpu: CpuState, tss: bytes) -> list[Planned]:
-        """The page just below each non-zero RSP0/ESP0/ISTn the TSS holds (decoded again
-        only when the TSS bytes or the mode changed)."""
-        if self._pages_of is not None and self._pages_of[:2] == (cpu.mode, tss):
-            return list(self._pages_of[2])
-        pages = self._decode_stack_pages(cpu, tss)
-        self._pages_of = (cpu.mode, tss, tuple(pages))
-        return pages
+    def _stack_tops(self, cpu: CpuState, tss: bytes) -> list[Planned]:
+        """The ``STACK_TOP`` bytes just below each non-zero RSP0/ESP0/ISTn the TSS holds
+        (decoded again only when the TSS bytes or the mode changed)."""
+        if self._tops_of is not None and self._tops_of[:2] == (cpu.mode, tss):
+            return list(self._tops_of[2])
+        tops = self._decode_stack_tops(cpu, tss)
+        self._tops_of = (cpu.mode, tss, tuple(tops))
+        return tops
 
-    def _decode_stack_pages(self, cpu: CpuState, tss: bytes) -> list[Planned]:
+    def _decode_stack_tops(self, cpu: CpuState, tss: bytes) -> list[Planned]:
         from lhvdbg.x86.tss import decode_tss, stack_fields
 
         if not tss or cpu.mode in ("real", "vm86"):
@@ -306,11 +308,11 @@ class LiveTarget:
             value = decoded.get(name)
             if not value:
                 continue
-            page = _aligned_page(value - 1)  # the stack grows down from the pointer
-            if page in seen or not _canonical(page):
+            start = max(0, value - STACK_TOP)  # the stack grows down from the pointer
+            if start in seen or not _canonical(start):
                 continue
-            seen.add(page)
-            plan.append((name, page, PAGE))
+            seen.add(start)
+            plan.append((name, start, value - start))
         return plan
 
     def _symbols_of_interest(self, cpu: CpuState) -> dict[str, int]:

@@ -80,9 +80,15 @@ def unescape(text: str) -> str:
     return _ESCAPE.sub(one, text.encode()).decode("utf-8", "replace")
 
 
+#: The record every resume brings (a constant: a single step parses it each time).
+_RUNNING_ALL = '*running,thread-id="all"'
+
+
 def parse_line(line: str) -> MiRecord | None:
     """One MI output line as a record; None for the prompt and blank lines."""
     line = line.rstrip("\r\n")
+    if line == _RUNNING_ALL:
+        return MiRecord("notify", "running", {"thread-id": "all"}, None)
     if not line.strip() or is_prompt(line):
         return None
     kind = _STREAMS.get(line[0])

@@ -392,10 +392,9 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         for _ in range(count):
             self.set_runstate(S.RUNNING)
             try:
-                gdb.command("-exec-step-instruction")
+                record = gdb.resume_and_wait("-exec-step-instruction", 5.0)
             except GdbError as exc:
                 return self._ended(exc, time.monotonic() - started)
-            record = gdb.wait_stopped(5.0)
             if record is None:
                 assert self._qemu is not None
                 if not self._qemu.running():

@@ -147,13 +147,13 @@ def test_capture_sends_hmp_and_gdb_together_then_reads_what_it_could_not_guess(
     cpu = recorded.cpu
     tss = recorded.region("tss")
     assert tss is not None and tss.address == cpu.tr.base
-    rsp0_page = (struct.unpack_from("<Q", tss.data, 4)[0] - 1) & ~0xFFF
+    rsp0 = struct.unpack_from("<Q", tss.data, 4)[0]
 
     first = LiveTarget(port).capture()
     # nothing known yet: gdb reads around $sp and $pc while QEMU's monitor answers the three texts;
-    # then the tables at the registers' addresses, then the pages the TSS names
+    # then the tables at the registers' addresses, then the stack tops the TSS names
     assert [k for k, _ in port.log] == [
-        "gdb-send", "hmp-send", "hmp-collect", "gdb-finish", "gdb-send", "gdb-finish",
+        "gdb-send", "hmp-send", "gdb-finish", "hmp-collect", "gdb-send", "gdb-finish",
         "gdb-send", "gdb-finish",
     ]  # fmt: skip
     guessed, tables, pages = port.batches()
@@ -164,7 +164,7 @@ def test_capture_sends_hmp_and_gdb_together_then_reads_what_it_could_not_guess(
         (cpu.idtr.base, cpu.idtr.limit + 1),
         (cpu.tr.base, cpu.tr.limit + 1),
     )  # the stack and code windows were read where the registers say: not again
-    assert reads((rsp0_page, 0x1000))[0] in pages
+    assert reads((rsp0 - 0x200, 0x200))[0] in pages  # the 512 bytes below RSP0
     assert labelled(first)[:3] == labelled(recorded)  # the fixture holds the tables only
     assert [r.label for r in first.memory[3:]] == ["stack", "code", "rsp0", "ist1"]
     stack = first.region("stack")
@@ -187,8 +187,8 @@ def test_nothing_is_read_again_while_the_machine_version_stands(recorded: Snapsh
     port.version += 1  # e.g. one step: everything is read again, in one round trip
     port.memory[recorded.cpu.idtr.base][0] ^= 0xFF  # the step wrote the IDT
     third = target.capture()
-    assert [k for k, _ in port.log] == ["gdb-send", "hmp-send", "hmp-collect", "gdb-finish"]
-    assert len(port.batches()[0]) == 7  # 5 regions + RSP0 and IST1 pages
+    assert [k for k, _ in port.log] == ["gdb-send", "hmp-send", "gdb-finish", "hmp-collect"]
+    assert len(port.batches()[0]) == 7  # 5 regions + RSP0 and IST1 stack tops
     idt = third.region("idt")
     assert idt is not None and idt.data[0] == recorded.region("idt").data[0] ^ 0xFF  # type: ignore[union-attr]
 
@@ -203,7 +203,7 @@ def test_texts_read_one_by_one_are_kept_too(recorded: Snapshot) -> None:
     assert ("hmp-send", ("info registers", "info pic")) in port.log  # not the LAPIC again
 
 
-def test_moved_tables_and_stack_pages_cost_one_more_round_trip_each(
+def test_moved_tables_and_stack_tops_cost_one_more_round_trip_each(
     recorded: Snapshot,
 ) -> None:
     port = Port(recorded)
@@ -214,16 +214,17 @@ def test_moved_tables_and_stack_pages_cost_one_more_round_trip_each(
     assert tss is not None
     rsp0 = struct.unpack_from("<Q", tss.data, 4)[0]
 
-    # the kernel points RSP0 elsewhere: only the new page is read in a second round trip
-    moved = rsp0 + 0x8000  # (+0x4000 would be the IST1 page: read anyway, not again)
+    # the kernel points RSP0 elsewhere: only its new top is read in a second round trip
+    moved = rsp0 + 0x8000  # (+0x4000 would be IST1's top: read anyway, not again)
     port.memory[tss.address][4:12] = struct.pack("<Q", moved)
     port.version += 1
     port.log.clear()
     third = target.capture()
     batches = port.batches()
-    assert len(batches) == 2 and batches[1] == reads(((moved - 1) & ~0xFFF, 0x1000))
+    assert len(batches) == 2 and batches[1] == reads((moved - 0x200, 0x200))
     rsp0_region = third.region("rsp0")
-    assert rsp0_region is not None and rsp0_region.address == (moved - 1) & ~0xFFF
+    assert rsp0_region is not None and rsp0_region.address == moved - 0x200
+    assert rsp0_region.end == moved  # the bytes a delivery on that stack would push into
 
     # a new IDT (lidt): read at its new place in a second round trip, nothing else
     new_base = cpu.idtr.base + 0x20000

@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lhvdbg
 from lhvdbg.errors import KernelError, QemuError, ToolMissingError, UsageError
-from lhvdbg.x86.cpustate import Arch
 
 if TYPE_CHECKING:
     from lhvdbg.machine.workdir import SessionPaths
     from lhvdbg.state.elf import KernelInfo
+    from lhvdbg.x86.cpustate import Arch
 
 Accel = Literal["tcg", "kvm", "auto"]
 

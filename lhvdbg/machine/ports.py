@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from lhvdbg.x86.cpustate import Arch
-
 if TYPE_CHECKING:
     from lhvdbg.machine.gdbmi import GdbMi
     from lhvdbg.machine.launch import LaunchConfig
@@ -22,6 +20,7 @@ if TYPE_CHECKING:
     from lhvdbg.machine.stops import StopEvent
     from lhvdbg.state.elf import KernelInfo
     from lhvdbg.state.target import Target
+    from lhvdbg.x86.cpustate import Arch
 
 
 class ReadPort(Protocol):

@@ -62,9 +62,22 @@ def which(program: str, what: str) -> str:
 
 
 def popen_owned(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """``subprocess.Popen`` in a new process group, killed when this process dies."""
-    _prctl()  # load libc before fork
+    """``subprocess.Popen`` in a new process group, killed when this process dies.
+
+    The death signal is set by util-linux's ``setpriv --pdeathsig KILL`` (essential in
+    Debian), which then executes ``argv``: Popen can then use ``vfork``, 0.3 ms a start
+    against 4.7 ms for ``fork`` of this process to run a ``preexec_fn`` (two starts on
+    the way to every session). Without setpriv, or when this process ignores SIGINT or
+    SIGTERM (a child would inherit that), the ``preexec_fn`` path sets it up itself."""
     log.debug("starting: %s", " ".join(argv))
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None and not _ignores_stop_signals():
+        program = shutil.which(argv[0])
+        if program is None:
+            raise ToolMissingError(f"{argv[0]} not found", program=argv[0])
+        owned = [setpriv, "--pdeathsig", "KILL", "--", program, *argv[1:]]
+        return subprocess.Popen(owned, process_group=0, close_fds=True, **kwargs)
+    _prctl()  # load libc before fork
     try:
         return subprocess.Popen(
             list(argv),
@@ -75,6 +88,10 @@ def popen_owned(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         )
     except FileNotFoundError as exc:
         raise ToolMissingError(f"{argv[0]} not found", program=argv[0]) from exc
+
+
+def _ignores_stop_signals() -> bool:
+    return signal.SIG_IGN in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
 
 
 def is_running(process: subprocess.Popen[bytes]) -> bool:
@@ -106,13 +123,14 @@ def exit_status(process: subprocess.Popen[bytes]) -> int | None:
 
 
 def kill_process_group(process: subprocess.Popen[bytes], *, grace: float = 1.0) -> None:
-    """SIGTERM the process's group, wait up to ``grace`` seconds, SIGKILL the group, reap.
+    """SIGTERM the process's group, wait up to ``grace`` seconds, SIGKILL the group, reap
+    (``grace`` 0: SIGKILL at once).
 
     Signals go to the group only while the leader is unreaped (so its id is not reused).
     """
     if process.returncode is not None:
         return
-    if is_running(process):
+    if grace > 0 and is_running(process):
         _signal_group(process, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while is_running(process) and time.monotonic() < deadline:
@@ -122,6 +140,15 @@ def kill_process_group(process: subprocess.Popen[bytes], *, grace: float = 1.0) 
         process.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover - only a stuck kernel
         log.warning("process %d did not die", process.pid)
+
+
+def kill_groups_now(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL the group of every process not reaped yet, all at once, without waiting:
+    the kernel's teardown of each (~8 ms for QEMU, as much for gdb) then overlaps;
+    :func:`kill_process_group` reaps them after."""
+    for process in processes:
+        if process.returncode is None:
+            _signal_group(process, signal.SIGKILL)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

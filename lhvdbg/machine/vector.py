@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, cast
 from lhvdbg.errors import GdbError, MachineError
 from lhvdbg.machine.runstate import RUNNABLE, RunstateMachine, require
 from lhvdbg.machine.stops import StopEvent
-from lhvdbg.x86.cpustate import LapicState, PicState
 
 if TYPE_CHECKING:
     from lhvdbg.machine.ports import RunPort
     from lhvdbg.state.target import Target
+    from lhvdbg.x86.cpustate import LapicState, PicState
 
 log = logging.getLogger(__name__)
 

@@ -66,24 +66,53 @@ def test_exit_status_does_not_reap() -> None:
 
 
 CHILD = """
-import sys, time
+import signal, sys, time
 sys.path.insert(0, {root!r})
 from lhvdbg.machine.process import popen_owned
+if {ignore!r}:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 p = popen_owned(["sleep", "60"])
 print(p.pid, flush=True)
 time.sleep(60)
 """
+SIGINT_BIT = 1 << (signal.SIGINT - 1)
 
 
-def test_children_die_with_a_sigkilled_parent() -> None:
+def wait_for_program(pid: int, name: bytes, timeout: float = 3.0) -> bool:
+    """Whether process ``pid`` runs program ``name`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if f.read().split(b"\0")[0].endswith(name):
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def ignored_signals(pid: int) -> int:
+    """The SigIgn mask of ``/proc/<pid>/status``."""
+    with open(f"/proc/{pid}/status") as f:
+        line = next(x for x in f if x.startswith("SigIgn:"))
+    return int(line.split()[1], 16)
+
+
+@pytest.mark.parametrize(
+    "ignore", [False, True], ids=["setpriv-pdeathsig", "fork-prctl-when-sigint-ignored"]
+)
+def test_children_die_with_a_sigkilled_parent(ignore: bool) -> None:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     parent = subprocess.Popen(
-        [sys.executable, "-c", CHILD.format(root=root)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD.format(root=root, ignore=ignore)],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert parent.stdout is not None
         child = int(parent.stdout.readline())
         assert pid_alive(child)
+        assert wait_for_program(child, b"sleep")  # (setpriv, if used, exec'd it)
+        # an ignored SIGINT in lhvdbg is not passed on (Ctrl-C must reach a child)
+        assert not ignored_signals(child) & SIGINT_BIT
         parent.send_signal(signal.SIGKILL)
         parent.wait(5)
         assert wait_gone(child), "the owned child outlived its SIGKILLed parent"
@@ -96,3 +125,8 @@ def test_children_die_with_a_sigkilled_parent() -> None:
 def test_which_names_the_package() -> None:
     with pytest.raises(ToolMissingError, match="no-such-qemu not found: install qemu"):
         which("no-such-qemu", "qemu-system-x86 (Debian package)")
+
+
+def test_a_missing_program_is_a_tool_error() -> None:
+    with pytest.raises(ToolMissingError, match="no-such-program not found"):
+        popen_owned(["no-such-program", "--version"])

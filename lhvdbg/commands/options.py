@@ -41,7 +41,7 @@ def add_launch_arguments(
     ``--qemu-arg ARG`` (repeatable), ``--symbols ELF``, ``--qemu-system x86_64|i386``,
     ``--no-debug-exit``. The defaults are the session's (DEFAULT_VARIANT, DEFAULT_ARCH).
     """
-    from lhvdbg.machine.session import DEFAULT_ARCH, DEFAULT_VARIANT
+    from lhvdbg.machine.launch import DEFAULT_ARCH, DEFAULT_VARIANT
 
     default_variant = default_variant or DEFAULT_VARIANT
     default_arch = default_arch or DEFAULT_ARCH
@@ -106,7 +106,7 @@ def add_snapshot_argument(parser: argparse.ArgumentParser) -> None:
 def launch_config_from_args(args: argparse.Namespace) -> LaunchConfig:
     """The LaunchConfig the parsed launch options describe (UsageError if inconsistent;
     the kernel itself is checked when the session starts)."""
-    from lhvdbg.machine.session import DEFAULT_ARCH, DEFAULT_VARIANT, LaunchConfig
+    from lhvdbg.machine.launch import DEFAULT_ARCH, DEFAULT_VARIANT, LaunchConfig
 
     kernel = getattr(args, "kernel", None)
     cdrom = getattr(args, "cdrom", None)

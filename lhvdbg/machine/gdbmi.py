@@ -44,6 +44,27 @@ READ_ONLY_COMMANDS = frozenset(
 )
 
 
+#: The data directory lhvdbg gives its gdb: a ``gdb`` Python package that loads gdb's own
+#: on first use (``gdb_data/python/gdb/__init__.py`` says why: ~30 ms of every start).
+LEAN_DATA_DIRECTORY = Path(__file__).resolve().with_name("gdb_data")
+
+
+def system_data_directory(exe: str) -> Path:
+    """Where gdb's own data directory is for the binary ``exe`` (``<prefix>/share/gdb``)."""
+    return Path(os.path.realpath(exe)).parent.parent / "share" / "gdb"
+
+
+def lean_data_directory(exe: str) -> Path | None:
+    """:data:`LEAN_DATA_DIRECTORY` when gdb ``exe`` has its Python package where its
+    binary says (then the lean package can load it); None: gdb keeps its own."""
+    package = Path("python", "gdb", "__init__.py")
+    if (system_data_directory(exe) / package).is_file() and (
+        LEAN_DATA_DIRECTORY / package
+    ).is_file():
+        return LEAN_DATA_DIRECTORY
+    return None
+
+
 @dataclass(frozen=True)
 class MiResult:
     """The result record of one command and the other records seen while waiting."""
@@ -140,12 +161,18 @@ class GdbMi:
         it is not installed."""
         exe = which(gdb_path, "gdb (Debian package gdb)")
         self.argv = [exe, "--nx", "--quiet", "--interpreter=mi3"]
+        env = None
+        lean = lean_data_directory(exe)
+        if lean is not None:
+            self.argv.insert(1, f"--data-directory={lean}")
+            env = {**os.environ, "LHVDBG_GDB_DATA_DIRECTORY": str(system_data_directory(exe))}
         self._stderr_file = open(stderr_path or os.devnull, "wb")  # noqa: SIM115
         self.process = popen_owned(
             self.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
+            env=env,
         )
         assert self.process.stdin is not None and self.process.stdout is not None
         self._fd = self.process.stdout.fileno()

@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     process ends here once its output is flushed (:func:`_exit_now`)."""
     install()
     try:
-        status = _main(list(sys.argv[1:] if argv is None else argv))
+        as_program = argv is None and _started_as_program()  # it ends with _exit_now
+        status = _main(list(sys.argv[1:] if argv is None else argv), as_program)
     except KeyboardInterrupt:
         status = _ended("interrupted", EXIT_INTERRUPTED)
     except Terminated:
@@ -152,7 +153,7 @@ def _ended(how: str, status: int) -> int:
     return status
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], as_program: bool = False) -> int:
     if argv == ["--version"]:
         print(f"lhvdbg {__version__}")
         return 0
@@ -197,7 +198,7 @@ def _main(argv: list[str]) -> int:
         color = not args.no_color and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         from lhvdbg.commands.registry import Context
 
-        ctx = Context(stdout=sys.stdout, color=color)
+        ctx = Context(stdout=sys.stdout, color=color, ends_process=as_program)
         return loaded[0].run(args, ctx)
     except LhvdbgError as error:
         print(f"lhvdbg: {error}", file=sys.stderr)

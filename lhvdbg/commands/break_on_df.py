@@ -177,6 +177,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         report, ev = diagnose_session_with_evidence(
             session, stop, reference=args.reference, limit=limit, kernel_entered=entered
         )
+        session.close(reap=not ctx.ends_process)
     if watch.interrupted:
         report = replace(report, notes=(*report.notes, watch.note()))
     _print(ctx, report, args.json)

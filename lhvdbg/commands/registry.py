@@ -100,6 +100,9 @@ class Context:
     session: Session | None = None
     state: dict[str, Any] = field(default_factory=dict)
     result: object = None  # the value the last command gave as data (``print_json``)
+    #: The process ends when the command returns (the ``lhvdbg`` program): a session is
+    #: closed without waiting for the kernel to tear QEMU and gdb down (10-15 ms).
+    ends_process: bool = False
 
     def print_json(self, data: object) -> None:
         """Give ``data`` as the command's result (kept in ``result``, which scenarios read

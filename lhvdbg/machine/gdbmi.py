@@ -433,10 +433,11 @@ class GdbMi:
             "gdb did not stop the guest after -exec-interrupt", command="-exec-interrupt"
         )
 
-    def close(self, *, polite: bool = True) -> None:
+    def close(self, *, polite: bool = True, reap: bool = True) -> None:
         """Quit gdb (``-gdb-exit``, up to 0.5 s), then SIGTERM/SIGKILL its process group.
         ``polite=False`` skips the quit (gdb takes ~8 ms to exit; it holds nothing to save
-        once the target is gone). Idempotent."""
+        once the target is gone); ``reap=False`` does not wait for it to die (see
+        :func:`~lhvdbg.machine.process.kill_process_group`). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -448,7 +449,7 @@ class GdbMi:
                     time.sleep(0.001)
             except GdbError:
                 pass
-        kill_process_group(self.process, grace=1.0 if polite else 0.0)
+        kill_process_group(self.process, grace=1.0 if polite else 0.0, reap=reap)
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):

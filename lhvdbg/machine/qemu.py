@@ -126,6 +126,7 @@ class QemuProcess:
             time.sleep(0.005)
         return not self.running()
 
-    def kill(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds, to QEMU's process group; reaped."""
-        kill_process_group(self.process, grace=grace)
+    def kill(self, grace: float, *, reap: bool = True) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds, to QEMU's process group; reaped
+        unless ``reap`` is false."""
+        kill_process_group(self.process, grace=grace, reap=reap)

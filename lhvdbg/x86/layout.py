@@ -32,6 +32,9 @@ from typing import Literal, TypeVar
 from lhvdbg.errors import DecodeError
 
 TableMode = Literal["legacy", "ia32e"]
+#: Whole values each layout keeps decoded (then it starts again): more than a GDT and an
+#: IDT hold, a few hundred KiB at most.
+DECODED_KEPT = 4096
 
 _IA32E_NAMES = frozenset({"ia32e", "long", "compat", "64", "64-bit", "amd64"})
 _LEGACY_NAMES = frozenset({"legacy", "protected", "real", "vm86", "32", "32-bit", "i386"})
@@ -204,6 +207,16 @@ class Layout:
                 raise ValueError(f"layout {self.name}: {f.name} enum_on an unknown field")
         object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
         object.__setattr__(self, "_declared", seen)
+        # decode's plan, from the fields once: (name, (lo, mask, position)..., shift)
+        plan = []
+        for f in self.fields:
+            pieces, pos = [], 0
+            for lo, hi in f.pieces:
+                pieces.append((lo, (1 << (hi - lo + 1)) - 1, pos))
+                pos += hi - lo + 1
+            plan.append((f.name, tuple(pieces), f.shift))
+        object.__setattr__(self, "_plan", tuple(plan))
+        object.__setattr__(self, "_decoded", {})  # raw -> Decoded (see decode)
 
     @property
     def size_bytes(self) -> int:
@@ -254,8 +267,31 @@ class Layout:
                 raise DecodeError(f"{value:#x} does not fit {self.name} ({self.size_bits} bits)")
         else:
             raise DecodeError(f"cannot decode {type(value).__name__} as {self.name}")
-        values = {f.name: f.extract(raw) for f in self.fields if f.name not in missing}
-        return Decoded(self, raw, MappingProxyType(values), missing)
+        if missing:
+            values = {f.name: f.extract(raw) for f in self.fields if f.name not in missing}
+            return Decoded(self, raw, MappingProxyType(values), missing)
+        # a whole value: kept (Decoded is immutable), as the same few descriptors and
+        # gates are decoded again and again (each gate's code segment, an IDT per view)
+        known: dict[int, Decoded] = self.__dict__["_decoded"]
+        decoded = known.get(raw)
+        if decoded is None:
+            if len(known) >= DECODED_KEPT:
+                known.clear()
+            decoded = known[raw] = Decoded(self, raw, MappingProxyType(self._values(raw)))
+        return decoded
+
+    def _values(self, raw: int) -> dict[str, int]:
+        """Every field's value in ``raw`` (what :meth:`Field.extract` gives, by the plan
+        made at declaration: an IDT's 256 gates are decoded per view and per check)."""
+        values = {}
+        plan: tuple[tuple[str, tuple[tuple[int, int, int], ...], int], ...]
+        plan = self.__dict__["_plan"]
+        for name, pieces, shift in plan:
+            value = 0
+            for lo, mask, pos in pieces:
+                value |= ((raw >> lo) & mask) << pos
+            values[name] = value << shift
+        return values
 
     def encode(self, **values: int) -> int:
         """The raw integer with the given fields set (others zero)."""

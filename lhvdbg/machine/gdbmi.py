@@ -272,8 +272,7 @@ class GdbMi:
 
     def console(self, command: str, *, timeout: float | None = None) -> MiResult:
         """Run a CLI command through ``-interpreter-exec console``."""
-        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
-        return self.command(f'-interpreter-exec console "{quoted}"', timeout=timeout)
+        return self.command(console_command(command), timeout=timeout)
 
     def batch(
         self, commands: Sequence[str], *, timeout: float | None = None, check: bool = True
@@ -455,6 +454,12 @@ class GdbMi:
                 with contextlib.suppress(OSError):
                     stream.close()
         self._stderr_file.close()
+
+
+def console_command(command: str) -> str:
+    """The MI command that runs the CLI command ``command``."""
+    quoted = command.replace("\\", "\\\\").replace('"', '\\"')
+    return f'-interpreter-exec console "{quoted}"'
 
 
 def raise_first_error(results: Sequence[MiResult]) -> None:

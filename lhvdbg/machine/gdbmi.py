@@ -250,6 +250,14 @@ class GdbMi:
         self._matcher.feed(records)
         return True
 
+    def _unanswered(self, command: str) -> TargetTimeout:
+        return TargetTimeout(
+            f"gdb did not answer {command.split()[0]} in time",
+            command=command,
+            backend="gdb",
+            transcript="\n".join(self.transcript),
+        )
+
     def _dead_error(self, command: str) -> GdbError:
         return GdbError(
             f"gdb exited unexpectedly (status {exit_status(self.process)}) "
@@ -314,12 +322,7 @@ class GdbMi:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = next(c for t, c in zip(tokens, commands, strict=True) if t not in found)
-                raise TargetTimeout(
-                    f"gdb did not answer {missing.split()[0]} in time",
-                    command=missing,
-                    backend="gdb",
-                    transcript="\n".join(self.transcript),
-                )
+                raise self._unanswered(missing)
             if not self._pump(min(remaining, 0.05)) and not self.alive:
                 raise self._dead_error(commands[0])
         results: list[MiResult] = []
@@ -379,12 +382,7 @@ class GdbMi:
             if remaining <= 0:
                 if answered:
                     return None
-                raise TargetTimeout(
-                    f"gdb did not answer {command.split()[0]} in time",
-                    command=command,
-                    backend="gdb",
-                    transcript="\n".join(self.transcript),
-                )
+                raise self._unanswered(command)
             if not self._pump(min(remaining, 0.05)) and not self.alive:
                 raise self._dead_error(command)
 

@@ -112,6 +112,7 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         self._names: dict[int, str] = {}
         self._serial_offset = 0
         self.last_stop = None
+        self._stop_version: object = None
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -260,6 +261,7 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
             return self._exited_event(event.elapsed)
         self.last_stop = event
         self.set_runstate(state_after_stop(event.reason, self.runstate))
+        self._stop_version = self.machine_version() if self.runstate is S.STOPPED else None
         return event
 
     def _stopped(self, record: MiRecord, elapsed: float) -> StopEvent:
@@ -387,7 +389,8 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         event: StopEvent | None = None
         started = time.monotonic()
         gdb.drain_stopped()
-        for _ in range(count):
+        at, done_steps, again = self._step_start(), 0, False
+        while done_steps < count:
             self.set_runstate(S.RUNNING)
             try:
                 record = gdb.resume_and_wait("-exec-step-instruction", 5.0)
@@ -401,8 +404,17 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
             event = self._stopped(record, time.monotonic() - started)
             if event.reason != "step":
                 break
+            again = not again and stops.step_did_not_run(at, event, self.read_memory)
+            if not again:
+                done_steps, at = done_steps + 1, event.address
         assert event is not None
         return event
+
+    def _step_start(self) -> int | None:
+        """The last stop's address if nothing but reads was sent since, else None."""
+        last = self.last_stop
+        same = self.runstate is S.STOPPED and self._stop_version == self.machine_version()
+        return last.address if last and same else None
 
     @require(S.STOPPED, S.RUNNING, S.SHUTDOWN, S.EXITED)
     def interrupt(self) -> StopEvent:

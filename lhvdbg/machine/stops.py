@@ -9,11 +9,15 @@ breakpoint table from :func:`breakpoint_hit`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from lhvdbg.errors import MachineError
 from lhvdbg.machine.mirecord import MiRecord
+
+log = logging.getLogger(__name__)
 
 StopReason = Literal[
     "breakpoint",  # a breakpoint or watchpoint was hit
@@ -170,3 +174,25 @@ def exited_event(status: int | None, *, debug_exit: bool, elapsed: float = 0.0) 
     if status is not None and status & 1 and debug_exit and status > 1:
         detail += f" (isa-debug-exit value {status >> 1:#x})"
     return StopEvent("exited", exit_code=status, detail=detail, elapsed=elapsed)
+
+
+def step_did_not_run(
+    start: int | None, event: StopEvent, read: Callable[[int, int], bytes]
+) -> bool:
+    """A single step that ended at ``start``, where it began, on an instruction that
+    cannot stay in place (``read(address, size)`` gives its bytes): QEMU 7.2's TCG now
+    and then delivers the trap of the step before when the guest next runs, and gdb ends
+    the new step on it before the instruction ran (seen in a CI run: ``or $0x80000000,
+    %eax`` "stepped" to itself). The caller steps again, once."""
+    if start is None or event.reason != "step" or event.address != start:
+        return False
+    from lhvdbg.x86.insn_sites import may_stay_in_place  # (rare: not on the way to a start)
+
+    try:
+        code = read(start, 16)
+    except MachineError:
+        return False  # unknown bytes: the step may have been right
+    if may_stay_in_place(code):
+        return False
+    log.debug("a step at %#x ended before the instruction ran: stepping again", start)
+    return True

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from lhvdbg.x86.cpustate import Arch
+if TYPE_CHECKING:
+    from lhvdbg.x86.cpustate import Arch
 
 __all__ = [
     "HLT",
@@ -27,6 +29,7 @@ __all__ = [
     "Site",
     "describe_instruction",
     "lidt_sites",
+    "may_stay_in_place",
     "out_ending_at",
     "scan",
 ]
@@ -131,6 +134,42 @@ def out_ending_at(code: bytes) -> tuple[int | None, int] | None:
     if code and code[-1] in (0xEE, 0xEF):
         return None, OUT_OPCODES[code[-1]]
     return None
+
+
+#: INS, OUTS, MOVS, CMPS, STOS, LODS, SCAS: one iteration a step under REP/REPNE.
+_STRING_OPS = frozenset({0x6C, 0x6D, 0x6E, 0x6F, *range(0xA4, 0xA8), *range(0xAA, 0xB0)})
+#: Prefixes that may come before them or before a jump (segment, LOCK, sizes, REX).
+_ANY_PREFIX = PREFIXES | {0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0xF0}
+
+
+def may_stay_in_place(code: bytes) -> bool:
+    """Whether one step of the instruction at the start of ``code`` may end at its own
+    address (Intel SDM Vol. 2): a REP/REPNE string instruction (one iteration a step), HLT,
+    or a jump, conditional jump or LOOP/JCXZ to itself. True when ``code`` is too short to
+    tell."""
+    i, repeated = 0, False
+    while i < len(code) and code[i] in _ANY_PREFIX:
+        repeated = repeated or code[i] in (0xF2, 0xF3)
+        i += 1
+    rest = code[i:]
+    if len(rest) < 2:
+        return True
+    op = rest[0]
+    if op in _STRING_OPS:
+        return repeated
+    if op == HLT:
+        return True
+    # rel8 to itself: JMP EB, Jcc 70-7F, LOOPNE/LOOPE/LOOP/JCXZ E0-E3 (2 bytes, rel -2)
+    if (op == 0xEB or 0x70 <= op <= 0x7F or 0xE0 <= op <= 0xE3) and rest[1] == 0xFE:
+        return True
+    # rel32 to itself: JMP E9 (5 bytes, rel -5), Jcc 0F 80-8F (6 bytes, rel -6)
+    if op == 0xE9 and rest[1:5] == (-5 - i).to_bytes(4, "little", signed=True):
+        return True
+    return (
+        op == 0x0F
+        and 0x80 <= rest[1] <= 0x8F
+        and rest[2:6] == (-6 - i).to_bytes(4, "little", signed=True)
+    )
 
 
 # A few one- and two-byte instructions that matter when reading an interrupted RIP.

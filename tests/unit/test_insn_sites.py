@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lhvdbg.x86.insn_sites import lidt_sites, out_ending_at
+from lhvdbg.x86.insn_sites import lidt_sites, may_stay_in_place, out_ending_at
 
 BASE = 0x100000
 
@@ -35,3 +35,29 @@ def test_the_out_that_ends_just_before_the_stop(
     code: bytes, found: tuple[int | None, int] | None
 ) -> None:
     assert out_ending_at(code) == found
+
+
+@pytest.mark.parametrize(
+    ("hex_bytes", "stays"),
+    [
+        ("0d00000080", False),  # or $0x80000000,%eax (the CI run's "step" to itself)
+        ("0f22c0", False),  # mov %eax,%cr0
+        ("a490", False),  # movsb without REP: one move, the next instruction
+        ("f3a4", True),  # rep movsb: one iteration a step
+        ("f348ab", True),  # rep stosq (REX.W after REP)
+        ("f2ae", True),  # repne scasb
+        ("f490", True),  # hlt
+        ("ebfe", True),  # jmp .
+        ("75fe", True),  # jne .
+        ("e2fe", True),  # loop .
+        ("ebfd", False),  # jmp to 1 byte before itself
+        ("e9fbffffff", True),  # jmp rel32 .
+        ("e9faffffff", False),
+        ("0f84faffffff", True),  # je rel32 .
+        ("2ee9faffffff", True),  # with a segment prefix the jump is 6 bytes long
+        ("", True),  # not readable: cannot tell, so may stay
+        ("f3", True),
+    ],
+)
+def test_which_instructions_a_step_may_leave_in_place(hex_bytes: str, stays: bool) -> None:
+    assert may_stay_in_place(bytes.fromhex(hex_bytes)) is stays

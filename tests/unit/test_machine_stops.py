@@ -13,6 +13,7 @@ from lhvdbg.machine.stops import (
     decode_stop,
     exited_event,
     is_step_over_sigtrap,
+    step_did_not_run,
     where,
 )
 
@@ -156,3 +157,28 @@ def test_exit_events(status: int, debug_exit: bool, value: int | None, detail: s
     assert (event.reason, event.exit_code, event.guest_exit_value) == ("exited", status, value)
     assert event.detail == detail and not event.stopped
     assert event.to_dict()["exit_code"] == status
+
+
+def test_a_step_that_ended_where_it_began_is_taken_again_only_when_it_cannot_stay() -> None:
+    from lhvdbg.errors import GdbError
+    from lhvdbg.machine.stops import StopEvent
+
+    code = {0x1000A3: bytes.fromhex("0d000000800f22c0"), 0x2000: bytes.fromhex("f3a4")}
+    reads: list[int] = []
+
+    def read(address: int, size: int) -> bytes:
+        reads.append(address)
+        if address not in code:
+            raise GdbError("Cannot access memory", command="-data-read-memory-bytes")
+        return code[address]
+
+    same = StopEvent("step", 0x1000A3)
+    assert step_did_not_run(0x1000A3, same, read)  # `or` cannot end where it began
+    assert not step_did_not_run(0x2000, StopEvent("step", 0x2000), read)  # rep movsb can
+    assert not step_did_not_run(0x3000, StopEvent("step", 0x3000), read)  # unreadable
+    assert reads == [0x1000A3, 0x2000, 0x3000]
+    # moved, not a step, or no known start: nothing is read
+    assert not step_did_not_run(0x1000A3, StopEvent("step", 0x1000A8), read)
+    assert not step_did_not_run(0x1000A3, StopEvent("breakpoint", 0x1000A3), read)
+    assert not step_did_not_run(None, same, read)
+    assert reads == [0x1000A3, 0x2000, 0x3000]

@@ -236,18 +236,14 @@ class VectorRun:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return self._timeout(started, timeout, hits)
+                    return self._timeout(started, timeout, hits, count)
                 slice_ = min(remaining, KVM_SLICE) if self.polling else remaining
                 event = self.s.cont(timeout=slice_, poll=poll)
                 elapsed = time.monotonic() - started
                 if event.reason == "timeout":
                     if time.monotonic() >= deadline:
-                        return replace(
-                            event,
-                            elapsed=elapsed,
-                            detail=f"timeout after {timeout:g} s: vector "
-                            f"{self._vector_text()} handler entered {hits} of {count} times",
-                        )
+                        detail = self._timed_out(timeout, hits, count)
+                        return replace(event, elapsed=elapsed, detail=detail)
                     self.arm()  # polling slice ended
                     if event.address is not None and event.address == self.handler_addr:
                         # The slice ended on the handler's entry (delivered, not yet run).
@@ -334,14 +330,18 @@ class VectorRun:
             detail=f"vector {self.vector:#x} handler {handler} reached ({what} {hits})",
         )
 
-    def _timeout(self, started: float, timeout: float, hits: int) -> StopEvent:
+    def _timeout(self, started: float, timeout: float, hits: int, count: int) -> StopEvent:
+        """The time ran out between two stops (the guest is stopped)."""
         pc = self.s.pc() if self.s.alive else None
-        return StopEvent(
-            "timeout",
-            pc,
-            detail=f"timeout after {timeout:g} s: vector {self._vector_text()} handler "
-            f"entered {hits} times",
-            elapsed=time.monotonic() - started,
+        detail = self._timed_out(timeout, hits, count)
+        return StopEvent("timeout", pc, detail=detail, elapsed=time.monotonic() - started)
+
+    def _timed_out(self, timeout: float, hits: int, count: int) -> str:
+        """A timed-out run's detail: one wording, whether the time ran out while the guest
+        ran or between two of its stops (a docs example met both)."""
+        return (
+            f"timeout after {timeout:g} s: vector {self._vector_text()} handler "
+            f"entered {hits} of {count} times"
         )
 
 

@@ -21,10 +21,7 @@ the same load on a shared machine; the ratio is the median of the per-round rati
 
 The goals (issue 10 §5) are printed with the figures: ``capture()`` ≤ 5 ms median (the
 figure that counts is the one after a step) and ``stepi`` ≥ 0.8× the raw gdb/MI step
-rate, gdb's defaults on the baseline (lhvdbg's gdb leaves the arguments' values out of a
-stop's frame, ``print frame-arguments none``: a sixth of a step's time in gdb). A last
-row steps again with that setting on the baseline too: what lhvdbg's own side costs.
-Usage:
+rate. Usage:
 ``.venv/bin/python bench/bench_session.py [--repeat N] [--starts N] [--steps N]
 [--rounds N]``.
 Never asserts on timing.
@@ -168,7 +165,6 @@ def raw_machine(config: LaunchConfig) -> Iterator[dict[str, Callable[[], object]
             "read 16 B": lambda: read(cpu.idtr.base, 16),
             "info registers text": lambda: monitor.hmp("info registers"),
             "stepi": lambda: mi.command("-exec-step-instruction", stopped=True),
-            "lean stops": lambda: mi.command("-gdb-set print frame-arguments none"),
         }
     finally:
         if qmp is not None:
@@ -255,12 +251,6 @@ def main() -> int:
         step_rounds = 2 * rounds
         per_step_round = max(1, args.steps // step_rounds)
         rows["stepi"] = interleaved(s.stepi, raw["stepi"], step_rounds, per_step_round)
-        # lhvdbg's gdb leaves the arguments' values out of its stops (launch.gdb_setup):
-        # the same setting on the baseline's gdb, for the part Python's side costs
-        raw["lean stops"]()
-        rows["stepi, same gdb settings"] = interleaved(
-            s.stepi, raw["stepi"], step_rounds, per_step_round
-        )
     load = os.getloadavg()[0]
     print(
         f"QEMU {version}, accel {accel}, firmware amd64 lhv-good.elf, "

@@ -447,24 +447,9 @@ _pass_through(
 def _gdb_console(session: Session, line: str) -> str:
     """The output of one gdb CLI command, and only its own: the text gdb printed on its
     own after the last stop (``Breakpoint 1, pit_init (hz=100) at src/pit.c:15``) is read
-    and dropped by an empty ``echo`` first. Frames show their arguments' values here (a
-    session's gdb leaves them out of its stops, see ``launch.STOP_FRAME_ARGUMENTS``)."""
-    from lhvdbg.machine.gdbmi import console_command, raise_first_error
-    from lhvdbg.machine.launch import PEOPLE_FRAME_ARGUMENTS, STOP_FRAME_ARGUMENTS
-
-    gdb = session.gdb
-    gdb.console("echo")
-    arguments = "-gdb-set print frame-arguments "
-    results = gdb.batch(
-        [
-            arguments + PEOPLE_FRAME_ARGUMENTS,
-            console_command(line),
-            arguments + STOP_FRAME_ARGUMENTS,
-        ],
-        check=False,
-    )
-    raise_first_error(results)
-    return results[1].console()
+    and dropped by an empty ``echo`` first."""
+    session.gdb.console("echo")
+    return session.gdb.console(line).console()
 
 
 def _reply(ctx: Context, as_json: bool, data: object, text: str) -> int:

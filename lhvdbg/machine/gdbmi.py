@@ -280,7 +280,8 @@ class GdbMi:
 
     def console(self, command: str, *, timeout: float | None = None) -> MiResult:
         """Run a CLI command through ``-interpreter-exec console``."""
-        return self.command(console_command(command), timeout=timeout)
+        quoted = command.replace("\\", "\\\\").replace('"', '\\"')
+        return self.command(f'-interpreter-exec console "{quoted}"', timeout=timeout)
 
     def batch(
         self, commands: Sequence[str], *, timeout: float | None = None, check: bool = True
@@ -452,12 +453,6 @@ class GdbMi:
                 with contextlib.suppress(OSError):
                     stream.close()
         self._stderr_file.close()
-
-
-def console_command(command: str) -> str:
-    """The MI command that runs the CLI command ``command``."""
-    quoted = command.replace("\\", "\\\\").replace('"', '\\"')
-    return f'-interpreter-exec console "{quoted}"'
 
 
 def raise_first_error(results: Sequence[MiResult]) -> None:

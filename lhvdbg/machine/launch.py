@@ -347,10 +347,6 @@ def build_qemu_argv(
     return argv
 
 
-#: gdb's ``print frame-arguments`` in a session, and gdb's own default (for people).
-STOP_FRAME_ARGUMENTS, PEOPLE_FRAME_ARGUMENTS = "none", "scalars"
-
-
 def gdb_setup(config: LaunchConfig, symbol_path: Path | None, gdb_socket: Path) -> list[str]:
     """The MI commands that set gdb up for ``config``; the last one connects it."""
     gdb_arch = "i386:x86-64" if config.qemu_system == "x86_64" else "i386"
@@ -360,10 +356,6 @@ def gdb_setup(config: LaunchConfig, symbol_path: Path | None, gdb_socket: Path) 
         "-gdb-set confirm off",
         "-gdb-set width 0",
         "-gdb-set print symbol-loading off",
-        # a stop's frame without its arguments' values: gdb reads and formats them for
-        # every *stopped (a sixth of a single step); the `gdb` command sets them back
-        # (control.py) for what a person reads
-        f"-gdb-set print frame-arguments {STOP_FRAME_ARGUMENTS}",
         f"-gdb-set architecture {gdb_arch}",
     ]
     if symbol_path is not None:

@@ -402,11 +402,12 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
                     return self._exited_event(time.monotonic() - started)
                 raise TargetTimeout("stepi: the guest did not stop after one instruction")
             event = self._stopped(record, time.monotonic() - started)
+            again = not again and stops.step_did_not_run(at, event, self.read_memory)
+            if again:
+                continue
             if event.reason != "step":
                 break
-            again = not again and stops.step_did_not_run(at, event, self.read_memory)
-            if not again:
-                done_steps, at = done_steps + 1, event.address
+            done_steps, at = done_steps + 1, event.address
         assert event is not None
         return event
 

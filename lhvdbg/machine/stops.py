@@ -183,8 +183,10 @@ def step_did_not_run(
     cannot stay in place (``read(address, size)`` gives its bytes): QEMU 7.2's TCG now
     and then delivers the trap of the step before when the guest next runs, and gdb ends
     the new step on it before the instruction ran (seen in a CI run: ``or $0x80000000,
-    %eax`` "stepped" to itself). The caller steps again, once."""
-    if start is None or event.reason != "step" or event.address != start:
+    %eax`` "stepped" to itself), or reports it as a bare SIGTRAP there. The caller steps
+    again, once."""
+    late_trap = event.reason == "step" or (event.reason == "signal" and event.signal == "SIGTRAP")
+    if start is None or not late_trap or event.address != start:
         return False
     from lhvdbg.x86.insn_sites import may_stay_in_place  # (rare: not on the way to a start)
 

@@ -79,6 +79,14 @@ class Field:
     enum_on: str | None = None
     enums: Mapping[int, Mapping[int, str]] | None = field(default=None, compare=False)
 
+    def __post_init__(self) -> None:
+        # extract's plan, made once: (lo, mask, position in the value) per piece
+        plan, pos = [], 0
+        for lo, hi in self.pieces:
+            plan.append((lo, (1 << (hi - lo + 1)) - 1, pos))
+            pos += hi - lo + 1
+        object.__setattr__(self, "_plan", tuple(plan))
+
     @property
     def width(self) -> int:
         """Total number of bits."""
@@ -118,12 +126,12 @@ class Field:
         return ((1 << self.width) - 1) << self.shift
 
     def extract(self, raw: int) -> int:
-        """The field's value in ``raw``."""
-        value, pos = 0, 0
-        for lo, hi in self.pieces:
-            n = hi - lo + 1
-            value |= ((raw >> lo) & ((1 << n) - 1)) << pos
-            pos += n
+        """The field's value in ``raw`` (by the plan made at declaration: an IDT's 256
+        gates are decoded per view and per check)."""
+        value = 0
+        plan: tuple[tuple[int, int, int], ...] = self.__dict__["_plan"]
+        for lo, mask, pos in plan:
+            value |= ((raw >> lo) & mask) << pos
         return value << self.shift
 
     def insert(self, raw: int, value: int) -> int:
@@ -207,15 +215,6 @@ class Layout:
                 raise ValueError(f"layout {self.name}: {f.name} enum_on an unknown field")
         object.__setattr__(self, "_by_name", {f.name: f for f in self.fields})
         object.__setattr__(self, "_declared", seen)
-        # decode's plan, from the fields once: (name, (lo, mask, position)..., shift)
-        plan = []
-        for f in self.fields:
-            pieces, pos = [], 0
-            for lo, hi in f.pieces:
-                pieces.append((lo, (1 << (hi - lo + 1)) - 1, pos))
-                pos += hi - lo + 1
-            plan.append((f.name, tuple(pieces), f.shift))
-        object.__setattr__(self, "_plan", tuple(plan))
         object.__setattr__(self, "_decoded", {})  # raw -> Decoded (see decode)
 
     @property
@@ -268,8 +267,7 @@ class Layout:
         else:
             raise DecodeError(f"cannot decode {type(value).__name__} as {self.name}")
         if missing:
-            values = {f.name: f.extract(raw) for f in self.fields if f.name not in missing}
-            return Decoded(self, raw, MappingProxyType(values), missing)
+            return Decoded(self, raw, MappingProxyType(self._values(raw, missing)), missing)
         # a whole value: kept (Decoded is immutable), as the same few descriptors and
         # gates are decoded again and again (each gate's code segment, an IDT per view)
         known: dict[int, Decoded] = self.__dict__["_decoded"]
@@ -280,18 +278,9 @@ class Layout:
             decoded = known[raw] = Decoded(self, raw, MappingProxyType(self._values(raw)))
         return decoded
 
-    def _values(self, raw: int) -> dict[str, int]:
-        """Every field's value in ``raw`` (what :meth:`Field.extract` gives, by the plan
-        made at declaration: an IDT's 256 gates are decoded per view and per check)."""
-        values = {}
-        plan: tuple[tuple[str, tuple[tuple[int, int, int], ...], int], ...]
-        plan = self.__dict__["_plan"]
-        for name, pieces, shift in plan:
-            value = 0
-            for lo, mask, pos in pieces:
-                value |= ((raw >> lo) & mask) << pos
-            values[name] = value << shift
-        return values
+    def _values(self, raw: int, missing: tuple[str, ...] = ()) -> dict[str, int]:
+        """Each field's value in ``raw``, but those in ``missing``."""
+        return {f.name: f.extract(raw) for f in self.fields if f.name not in missing}
 
     def encode(self, **values: int) -> int:
         """The raw integer with the given fields set (others zero)."""

@@ -1,4 +1,5 @@
-"""``--html FILE``: the option, and writing the page (``break-on-df``, ``diff-tss``, ``show``).
+"""``--html FILE``: the option, and writing the page (``break-on-df``, ``diff-tss``, ``show``,
+``trace``, ``compare``).
 
 The page is rendered by :mod:`lhvdbg.ui.html` from the command's data; this module only
 declares the option and writes the file (whole or not at all), saying where on stderr so

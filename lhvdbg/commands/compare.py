@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.registry import Context, command
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS", help="per run"
     )
+    add_html_argument(parser)
 
 
 def config_for(spec: str, arch: str, qemu: str | None) -> LaunchConfig:
@@ -98,6 +100,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"compare takes at most two runs, GOOD and BAD (got {len(runs)})")
     if args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    check_html_path(args.html)
     if len(runs) < 2:
         runs = [GOOD_VARIANT, *(runs or [DEFAULT_VARIANT])]
     good_config = config_for(runs[0], args.arch, args.qemu)
@@ -105,6 +108,11 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     good = record(good_config, timeout=args.timeout)
     bad = record(bad_config, timeout=args.timeout)
     comparison = compare_histories(good, bad)
+    if args.html is not None:
+        from lhvdbg.ui.html import comparison_page
+
+        accel = bad_config.resolved_accel()
+        write_html(args.html, comparison_page(comparison, runs[0], runs[1], accel=accel))
     if args.json:
         data = comparison.to_dict()
         data["good"]["run"], data["bad"]["run"] = runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from lhvdbg.commands._html import add_html_argument, check_html_path, write_html
 from lhvdbg.commands.options import add_launch_arguments, launch_config_from_args
 from lhvdbg.commands.registry import Context, command
 
@@ -36,6 +37,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"stop recording after this long (default {DEFAULT_TIMEOUT:g})",
     )
+    add_html_argument(parser)
 
 
 def record(config: LaunchConfig, *, timeout: float, from_reset: bool = False) -> History:
@@ -61,8 +63,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
 
     if args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout:g}: give a positive number of seconds")
+    check_html_path(args.html)
     config = launch_config_from_args(args)
     history = record(config, timeout=args.timeout, from_reset=args.from_reset)
+    if args.html is not None:
+        from lhvdbg.ui.html import trace_page
+
+        write_html(args.html, trace_page(history, accel=config.resolved_accel()))
     if args.json:
         ctx.print_json([e.to_dict() for e in history.events])
         return 0

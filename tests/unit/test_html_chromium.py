@@ -20,10 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from lhvdbg.diagnose.history import compare_histories
 from lhvdbg.diagnose.report import make_report
-from lhvdbg.ui.html import report_page
+from lhvdbg.ui.html import comparison_page, report_page
 from tests.unit.test_diagnose_recorded import recorded as recorded_evidence
+from tests.unit.test_history import GOOD
 from tests.unit.test_html import parse
+from tests.unit.test_html_history import IST_WITHOUT_TSS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -53,6 +56,8 @@ class Rendered:
     dom: str
     requests: list[str]
     control_requests: list[str]
+    compare_dom: str
+    compare_requests: list[str]
     screenshot: bytes
     blank: bytes
 
@@ -88,6 +93,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         make_report(ev), snapshot=ev.snapshot, tables=ev.tables, reference=ev.reference
     )
     (tmp / "report.html").write_text(page)
+    comparison = compare_histories(GOOD, IST_WITHOUT_TSS)
+    (tmp / "compare.html").write_text(
+        comparison_page(comparison, "good", "ist-without-tss", accel="tcg")
+    )
     (tmp / "control.html").write_text(CONTROL)
     (tmp / "blank.html").write_text("<!DOCTYPE html><html><body></body></html>")
     size = "--window-size=1280,2400"
@@ -104,6 +113,13 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
             "control",
             (tmp / "control.html").as_uri(),
             f"--log-net-log={tmp / 'control.netlog'}",
+            "--dump-dom",
+        ),
+        _chromium(
+            tmp,
+            "compare",
+            (tmp / "compare.html").as_uri(),
+            f"--log-net-log={tmp / 'compare.netlog'}",
             "--dump-dom",
         ),
         _chromium(
@@ -126,6 +142,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
         dom=(tmp / "dom.out").read_text(),
         requests=_page_requests(tmp / "report.netlog"),
         control_requests=_page_requests(tmp / "control.netlog"),
+        compare_dom=(tmp / "compare.out").read_text(),
+        compare_requests=_page_requests(tmp / "compare.netlog"),
         screenshot=(tmp / "r.png").read_bytes(),
         blank=(tmp / "b.png").read_bytes(),
     )
@@ -153,6 +171,17 @@ def test_the_dom_holds_the_chain_rows_and_the_vector_map(rendered: Rendered) -> 
     cells = dom.find("g", "vec")
     assert [int(c.attrs["data-vector"]) for c in cells] == list(range(256))
     assert dom.find("li", "cause")[0].attrs["data-cause"] == "ist-without-tss"
+
+
+def test_the_compare_page_holds_both_timelines_and_the_divergence(rendered: Rendered) -> None:
+    dom = parse(rendered.compare_dom)
+    rows = dom.find("tr", "history-row")
+    sides = [r.attrs["data-side"] for r in rows]
+    assert sides == ["bad"] * len(IST_WITHOUT_TSS.events) + ["good"] * len(GOOD.events)
+    assert dom.find("tr", "difference-row")[0].attrs["data-first"] == "yes"
+    triple = [r for r in rows if r.attrs["data-kind"] == "fault"]
+    assert len(triple) == 1 and "triple fault" in triple[0].text
+    assert rendered.compare_requests == []
 
 
 def test_the_page_starts_no_request(rendered: Rendered) -> None:

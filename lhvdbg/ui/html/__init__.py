@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: ``--html FILE`` of ``break-on-df``, ``diff-tss`` and ``show``.
+"""Self-contained HTML pages: ``--html FILE`` of ``break-on-df``, ``diff-tss``, ``show``,
+``trace`` and ``compare``.
 
 One file, inline CSS and SVG, no script and no network (a Content-Security-Policy forbids
 every fetch, and the page names no URL): the verdict, the chain as a timeline, a map of the
@@ -18,6 +19,7 @@ from lhvdbg.diagnose.tss_diff import TssDiff
 from lhvdbg.state.snapshot import Provenance, Snapshot
 from lhvdbg.state.system import tables_from_reader
 from lhvdbg.ui.html.chain import chain_rows, chain_section
+from lhvdbg.ui.html.history import comparison_page, trace_page
 from lhvdbg.ui.html.markup import collect_problems, esc, meta, page
 from lhvdbg.ui.html.model import failing_fix_fields, model_section
 from lhvdbg.ui.html.sections import (
@@ -32,7 +34,13 @@ from lhvdbg.ui.html.vectors import vector_map
 from lhvdbg.x86.checks import check_system
 from lhvdbg.x86.tables import SystemTables
 
-__all__ = ["report_page", "snapshot_page", "tss_diff_page"]
+__all__ = [
+    "comparison_page",
+    "report_page",
+    "snapshot_page",
+    "trace_page",
+    "tss_diff_page",
+]
 
 
 def tables_of(snapshot: Snapshot | None, tables: SystemTables | None) -> SystemTables | None:

@@ -44,6 +44,7 @@ tr.problem.info td { background: #e3f2fd; }
 .badge.folded { color: var(--fold); }
 .badge.delivered { color: var(--ok); }
 .badge.context { color: var(--muted); }
+.badge.conflict { color: var(--bad); }
 .badge.triple { color: #fff; background: var(--bad); border-color: var(--bad); }
 ol.causes > li { margin-bottom: 12px; }
 .cause-id { font-family: ui-monospace, monospace; color: var(--info); font-weight: 700; }

@@ -13,7 +13,7 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from lhvdbg.ui.tables import FitTable
+from lhvdbg.ui.tables import FitTable, bullet
 
 __all__ = ["render_doctor"]
 
@@ -29,9 +29,10 @@ def render_doctor(data: Mapping[str, Any]) -> RenderableType:
     table.add_column("found", ratio=1, overflow="fold")
     for check in checks:
         status = str(check["status"])
-        found = Text(str(check["found"]))
-        for note in check.get("notes", []):
-            found.append(f"\n- {note}")
+        notes = [bullet(str(note)) for note in check.get("notes", [])]
+        found: RenderableType = Text(str(check["found"]))
+        if notes:  # wrapped notes stay under their text, not under the dash
+            found = Group(found, *notes)
         table.add_row(Text(status, style=_STYLE.get(status, "")), str(check["name"]), found)
     head = Text("lhvdbg doctor: ", style="bold")
     if data["core_ok"]:

@@ -107,11 +107,10 @@ def _timeline(chain: Chain) -> Table:
 
 
 def _cause(n: int, cause: Cause) -> RenderableType:
-    head = Text(f"{n}. ", style="bold")
-    head.append(f"[{cause.id}] ", style="bold cyan")
+    head = Text(f"[{cause.id}] ", style="bold cyan")
     head.append(cause.summary, style=_CONFIDENCE_STYLE[cause.confidence])
     head.append(f"  (confidence: {cause.confidence})", style="dim")
-    parts: list[RenderableType] = [head]
+    parts: list[RenderableType] = [bullet(head, f"{n}. ".ljust(3), style="bold")]
     for line in cause.evidence:
         parts.append(bullet(line, indent=3))
     parts.append(bullet(cause.fix, "fix: ", indent=3, style="green"))
@@ -166,6 +165,7 @@ def _model_lines(model: Explanation) -> list[RenderableType]:
     """One line per event the model explained: origin, each delivery's failing check
     (or where its handler runs), what it raises, and agreement with the log."""
     lines: list[RenderableType] = []
+    said: set[tuple[str, str]] = set()  # a failing check's reason is said once
     for account in model.accounts:
         step = account.step
         head = f"{step.name} {step.title}"
@@ -196,9 +196,11 @@ def _model_lines(model: Explanation) -> list[RenderableType]:
                     else ""
                 )
                 into = f" → {vector_name(raised.vector)}{code}" if raised is not None else ""
-                lines.append(
-                    bullet(f"{what}: [{failed.id}] {failed.text}{into}", "  ✗ ", style="red")
-                )
+                reason = failed.text
+                if (failed.id, failed.text) in said:
+                    reason = "fails the same way (above)"
+                said.add((failed.id, failed.text))
+                lines.append(bullet(f"{what}: [{failed.id}] {reason}{into}", "  ✗ ", style="red"))
         if account.triple_fault:
             lines.append(
                 bullet("the #DF cannot be delivered either: shutdown (triple fault)", "  ✗ ")
@@ -234,6 +236,7 @@ def render_report(report: Report) -> RenderableType:
     if report.chain.steps or report.chain.context is not None:
         parts.append(_heading("chain"))
         parts.append(_timeline(report.chain))
+        parts.append(Text(""))
     if report.model is not None and report.model.accounts:
         parts.append(_heading("what the CPU checked (the delivery model, Intel SDM order)"))
         parts += _model_lines(report.model)

@@ -194,6 +194,27 @@ def test_wrapped_bullets_keep_their_indent() -> None:
     assert lines[fix + 1].startswith(" " * len("   fix: "))
 
 
+def test_a_wrapped_cause_heading_stays_under_its_text() -> None:
+    lines = plain(_report("pic-unremapped", "amd64"), 80).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("1. [pic-not-remapped] "))
+    assert lines[head + 1].startswith("   PIC was never remapped")
+    assert lines[head + 2].startswith("   - ")  # the evidence follows, one level in
+
+
+def test_a_failing_check_said_for_several_deliveries_is_said_once() -> None:
+    text = plain(_report("ist-without-tss", "amd64"), 80)
+    model = text.split("what the CPU checked", 1)[1].split("diagnosis (most likely first)")[0]
+    assert model.count("is not canonical") == 1
+    assert model.count("[stack-pointer] fails the same way (above) → #SS(0x1)") == 2
+
+
+def test_wrapped_doctor_notes_stay_under_their_text() -> None:
+    lines = plain(render_doctor(DOCTOR), 80).splitlines()
+    note = next(i for i, line in enumerate(lines) if "- software breakpoints" in line)
+    column = lines[note].index("- software")
+    assert lines[note + 1][: column + 2].isspace() and lines[note + 1][column + 2] != " "
+
+
 def test_a_reason_shared_by_rows_is_said_once() -> None:
     text = plain(_tss_diff(), 80)
     reason = "no gate uses an IST, no task gate, CPL 0 only: nothing reads the TSS"

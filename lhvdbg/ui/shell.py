@@ -462,7 +462,13 @@ def run_shell(
     if isinstance(getattr(ctx, "state", None), dict):
         ctx.state.setdefault("context", SECTIONS)  # the context view after each stop
     if banner:
-        ctx.stdout.write(banner.rstrip("\n") + "\n")
+        printer = getattr(ctx, "print", None)
+        if callable(printer):  # wrapped at the terminal's width, between words
+            from rich.text import Text
+
+            printer(Text(banner.rstrip("\n")))
+        else:
+            ctx.stdout.write(banner.rstrip("\n") + "\n")
         ctx.stdout.flush()
     for line in first:
         ctx.stdout.write(f"{PROMPT}{line}\n")

@@ -294,6 +294,21 @@ def test_history_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert history_path() == tmp_path / ".local" / "state" / "lhvdbg" / "history"
 
 
+def test_a_long_banner_is_wrapped_at_the_width(
+    shell: tuple[Shell, io.StringIO, io.StringIO],
+) -> None:
+    sh, out, _ = shell
+    sh.ctx.width = 40
+    banner = (
+        "lhvdbg shell on snapshot snaps/good.json (amd64, long mode, QMP stop after 1.0 s); "
+        "read-only. Type help."
+    )
+    assert run_shell(sh.registry, sh.ctx, stdin=io.StringIO(""), banner=banner) == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all(len(line) <= 40 for line in lines)
+    assert " ".join(lines) == banner
+
+
 def test_piped_input_runs_each_line(shell: tuple[Shell, io.StringIO, io.StringIO]) -> None:
     sh, out, _ = shell
     lines = io.StringIO("x/2wx 0x10\n\nquit\nx/1b never\n")

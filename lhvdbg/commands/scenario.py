@@ -308,12 +308,15 @@ def _stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _show(result: ScenarioResult, args: argparse.Namespace, ctx: Context) -> None:
-    """The result line of one scenario (none with ``--json``), never wrapped: one line per
-    failure in a CI log."""
+    """The result line of one scenario (none with ``--json``): piped, never wrapped (one
+    line per failure in a CI log); on a terminal, each failure wrapped under its own text
+    (the terminal would wrap it at column 0)."""
     if args.json:
         return
     from lhvdbg.ui.scenarios import result_line
 
+    isatty = getattr(ctx.stdout, "isatty", None)
+    terminal = bool(isatty()) if callable(isatty) else False
     line = result_line(
         result.status,
         result.label,
@@ -322,8 +325,9 @@ def _show(result: ScenarioResult, args: argparse.Namespace, ctx: Context) -> Non
         result.file,
         result.failures,
         result.host_access if result.allow_host else None,
+        wrap=terminal,
     )
-    ctx.print(line, soft_wrap=True)
+    ctx.print(line, soft_wrap=not terminal)
 
 
 def _summary(results: list[ScenarioResult], elapsed: float, jobs: int) -> object:

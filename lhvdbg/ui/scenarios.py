@@ -26,24 +26,35 @@ def result_line(
     file: str,
     failures: Sequence[str],
     host_access: Sequence[str] | None = None,
+    *,
+    wrap: bool = False,
 ) -> RenderableType:
     """``PASS  name  1.2 s tcg``; a failure adds the file and one indented line per failure.
     ``host_access`` (a run with --allow-host) adds ``host access allowed`` and one indented
-    line per thing the file did to the host."""
+    line per thing the file did to the host. ``wrap`` (a terminal): each failure wraps at
+    the width under its own text; otherwise one line each (print it with ``soft_wrap``)."""
     word, style = _STATUS[status]
     text = Text()
-    text.append(f"{word:<5}", style=style)
-    text.append(f" {label}  ")
+    text.append(f"{label}  ")
     text.append(f"{elapsed:.1f} s{' ' + accel if accel else ''}", style="dim")
     if host_access is not None:
         uses = len(host_access)
         text.append(f"  host access allowed ({uses} use{'' if uses == 1 else 's'})", "yellow")
     if status != "pass":
         text.append(f"  {file}", style="dim")
-        for failure in failures:
-            text.append(f"\n      {failure}")
-    for use in host_access or ():
-        text.append(f"\n      allowed: {use}", style="yellow")
+    lines = list(failures) if status != "pass" else []
+    allowed = [f"allowed: {use}" for use in host_access or ()]
+    if wrap:
+        return Group(
+            bullet(text, f"{word:<5} ", style=style),
+            *(bullet(line, "", indent=6) for line in lines),
+            *(bullet(line, "", indent=6, style="yellow") for line in allowed),
+        )
+    text = Text(f"{word:<5} ", style=style).append_text(text)
+    for line in lines:
+        text.append(f"\n      {line}")
+    for line in allowed:
+        text.append(f"\n      {line}", style="yellow")
     return text
 
 

@@ -21,7 +21,7 @@ from lhvdbg.state.references import load_reference
 from lhvdbg.ui.console import make_console, trim_line_ends
 from lhvdbg.ui.doctor import render_doctor
 from lhvdbg.ui.report import render_report, render_tss_diff
-from lhvdbg.ui.scenarios import scenario_table
+from lhvdbg.ui.scenarios import result_line, scenario_table
 from lhvdbg.ui.state_views import render_lapic, render_pic, render_regs, render_sregs
 from lhvdbg.ui.tables import render_gdt, render_idt, render_tss
 from tests.unit.recorded_snapshots import recorded, recorded_tables
@@ -245,6 +245,30 @@ def test_scenario_list_command_at_80_columns() -> None:
     assert "…" not in done.stdout
     names = [line.strip() for line in lines if line.startswith("    ")]
     assert names and all(name for name in names)
+
+
+FAILURES = [
+    "pic.master.irq_base: expected equals 0x20, actual 0x8 "
+    "(tests/fixtures/scenarios/failing-assertion.toml:10)",
+    "step 1 (wait_serial 'hello from nowhere'): serial text 'hello from nowhere' not seen: "
+    "the guest stopped first (exited: QEMU exited with status 33)",
+]
+
+
+def test_scenario_failures_on_a_terminal_wrap_under_their_text() -> None:
+    args = ("fail", "failing-assertion", 0.6, "tcg", "failing-assertion.toml", FAILURES)
+    lines = plain(result_line(*args, wrap=True), 80).splitlines()
+    assert len(lines) > 1 + len(FAILURES)  # the failures needed more than one line each
+    assert all(len(line) <= 80 and line == line.rstrip() for line in lines)
+    assert lines[0].startswith("FAIL  failing-assertion  0.6 s tcg  ")
+    assert all(line.startswith("      ") and line[6] != " " for line in lines[1:])
+    assert " ".join(" ".join(lines).split()).endswith(" ".join(" ".join(FAILURES).split()))
+    narrow = plain(result_line(*args, wrap=True), 40).splitlines()
+    assert narrow[1] == "      failing-assertion.toml"  # the file under the name
+    # piped (soft-wrapped): one line per failure, whatever the width
+    out = io.StringIO()
+    make_console(out, color=False, width=80).print(result_line(*args), soft_wrap=True)
+    assert out.getvalue().splitlines()[1:] == [f"      {f}" for f in FAILURES]
 
 
 def test_trim_line_ends_keeps_style_codes() -> None:

@@ -41,14 +41,7 @@ from lhvdbg.machine.launch import (
 from lhvdbg.machine.memory import read_c_string, read_exact, read_readable
 from lhvdbg.machine.outputs import SessionOutputs
 from lhvdbg.machine.registers import SessionRegisters
-from lhvdbg.machine.runstate import (
-    INSPECTABLE,
-    LIVE,
-    RUNNABLE,
-    Runstate,
-    require,
-    state_after_stop,
-)
+from lhvdbg.machine.runstate import INSPECTABLE, LIVE, RUNNABLE, Runstate, require, state_after_stop
 from lhvdbg.machine.stops import StopEvent
 from lhvdbg.machine.vector import SessionVectorRuns
 from lhvdbg.machine.workdir import SessionPaths
@@ -73,6 +66,7 @@ log = logging.getLogger(__name__)
 S = Runstate
 T = TypeVar("T")
 KVM_STATUS_EVERY = 0.25  # seconds between QMP status checks while a KVM guest runs
+STEP_RETRIES = 3  # a step that ended before its instruction ran is taken again this often
 
 
 class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVectorRuns):
@@ -317,6 +311,9 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         gdb.drain_stopped()
         started = time.monotonic()
         deadline = started + timeout
+        off = self._step_off_breakpoint()
+        if off is not None:
+            return off
         # gdb steps over a breakpoint at the PC first (whatever stopped the guest there:
         # a hit, an interrupt, a step); with a hardware watchpoint in the page that
         # instruction writes, QEMU 7.2's TCG reports that step (or the stepi that ended
@@ -389,7 +386,7 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         event: StopEvent | None = None
         started = time.monotonic()
         gdb.drain_stopped()
-        at, done_steps, again = self._step_start(), 0, False
+        at, done_steps, retries = self._step_start(), 0, 0
         while done_steps < count:
             self.set_runstate(S.RUNNING)
             try:
@@ -402,14 +399,24 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
                     return self._exited_event(time.monotonic() - started)
                 raise TargetTimeout("stepi: the guest did not stop after one instruction")
             event = self._stopped(record, time.monotonic() - started)
-            again = not again and stops.step_did_not_run(at, event, self.read_memory)
-            if again:
+            if retries < STEP_RETRIES and stops.step_did_not_run(at, event, self.read_memory):
+                retries += 1
                 continue
+            retries = 0
             if event.reason != "step":
                 break
             done_steps, at = done_steps + 1, event.address
         assert event is not None
         return event
+
+    def _step_off_breakpoint(self) -> StopEvent | None:
+        """TCG, at our breakpoint: ``stepi`` off it (a cut-short step is taken again), as
+        QEMU now and then ends gdb's own step over it before the instruction ran (then
+        gdb reports the same hit again). The stop, unless it was a plain step."""
+        if self.accel != "tcg" or not self._breakpoints.has_breakpoint_at(self._step_start()):
+            return None
+        event = self.stepi()
+        return None if event.reason == "step" else event
 
     def _step_start(self) -> int | None:
         """The last stop's address if nothing but reads was sent since, else None."""

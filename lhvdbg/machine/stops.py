@@ -180,12 +180,15 @@ def step_did_not_run(
     start: int | None, event: StopEvent, read: Callable[[int, int], bytes]
 ) -> bool:
     """A single step that ended at ``start``, where it began, on an instruction that
-    cannot stay in place (``read(address, size)`` gives its bytes): QEMU 7.2's TCG now
-    and then delivers the trap of the step before when the guest next runs, and gdb ends
-    the new step on it before the instruction ran (seen in a CI run: ``or $0x80000000,
-    %eax`` "stepped" to itself), or reports it as a bare SIGTRAP there. The caller steps
-    again, once."""
-    late_trap = event.reason == "step" or (event.reason == "signal" and event.signal == "SIGTRAP")
+    cannot stay in place (``read(address, size)`` gives its bytes). QEMU's TCG (7.2 and
+    10, more often under load) now and then ends a step before the instruction ran:
+    gdb then reports it as the step (seen in a CI run: ``or $0x80000000, %eax``
+    "stepped" to itself), as a bare SIGTRAP, or, when the step was gdb's step over the
+    breakpoint there, as that breakpoint hit again (a traced ``mov cr3`` read the old
+    CR3, a ``sti`` was hit twice in a row). The caller steps again."""
+    late_trap = event.reason in ("step", "breakpoint") or (
+        event.reason == "signal" and event.signal == "SIGTRAP"
+    )
     if start is None or not late_trap or event.address != start:
         return False
     from lhvdbg.x86.insn_sites import may_stay_in_place  # (rare: not on the way to a start)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where used: break-on-df reads this module before QEMU
     from lhvdbg.machine.launch import LaunchConfig  # starts, for with_pic_trace alone
     from lhvdbg.machine.session import Session
+    from lhvdbg.machine.stops import StopEvent
     from lhvdbg.state.history import History, HistoryEvent
     from lhvdbg.x86.insn_sites import Site
 
@@ -205,7 +206,10 @@ class _Recorder:
     def add(self, offset: int, event: HistoryEvent) -> None:
         self.events.append((offset, len(self.events), event))
 
-    def on_hit(self, site: Site, rip: int) -> None:
+    def on_hit(self, site: Site, rip: int) -> StopEvent | None:
+        """Record the event of ``site`` at ``rip``; the stop of the step that ran its
+        instruction when reading the event needed one (``lgdt``/``lidt``/``ltr``/``mov
+        crN``), else None."""
         from lhvdbg.state.history import HistoryEvent
         from lhvdbg.x86.pio import TRACKED_PORTS
 
@@ -221,7 +225,7 @@ class _Recorder:
                 self.untracked[rip] = hits
                 if site.port is None and hits >= UNTRACKED_HITS_BEFORE_DELETE:
                     s.delete(self.numbers.pop(rip))
-                return
+                return None
             ev = HistoryEvent(0, "port", port=port, value=value, rip=rip, symbol=symbol)
         elif site.kind in ("sti", "cli"):
             text = (
@@ -252,9 +256,41 @@ class _Recorder:
                 facts={"msr": msr},
             )
         else:
-            s.stepi()
-            ev = self._after_step(site, rip, symbol)
+            step = s.stepi()
+            self.add(offset, self._after_step(site, rip, symbol))
+            return step
         self.add(offset, ev)
+        return None
+
+    def at_site(self, event: StopEvent) -> bool:
+        """Whether ``event`` stopped on a site whose breakpoint is still set: its hit, or
+        a step that ended there (two sites side by side)."""
+        if event.reason == "breakpoint":
+            return event.address in self.sites
+        return event.reason == "step" and event.address in self.numbers
+
+    def step_off(self, rip: int) -> StopEvent:
+        """Record the hit at ``rip`` and run its instruction: the stop after it (a
+        ``step``, or the next site's breakpoint when the two are adjacent). Not by gdb's
+        own step over the breakpoint inside ``continue``: QEMU's TCG now and then ends
+        that step before the instruction ran and gdb reports the same breakpoint again
+        (one ``sti`` recorded twice); ``Session.stepi`` sees that and steps again."""
+        from lhvdbg.machine.stops import StopEvent
+
+        s = self.session
+        step = self.on_hit(self.sites[rip], rip)
+        if self.exiting():
+            # QEMU 10 pauses on isa-debug-exit (-action shutdown=pause) but does not
+            # report it when gdb steps over a breakpoint there: continue without any
+            for number in self.numbers.values():
+                s.delete(number)
+            self.numbers.clear()
+            return StopEvent("step")
+        if step is None and rip in self.numbers:
+            step = s.stepi()
+        if step is None or (step.reason in ("step", "breakpoint") and step.address == rip):
+            return StopEvent("step")  # deleted, or still not run: continue from here
+        return step
 
     def _after_step(self, site: Site, rip: int, symbol: str) -> HistoryEvent:
         from lhvdbg.state.history import HistoryEvent
@@ -394,19 +430,17 @@ def record_history(
             ended = f"timeout after {timeout:g} s"
             break
         event = session.cont(timeout=left)
-        if event.reason == "breakpoint" and event.address in recorder.sites:
-            recorder.on_hit(recorder.sites[event.address], event.address)
-            if recorder.exiting():
-                # QEMU 10 pauses on isa-debug-exit (-action shutdown=pause) but does not
-                # report it when gdb steps over a breakpoint there: continue without any
-                for number in recorder.numbers.values():
-                    session.delete(number)
-                recorder.numbers.clear()
+        while recorder.at_site(event):
+            assert event.address is not None
+            event = recorder.step_off(event.address)
             if progress is not None:
                 progress(len(recorder.events))
             if len(recorder.events) >= MAX_EVENTS:
                 ended = f"stopped after {MAX_EVENTS} events"
                 break
+        if ended:
+            break
+        if event.reason == "step":
             continue
         ended = event.detail or event.reason
         break

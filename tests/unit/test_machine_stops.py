@@ -176,13 +176,16 @@ def test_a_step_that_ended_where_it_began_is_taken_again_only_when_it_cannot_sta
     assert step_did_not_run(0x1000A3, same, read)  # `or` cannot end where it began
     trap = StopEvent("signal", 0x1000A3, signal="SIGTRAP")  # the late trap, reported bare
     assert step_did_not_run(0x1000A3, trap, read)
-    assert reads == [0x1000A3, 0x1000A3]
+    again = StopEvent("breakpoint", 0x1000A3, 4)  # gdb's step over it, cut short
+    assert step_did_not_run(0x1000A3, again, read)
+    assert reads == [0x1000A3, 0x1000A3, 0x1000A3]
     reads.clear()
     assert not step_did_not_run(0x2000, StopEvent("step", 0x2000), read)  # rep movsb can
     assert not step_did_not_run(0x3000, StopEvent("step", 0x3000), read)  # unreadable
     assert reads == [0x2000, 0x3000]
     # moved, not a step, or no known start: nothing is read
     assert not step_did_not_run(0x1000A3, StopEvent("step", 0x1000A8), read)
-    assert not step_did_not_run(0x1000A3, StopEvent("breakpoint", 0x1000A3), read)
+    assert not step_did_not_run(0x1000A3, StopEvent("breakpoint", 0x1000A8), read)
+    assert not step_did_not_run(0x1000A3, StopEvent("signal", 0x1000A3, signal="SIGINT"), read)
     assert not step_did_not_run(None, same, read)
     assert reads == [0x2000, 0x3000]

@@ -11,6 +11,7 @@ Start-up stays light: ``--version`` imports nothing, ``--help`` reads the comman
 
 from __future__ import annotations
 
+import os
 import sys
 
 from lhvdbg import __version__
@@ -80,12 +81,34 @@ def build_parser(
     return parser
 
 
-def quick_help(entries: Sequence[IndexEntry]) -> str:
+def help_width() -> int:
+    """The width help is wrapped at: ``$COLUMNS``, else the terminal's, else 120 (as
+    piped output elsewhere)."""
+    try:
+        return int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size(1).columns
+    except (ValueError, OSError):
+        return 120
+
+
+def _item(name: str, text: str, column: int, width: int) -> list[str]:
+    """``    NAME  text`` with ``text`` wrapped between words under itself."""
+    lines, line = [], f"    {name:<{column}} "
+    for word in text.split():
+        if len(line) + 1 + len(word) > width and line.strip() != name:
+            lines.append(line)
+            line = " " * (column + 5)
+        line += " " + word
+    return [*lines, line]
+
+
+def quick_help(entries: Sequence[IndexEntry], width: int | None = None) -> str:
     """The top-level help, from the index alone (argparse is not even imported): the
-    global options and every CLI command with its summary, by category."""
+    global options and every CLI command with its summary, by category, wrapped at
+    ``width`` (:func:`help_width` by default)."""
+    width = width or help_width()
     commands = sorted((e for e in entries if "cli" in e.where), key=lambda e: (e.category, e.name))
     options = [(", ".join(flags), text) for flags, text in OPTIONS]
-    width = max(len(name) for name in [*(e.name for e in commands), *(o for o, _ in options)])
+    column = max(len(name) for name in [*(e.name for e in commands), *(o for o, _ in options)])
     usage = " ".join(f"[{flags[0]}]" for flags, _ in OPTIONS)
     lines = [f"usage: lhvdbg {usage} COMMAND ...", "", DESCRIPTION, "", "commands:"]
     category = None
@@ -93,9 +116,10 @@ def quick_help(entries: Sequence[IndexEntry]) -> str:
         if entry.category != category:
             category = entry.category
             lines.append(f"  {category}:")
-        lines.append(f"    {entry.name:<{width}}  {entry.summary}")
+        lines += _item(entry.name, entry.summary, column, width)
     lines += ["", "options:"]
-    lines += [f"    {flags:<{width}}  {text}" for flags, text in options]
+    for flags, text in options:
+        lines += _item(flags, text, column, width)
     lines += ["", "lhvdbg COMMAND --help shows the options of a command."]
     return "\n".join(lines) + "\n"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from lhvdbg.scenario.model import Expectation
 from lhvdbg.scenario.paths import Missing, resolve
-from lhvdbg.scenario.values import as_number, show_value
+from lhvdbg.scenario.values import as_number, show_pair, show_value
 
 __all__ = ["Outcome", "as_number", "check", "show_value"]
 
@@ -28,12 +28,10 @@ class Outcome:
     def explain(self) -> str:
         """One line: what was expected and what was found."""
         e = self.expectation
-        found = (
-            f"no value ({self.actual})"
-            if isinstance(self.actual, Missing)
-            else show_value(self.actual)
-        )
-        text = f"{e.path}: expected {e.op.replace('_', ' ')} {show_value(e.value)}, actual {found}"
+        wanted, found = show_pair(e.value, self.actual)
+        if isinstance(self.actual, Missing):
+            found = f"no value ({self.actual})"
+        text = f"{e.path}: expected {e.op.replace('_', ' ')} {wanted}, actual {found}"
         return f"{text} — {e.message}" if e.message else text
 
 

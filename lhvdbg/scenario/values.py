@@ -20,14 +20,22 @@ def as_number(value: object) -> int | float | None:
     return None
 
 
-def show_value(value: object, limit: int = 120) -> str:
-    """A value as a report shows it: integers >= 10 in hex, strings quoted and cut short."""
+def show_value(value: object, limit: int = 120, *, hex_small: bool = False) -> str:
+    """A value as a report shows it: integers >= 10 in hex (all of them with
+    ``hex_small``), strings quoted and cut short."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, int):
-        text = f"{value:#x}" if value >= 10 else str(value)
+        text = f"{value:#x}" if value >= 10 or (hex_small and value >= 0) else str(value)
     elif value is None:
         text = "null"
+    elif (
+        isinstance(value, (list, tuple))
+        and value
+        and _ints(value)
+        and len(_ints(value)) == len(value)
+    ):
+        text = "[" + ", ".join(show_value(n, limit, hex_small=hex_small) for n in value) + "]"
     elif isinstance(value, str):
         text = json.dumps(
             value if len(value) <= limit else "…" + value[-(limit - 1) :], ensure_ascii=False
@@ -35,3 +43,20 @@ def show_value(value: object, limit: int = 120) -> str:
     else:
         text = json.dumps(value, default=str)
     return text if len(text) <= limit + 2 else text[: limit - 1] + "…"
+
+
+def _ints(value: object) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [n for item in value for n in _ints(item)]
+    return []
+
+
+def show_pair(expected: object, actual: object) -> tuple[str, str]:
+    """``expected`` and ``actual`` shown in one base: when either holds an integer shown
+    in hex, small ones are hex too (``expected equals 0x20, actual 0x8``, not ``8``)."""
+    hex_small = any(n >= 10 for n in _ints(expected) + _ints(actual))
+    return show_value(expected, hex_small=hex_small), show_value(actual, hex_small=hex_small)

@@ -62,7 +62,7 @@ def test_failing_scenarios_are_reported(firmware_built: Path, tmp_path: Path) ->
     out = done.stdout
     failing = FIXTURES / "failing-assertion.toml"
     # every failing assertion of the final block, each with expected and actual
-    assert f"pic.master.irq_base: expected equals 0x20, actual 8 ({failing}:10)" in out
+    assert f"pic.master.irq_base: expected equals 0x20, actual 0x8 ({failing}:10)" in out
     assert "idt[0x300].present: expected equals true, actual no value (idt: no field [0x300]" in out
     assert "outcome: expected" not in out  # that assertion passed
     assert (
@@ -76,7 +76,7 @@ def test_failing_scenarios_are_reported(firmware_built: Path, tmp_path: Path) ->
     assert out.splitlines()[-1].startswith("4 scenarios: 0 passed, 3 failed, 1 errors in")
     cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
     failure = cases["failing-assertion"].find("failure")
-    assert failure is not None and "expected equals 0x20, actual 8" in (failure.text or "")
+    assert failure is not None and "expected equals 0x20, actual 0x8" in (failure.text or "")
     assert cases["error-unknown-command"].find("error") is not None
 
 

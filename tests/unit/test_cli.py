@@ -32,7 +32,7 @@ def test_the_index_is_the_registry() -> None:
 
 
 def test_quick_help_lists_every_cli_command_and_option() -> None:
-    text = quick_help(COMMANDS)
+    text = quick_help(COMMANDS, width=1000)
     cli = [e for e in COMMANDS if "cli" in e.where]
     assert len(cli) >= 10
     for entry in cli:
@@ -42,6 +42,26 @@ def test_quick_help_lists_every_cli_command_and_option() -> None:
             assert f"    {entry.name}  " not in text
     for flags, help_text in OPTIONS:
         assert ", ".join(flags) in text and help_text in text
+
+
+def test_quick_help_at_80_columns_wraps_each_summary_under_itself() -> None:
+    text = quick_help(COMMANDS, width=80)
+    lines = text.splitlines()
+    assert all(len(line) <= 80 and line == line.rstrip() for line in lines)
+    column = lines[lines.index("commands:") + 2].index("boot the kernel")
+    summaries: dict[str, str] = {}
+    name = ""
+    for line in lines:
+        if line.startswith("    ") and line[4] != " ":  # a command or an option
+            name = line[4:column].strip()
+            summaries[name] = line[column:]
+        elif name and line.startswith(" " * column) and line.strip():  # its continuation
+            summaries[name] += " " + line[column:]
+        else:
+            name = ""
+    for entry in (e for e in COMMANDS if "cli" in e.where):
+        assert summaries[entry.name] == entry.summary
+    assert any(line.startswith(" " * column) for line in lines)  # something did wrap
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -119,7 +119,7 @@ def test_operators(path: str, op: str, value: object, passed: bool) -> None:
 def test_explain_names_expected_and_actual() -> None:
     assert _check("pic.master.irq_base", "equals", 0x20) == (
         False,
-        "pic.master.irq_base: expected equals 0x20, actual 8",
+        "pic.master.irq_base: expected equals 0x20, actual 0x8",
     )
     assert _check("tr.limit", "not_equals", 0xFFFF)[1] == (
         "tr.limit: expected not equals 0xffff, actual 0xffff"
@@ -139,3 +139,14 @@ def test_show_value() -> None:
     long = "x" * 200 + "END"
     shown = show_value(long)
     assert shown.startswith('"…') and shown.endswith('END"') and len(shown) <= 122
+
+
+def test_expected_and_actual_are_shown_in_one_base() -> None:
+    from lhvdbg.scenario.values import show_pair
+
+    assert show_pair(0x20, 8) == ("0x20", "0x8")  # not "0x20" against "8"
+    assert show_pair(3, 0x28) == ("0x3", "0x28")
+    assert show_pair([0x20, 0x28], 8) == ("[0x20, 0x28]", "0x8")  # one_of
+    assert show_pair(3, 2) == ("3", "2")  # both small: decimal, as before
+    assert show_pair(True, 1) == ("true", "1")
+    assert show_pair(-1, 0x10) == ("-1", "0x10")

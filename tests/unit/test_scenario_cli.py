@@ -79,7 +79,7 @@ def _results() -> list[ScenarioResult]:
             "fail",
             0.25,
             accel="tcg",
-            failures=["pic.master.irq_base: expected equals 0x20, actual 8 (b.toml:10)"],
+            failures=["pic.master.irq_base: expected equals 0x20, actual 0x8 (b.toml:10)"],
             where="b.toml:10",
             log="registers ...\n",
             serial="LHV\x1b[0m sti\x00\n",
@@ -101,7 +101,7 @@ def test_junit_xml_is_valid_and_complete(tmp_path: Path) -> None:
     failure = cases[1].find("failure")
     assert failure is not None
     assert failure.get("message") == (
-        "pic.master.irq_base: expected equals 0x20, actual 8 (b.toml:10)"
+        "pic.master.irq_base: expected equals 0x20, actual 0x8 (b.toml:10)"
     )
     serial = cases[1].find("system-err")
     assert serial is not None and serial.text is not None

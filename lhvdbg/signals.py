@@ -55,3 +55,20 @@ def restore() -> None:
     test process)."""
     if _saved:
         signal.signal(signal.SIGTERM, _saved.pop())  # type: ignore[arg-type]
+
+
+EXIT_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+HeldMask = frozenset[int | signal.Signals]  # a thread signal mask, as pthread_sigmask gives it
+
+
+def hold_exit_signals() -> HeldMask:
+    """Hold SIGINT and SIGTERM back (the thread's signal mask) while something must not
+    be cut in half, such as a folder made but not yet known to its clean-up; the mask
+    from before, for :func:`release_signals`."""
+    return frozenset(signal.pthread_sigmask(signal.SIG_BLOCK, EXIT_SIGNALS))
+
+
+def release_signals(before: HeldMask) -> None:
+    """Put the signal mask from :func:`hold_exit_signals` back: a signal held meanwhile
+    arrives now (its Python handler runs at the caller's next step)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, before)

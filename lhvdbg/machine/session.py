@@ -45,6 +45,7 @@ from lhvdbg.machine.runstate import INSPECTABLE, LIVE, RUNNABLE, Runstate, requi
 from lhvdbg.machine.stops import StopEvent
 from lhvdbg.machine.vector import SessionVectorRuns
 from lhvdbg.machine.workdir import SessionPaths
+from lhvdbg.signals import release_signals
 
 if TYPE_CHECKING:
     from lhvdbg.machine.gdbmi import GdbMi
@@ -73,10 +74,9 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
     """QEMU (``-S``) and gdb/MI started side by side and connected; a context manager.
     Attributes: ``config``, ``accel``, ``qemu_path``, ``qemu_version`` (QMP's greeting),
     ``kernel``, ``kernel_info``, ``arch``, ``paths``, ``gdb``, ``qmp``, ``monitor``, ``target``
-    (:class:`LiveTarget`), ``qemu_argv``, ``last_stop``, ``runstate``, ``notes`` (choices
-    made for the user, e.g. hardware breakpoints under KVM). Errors: ToolMissingError,
-    KernelError, QemuError (exited at start, with its stderr; or died), StateError,
-    TargetTimeout, GdbError, QmpError."""
+    (:class:`LiveTarget`), ``qemu_argv``, ``last_stop``, ``runstate``, ``notes`` (choices made
+    for the user, e.g. hardware breakpoints under KVM). Errors: ToolMissingError, KernelError,
+    QemuError (at start, with stderr; or died), StateError, TargetTimeout, GdbError, QmpError."""
 
     qemu_path: str
     qemu_version: str
@@ -128,9 +128,10 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
             self.notes.append(f"--accel auto chose {self.accel}")
         self.qemu_path = launch.find_qemu(config)
         which("gdb", "gdb (Debian package gdb)")
-        self.paths = SessionPaths.create()
+        self.paths, held = SessionPaths.create_holding_signals()
         self.set_runstate(S.STARTING)
         try:
+            release_signals(held)  # a SIGTERM held back ends here, cleaned up by close()
             self.qemu_argv = build_qemu_argv(
                 config, self.paths, accel=self.accel, kernel=self.kernel, binary=self.qemu_path
             )
@@ -410,9 +411,8 @@ class Session(SessionBreakpoints, SessionRegisters, SessionOutputs, SessionVecto
         return event
 
     def _step_off_breakpoint(self) -> StopEvent | None:
-        """TCG, at our breakpoint: ``stepi`` off it (a cut-short step is taken again), as
-        QEMU now and then ends gdb's own step over it before the instruction ran (then
-        gdb reports the same hit again). The stop, unless it was a plain step."""
+        """TCG, at our breakpoint: ``stepi`` off it, as QEMU now and then cuts gdb's own step
+        over it short (gdb reports the same hit again). The stop, unless a plain step."""
         if self.accel != "tcg" or not self._breakpoints.has_breakpoint_at(self._step_start()):
             return None
         event = self.stepi()

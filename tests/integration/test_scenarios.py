@@ -70,7 +70,7 @@ def test_failing_scenarios_are_reported(firmware_built: Path, tmp_path: Path) ->
         "the guest stopped first (exited: QEMU exited with status 33" in out
     )
     step = FIXTURES / "failing-step-expect.toml"
-    assert "step 2: ip: expected equals 1, actual 0x" in out and f"({step}:17)" in out
+    assert "step 2: ip: expected equals 0x1, actual 0x" in out and f"({step}:17)" in out
     assert "ERROR error-unknown-command" in out
     assert "step 3 (run 'frobnicate 1 2'): unknown command: frobnicate" in out
     assert out.splitlines()[-1].startswith("4 scenarios: 0 passed, 3 failed, 1 errors in")

@@ -7,28 +7,11 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 from lhvdbg.diagnose.history import Comparison, Difference
-from lhvdbg.state.history import History, HistoryEvent
+from lhvdbg.state.history import History
+from lhvdbg.ui.event_cells import event_value, event_what
 from lhvdbg.ui.tables import FitTable
 
 _KIND_STYLE = {"interrupt": "magenta", "fault": "bold red", "insn": "cyan", "lapic": "green"}
-
-
-def _touched(event: HistoryEvent) -> str:
-    if event.port is not None:
-        return f"out {event.port:#x}"
-    if event.address is not None:
-        return f"{event.address:#x}"
-    if event.insn is not None:
-        return event.insn
-    if event.kind == "interrupt":
-        return f"v={event.value or 0:#04x}"
-    return event.name
-
-
-def _value(event: HistoryEvent) -> str:
-    if event.value is None or event.kind == "interrupt":
-        return ""
-    return f"{event.value:#x}"
 
 
 def render_history(history: History) -> RenderableType:
@@ -41,8 +24,8 @@ def render_history(history: History) -> RenderableType:
         table.add_row(
             str(e.seq),
             Text(kind, style=_KIND_STYLE.get(e.kind, "")),
-            _touched(e),
-            _value(e),
+            event_what(e),
+            event_value(e),
             e.symbol or "",
             e.decoded,
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from lhvdbg.diagnose.history import Comparison, Difference, pic_story
 from lhvdbg.state.history import History, HistoryEvent
+from lhvdbg.ui.event_cells import event_value, event_what
 from lhvdbg.ui.html.markup import esc, html_row, html_table, meta, page
 from lhvdbg.x86.vectors import vector_name
 
@@ -33,26 +34,6 @@ class Mark:
     css: str
     text: str
     problem: str = ""  # "" / "error" / "matters" / "info"
-
-
-def _what(event: HistoryEvent) -> str:
-    if event.port is not None:
-        return f"out {event.port:#x}"
-    if event.address is not None:
-        return f"{event.address:#x}"
-    if event.insn is not None:
-        return event.insn
-    if event.kind == "interrupt" and event.value is not None:
-        name = vector_name(event.value)
-        generic = name == f"vector {event.value:#04x}"
-        return f"v={event.value:#04x}" + ("" if generic else f" {name}")
-    return event.name
-
-
-def _value(event: HistoryEvent) -> str:
-    if event.value is None or event.kind == "interrupt":
-        return ""
-    return f"{event.value:#x}"
 
 
 def _where(event: HistoryEvent) -> str:
@@ -113,8 +94,8 @@ def timeline_section(
         cells = [
             str(event.seq),
             esc(kind),
-            esc(_what(event)),
-            esc(_value(event)),
+            esc(event_what(event)),
+            esc(event_value(event)),
             esc(_where(event)),
             badges + esc(event.decoded),
         ]

@@ -443,6 +443,10 @@ def record_history(
         if event.reason == "step":
             continue
         ended = event.detail or event.reason
+        if event.reason == "timeout":  # the run's whole limit, not what was left of it
+            from lhvdbg.machine.stops import where
+
+            ended = f"timeout after {timeout:g} s at {where(event.address, session.symbolize)}"
         break
     text = session.int_log_text()
     raw: list[tuple[int, int, int, HistoryEvent]] = []

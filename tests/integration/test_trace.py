@@ -62,6 +62,33 @@ def test_good_history_has_icw1_to_4_and_the_pit_at_the_configured_rate(
 
 
 @pytest.mark.parametrize("qemu", QEMUS)
+def test_each_system_instruction_is_recorded_once_with_the_value_it_loaded(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], qemu: str | None
+) -> None:
+    """Two sites side by side both count (the boot's ``lgdt`` right after ``mov %rax,%cr0``),
+    and no hit is taken twice or read before its instruction ran (QEMU cuts a step short now
+    and then: a ``sti`` was recorded twice, a ``mov cr3`` with CR3 still 0)."""
+    events = run_json(capsys, "trace", "--variant", "good", *qemu_args(qemu))
+    insns = [e for e in events if e["kind"] == "insn"]
+    after_cr0 = insns[[e["insn"] for e in insns].index("mov cr0") + 1]
+    assert after_cr0["insn"] == "lgdt" and after_cr0["symbol"].startswith("_text_start+")
+    assert [e["insn"] for e in insns].count("sti") == 1
+    assert all(int(e["value"], 16) != 0 for e in insns if e["insn"] == "mov cr3")
+    lidt = [e for e in insns if e["insn"] == "lidt"]  # not the IVT the loader left (0, 0x3ff)
+    assert len(lidt) == 1 and lidt[0]["value"] != "0x0" and lidt[0]["facts"]["limit"] != 0x3FF
+
+
+@pytest.mark.parametrize("qemu", QEMUS)
+def test_a_trace_that_runs_out_of_time_says_its_whole_limit(
+    firmware_built: Path, capsys: pytest.CaptureFixture[str], qemu: str | None
+) -> None:
+    assert main(["trace", "--variant", "good", "--append", "ticks=100000", "--timeout", "1.5",
+                 *qemu_args(qemu)]) == 0  # fmt: skip
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert "ended: timeout after 1.5 s at kernel_main+0x" in last, last
+
+
+@pytest.mark.parametrize("qemu", QEMUS)
 def test_pic_unremapped_history_has_no_icw1_and_irq0_on_8(
     firmware_built: Path, capsys: pytest.CaptureFixture[str], qemu: str | None
 ) -> None:

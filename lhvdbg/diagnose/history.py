@@ -227,7 +227,10 @@ def compare_histories(good: History, bad: History) -> Comparison:
         ga, ba = tuple(a[i1:i2]), tuple(b[j1:j2])
         groups = _split(ga, ba) if op == "replace" else [(kind, ga, ba)]
         for k, gg, bb in (part for group in groups for part in _by_topic(*group)):
-            found.append((k, gg, bb, max(weight(e) for e in (*gg, *bb))))
+            w = max(weight(e) for e in (*gg, *bb))
+            if _about_ltr((*gg, *bb)) and tss_reader(bad) is not None:
+                w = 2  # latent no more: this run went where the CPU reads the TSS
+            found.append((k, gg, bb, w))
             anchors.append(bb[-1] if bb else (b[j1 - 1] if j1 > 0 else None))
     top = max((w for *_, w in found), default=0)
     first = next((n for n, item in enumerate(found) if item[3] == top), None) if top else None
@@ -248,17 +251,31 @@ def compare_histories(good: History, bad: History) -> Comparison:
     return Comparison(good, bad, tuple(diffs))
 
 
+def tss_reader(run: History) -> HistoryEvent | None:
+    """The run's first event that may have made the CPU read the TSS (an exception, a
+    fault, an interrupt taken in ring 3: an IST or RSP0 stack), or None. A history does
+    not hold the gates, so an exception counts whatever its gate's IST."""
+    return next(
+        (
+            e
+            for e in run.kernel_events()
+            if e.kind == "fault" or e.name == "exception" or e.facts.get("cpl", 0) == 3
+        ),
+        None,
+    )
+
+
+def _about_ltr(events: tuple[HistoryEvent, ...]) -> bool:
+    return any(e.insn == "ltr" for e in events)
+
+
 def _latent(good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...], run: History) -> str:
-    """For a missing ``ltr``: whether this run ever needed the TSS."""
-    if not any(e.insn == "ltr" for e in (*good, *bad)):
+    """For a missing ``ltr``: whether this run ever needed the TSS, and where."""
+    if not _about_ltr((*good, *bad)):
         return ""
-    needed = [
-        e
-        for e in run.kernel_events()
-        if e.kind == "fault" or e.name == "exception" or e.facts.get("cpl", 0) == 3
-    ]
-    if needed:
-        return ""
+    reader = tss_reader(run)
+    if reader is not None:
+        return f"; then this run took {reader.decoded}" + _where(reader)
     return (
         " (the CPU reads the TSS only on a privilege change, an IST stack or a task"
         " switch; this run had no exception and no interrupt from ring 3)"

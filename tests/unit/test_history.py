@@ -203,6 +203,25 @@ def test_compare_a_missing_ltr_alone_is_latent() -> None:
     assert "no exception and no interrupt from ring 3" in first.explanation
 
 
+def test_compare_a_missing_ltr_comes_first_when_the_run_then_needed_the_tss() -> None:
+    """ist-without-tss: no ltr, then IRQ0's IST gate made the CPU read a TSS that was never
+    loaded: #SS, #DF, a triple fault. The LAPIC timer the good run took afterwards (weight
+    2, later in time) is not the first divergence."""
+    ss = HistoryEvent(0, "interrupt", value=0x0C, name="exception",
+                      decoded="exception vector 0x0c (error code 0x0)")  # fmt: skip
+    fault = HistoryEvent(0, "fault", name="triple fault", decoded="triple fault: the CPU resets")
+    good = build_history([ltr(), *PIC_INIT, irq(0x20), irq(0x22)])
+    bad = build_history([*PIC_INIT, irq(0x20), ss, fault])
+    comparison = compare_histories(good, bad)
+    first = comparison.first_divergence
+    assert first is not None and [e.insn for e in first.good] == ["ltr"] and first.bad == ()
+    assert first.explanation == (
+        "the good build ran ltr (TR = 0x20) in tss_load; this build never did; "
+        "then this run took exception vector 0x0c (error code 0x0)"
+    )
+    assert [d.good[0].value for d in comparison.differences[1:] if d.kind == "missing"] == [0x22]
+
+
 def test_compare_identical_runs_has_no_divergence() -> None:
     comparison = compare_histories(GOOD, GOOD)
     assert comparison.first_divergence is None and comparison.differences == ()

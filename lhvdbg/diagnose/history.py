@@ -220,7 +220,8 @@ def compare_histories(good: History, bad: History) -> Comparison:
     )
     found: list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...], int]] = []
     anchors: list[HistoryEvent | None] = []
-    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+    when: list[tuple[int, float, int]] = []  # roughly when each difference happened
+    for block, (op, i1, i2, j1, j2) in enumerate(matcher.get_opcodes()):
         if op == "equal":
             continue
         kind = {"delete": "missing", "insert": "extra", "replace": "changed"}[op]
@@ -232,8 +233,14 @@ def compare_histories(good: History, bad: History) -> Comparison:
                 w = 2  # latent no more: this run went where the CPU reads the TSS
             found.append((k, gg, bb, w))
             anchors.append(bb[-1] if bb else (b[j1 - 1] if j1 > 0 else None))
+            # within a replaced block: by the share of the good run's steps before it (of
+            # this run's, for what only this run did); at a tie what this run did instead
+            # comes before what it then never did
+            share = ga.index(gg[0]) / len(ga) if gg else ba.index(bb[0]) / len(ba)
+            when.append((block, share, 0 if bb else 1))
     top = max((w for *_, w in found), default=0)
-    first = next((n for n, item in enumerate(found) if item[3] == top), None) if top else None
+    tops = [n for n, item in enumerate(found) if item[3] == top]
+    first = min(tops, key=lambda n: when[n]) if top else None
     diffs: list[Difference] = []
     for n, (k, gg, bb, w) in enumerate(found):
         text = _explain(k, gg, bb)

@@ -222,6 +222,25 @@ def test_compare_a_missing_ltr_comes_first_when_the_run_then_needed_the_tss() ->
     assert [d.good[0].value for d in comparison.differences[1:] if d.kind == "missing"] == [0x22]
 
 
+def test_compare_names_what_this_run_did_instead_before_what_it_then_never_did() -> None:
+    """iret-bad-ss: after IRQ0 and its EOI the good run took the LAPIC timer; this one's
+    iret raised #GP, then #DF, and it exited. Both are weight 2 at the same point: the #GP
+    (what happened) is the divergence, the missing timer interrupt its consequence."""
+    gp = HistoryEvent(0, "interrupt", value=0x0D, name="exception",
+                      decoded="exception vector 0x0d (error code 0x8)")  # fmt: skip
+    df = HistoryEvent(0, "interrupt", value=0x08, name="exception",
+                      decoded="exception vector 0x08 (error code 0x0)")  # fmt: skip
+    eoi = port(0x20, 0x20, "pic_eoi+0x11")
+    good = build_history([ltr(), *PIC_INIT, irq(0x20), eoi, irq(0x22), port(0x10, 0xF4, "x")])
+    bad = build_history([ltr(), *PIC_INIT, irq(0x20), eoi, gp, df, port(0x11, 0xF4, "x")])
+    first = compare_histories(good, bad).first_divergence
+    assert first is not None and first.kind == "extra" and first.bad[0].value == 0x0D
+    assert first.explanation.startswith(
+        "this build took exception vector 0x0d (error code 0x8); the good build never did; "
+        "nothing the kernel programmed differs before it"
+    )
+
+
 def test_compare_identical_runs_has_no_divergence() -> None:
     comparison = compare_histories(GOOD, GOOD)
     assert comparison.first_divergence is None and comparison.differences == ()

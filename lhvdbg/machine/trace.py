@@ -426,8 +426,8 @@ def record_history(
     ended = ""
     while True:
         left = timeout - (time.monotonic() - started)
-        if left <= 0:
-            ended = f"timeout after {timeout:g} s"
+        if left <= 0:  # between two stops
+            ended = _timed_out(session, timeout, session.pc())
             break
         event = session.cont(timeout=left)
         while recorder.at_site(event):
@@ -444,9 +444,7 @@ def record_history(
             continue
         ended = event.detail or event.reason
         if event.reason == "timeout":  # the run's whole limit, not what was left of it
-            from lhvdbg.machine.stops import where
-
-            ended = f"timeout after {timeout:g} s at {where(event.address, session.symbolize)}"
+            ended = _timed_out(session, timeout, event.address)
         break
     text = session.int_log_text()
     raw: list[tuple[int, int, int, HistoryEvent]] = []
@@ -472,6 +470,14 @@ def record_history(
         kernel=str(session.kernel or ""),
         seconds=time.monotonic() - started,
     )
+
+
+def _timed_out(session: Session, timeout: float, address: int | None) -> str:
+    """One wording for a trace that ran out of time, while the guest ran or between two
+    stops: ``timeout after 20 s at kernel_main+0x2c1 (0x103581)``."""
+    from lhvdbg.machine.stops import where
+
+    return f"timeout after {timeout:g} s at {where(address, session.symbolize)}"
 
 
 def raise_unreached(event: object) -> None:

@@ -4,6 +4,7 @@ assertion), the loader (checking one) and the assertions (evaluating one)."""
 from __future__ import annotations
 
 import json
+from typing import TypeGuard
 
 
 def as_number(value: object) -> int | float | None:
@@ -29,12 +30,7 @@ def show_value(value: object, limit: int = 120, *, hex_small: bool = False) -> s
         text = f"{value:#x}" if value >= 10 or (hex_small and value >= 0) else str(value)
     elif value is None:
         text = "null"
-    elif (
-        isinstance(value, (list, tuple))
-        and value
-        and _ints(value)
-        and len(_ints(value)) == len(value)
-    ):
+    elif isinstance(value, (list, tuple)) and value and all(map(_is_int, value)):
         text = "[" + ", ".join(show_value(n, limit, hex_small=hex_small) for n in value) + "]"
     elif isinstance(value, str):
         text = json.dumps(
@@ -45,10 +41,13 @@ def show_value(value: object, limit: int = 120, *, hex_small: bool = False) -> s
     return text if len(text) <= limit + 2 else text[: limit - 1] + "…"
 
 
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _ints(value: object) -> list[int]:
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
+    """The integers in ``value`` (itself, or the items of a list), booleans left out."""
+    if _is_int(value):
         return [value]
     if isinstance(value, (list, tuple)):
         return [n for item in value for n in _ints(item)]

@@ -25,6 +25,7 @@ from lhvdbg.x86.describe import describe_flags
 from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.registers import cr0_layout, cr4_layout, efer_layout, eflags_layout
 from lhvdbg.x86.tables import NO_IDT_YET, idtr_holds_ivt, tr_never_loaded
+from lhvdbg.x86.vectors import FIRST_USER_VECTOR
 
 __all__ = [
     "render_cregs",
@@ -244,7 +245,7 @@ def render_pic(pic: PicState, previous: PicState | None = None) -> RenderableTyp
             _irq_lines(chip.isr, first),
         ]
         rows.add(name, cells, _chip_was(chip, old))
-        if chip.irq_base < 0x20:
+        if chip.irq_base < FIRST_USER_VECTOR:
             notes.append(
                 bullet(
                     f"{name} IRQ{first}-{first + 7} arrive on vectors {vectors}, inside "

@@ -29,7 +29,7 @@ from lhvdbg.x86.layout import Decoded
 from lhvdbg.x86.paging import PageWalk
 from lhvdbg.x86.segments import limit_bytes
 from lhvdbg.x86.tables import NO_IDT_YET, GdtEntry, GdtTable, IdtEntry, IdtTable
-from lhvdbg.x86.vectors import vector_name
+from lhvdbg.x86.vectors import FIRST_USER_VECTOR, vector_name
 
 _T = TypeVar("_T")
 
@@ -441,9 +441,6 @@ def _gate_attributes(entry: IdtEntry) -> tuple[object, ...] | None:
     return (v["selector"], v["type"], v["dpl"], v.get("ist", 0))
 
 
-FIRST_NON_EXCEPTION = 0x20  # vectors 0-31 are the CPU's exceptions (Intel SDM Vol. 3A §6.2)
-
-
 def _idt_runs(entries: Sequence[IdtEntry]) -> Iterator[list[IdtEntry]]:
     """Runs to show as one row: slots that are not present gates; gates alike but for a
     handler address that is equal, or (from vector 0x20 on, where no vector has a name of
@@ -463,7 +460,7 @@ def _idt_runs(entries: Sequence[IdtEntry]) -> Iterator[list[IdtEntry]]:
                 entry.kind != "gate"
                 or (step == 0 and stride in (None, 0))
                 or (
-                    last.vector >= FIRST_NON_EXCEPTION
+                    last.vector >= FIRST_USER_VECTOR
                     and step is not None
                     and step > 0
                     and stride in (None, step)

@@ -13,7 +13,7 @@ from lhvdbg.diagnose.rules._common import interrupted_flags, irq_text, log_ref, 
 from lhvdbg.diagnose.rules._model import failure_for, model_applies
 from lhvdbg.diagnose.rules._registry import Cause, Confidence, rule
 from lhvdbg.x86.interrupt_sources import CASCADE_LINE, attribute
-from lhvdbg.x86.vectors import vector_name
+from lhvdbg.x86.vectors import FIRST_USER_VECTOR, vector_name
 
 PIC_FIX = (
     "Initialise both 8259 PICs before sti: ICW1 0x11 to ports 0x20 and 0xA0; ICW2 the "
@@ -42,7 +42,9 @@ PIC_REFERENCE = (
 def pic_not_remapped(chain: Chain, ev: Evidence) -> Cause | None:
     """A hardware IRQ delivered on a CPU-exception vector (< 32): the PIC kept (or was
     given) a base that overlaps the exceptions — LHV's bug, IRQ0 on vector 8."""
-    step = next((s for s in chain.steps if s.source == "hardware" and s.vector < 32), None)
+    step = next(
+        (s for s in chain.steps if s.source == "hardware" and s.vector < FIRST_USER_VECTOR), None
+    )
     if step is None:
         return None
     if model_applies(chain, ev):

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lhvdbg.ui.html.markup import esc, html_row, html_table
+from lhvdbg.x86.vectors import DOUBLE_FAULT
 
-DOUBLE_FAULT = 8
 _BOX_CHARS = 24  # characters of monospace text that fit a timeline box
 
 

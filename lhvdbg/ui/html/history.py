@@ -18,12 +18,9 @@ from lhvdbg.diagnose.history import Comparison, Difference, pic_story
 from lhvdbg.state.history import History, HistoryEvent
 from lhvdbg.ui.event_cells import event_value, event_what
 from lhvdbg.ui.html.markup import esc, html_row, html_table, meta, page
-from lhvdbg.x86.vectors import vector_name
+from lhvdbg.x86.vectors import DOUBLE_FAULT, FIRST_USER_VECTOR, vector_name
 
 __all__ = ["comparison_page", "trace_page"]
-
-DOUBLE_FAULT = 8
-EXCEPTION_VECTORS = 0x20  # 0x00-0x1f: the CPU's
 
 
 @dataclass(frozen=True)
@@ -44,6 +41,11 @@ def _where(event: HistoryEvent) -> str:
     return event.symbol or ""
 
 
+def _on_vector_8(event: HistoryEvent) -> bool:
+    """Vector 8 taken as an exception or a device interrupt (not a software ``int $8``)."""
+    return event.kind == "interrupt" and event.value == DOUBLE_FAULT and event.name != "int"
+
+
 def history_marks(history: History) -> dict[int, list[Mark]]:
     """Marks of a run's own events (by ``seq``): a device on an exception vector, the first
     vector 8, a triple fault."""
@@ -52,11 +54,11 @@ def history_marks(history: History) -> dict[int, list[Mark]]:
     for event in history.events:
         if event.kind == "interrupt" and event.value is not None:
             hardware = event.name == "irq"
-            if hardware and event.value < EXCEPTION_VECTORS:
+            if hardware and event.value < FIRST_USER_VECTOR:
                 marks.setdefault(event.seq, []).append(
                     Mark("conflict", "device on an exception vector", "error")
                 )
-            if event.value == DOUBLE_FAULT and event.name != "int" and not first_df:
+            if _on_vector_8(event) and not first_df:
                 first_df = True
                 marks.setdefault(event.seq, []).append(Mark("stop", "first vector 8", "error"))
         elif event.kind == "fault":
@@ -117,7 +119,7 @@ def _interrupts_section(history: History) -> str:
     how = {"irq": "hardware", "int": "software", "exception": "exception"}
     rows = []
     for (vector, name), events in sorted(seen.items()):
-        conflict = name == "irq" and vector < EXCEPTION_VECTORS
+        conflict = name == "irq" and vector < FIRST_USER_VECTOR
         cells = [
             f"{vector:#04x}",
             vector_name(vector),
@@ -135,10 +137,7 @@ def _interrupts_section(history: History) -> str:
 def _ending_css(history: History) -> str:
     if any(e.kind == "fault" for e in history.events):
         return "triple-fault"
-    if any(
-        e.kind == "interrupt" and e.value == DOUBLE_FAULT and e.name != "int"
-        for e in history.events
-    ):
+    if any(map(_on_vector_8, history.events)):
         return "double-fault"
     return "no-fault"
 

@@ -16,9 +16,9 @@ from lhvdbg.state.snapshot import Snapshot
 from lhvdbg.ui.html.markup import esc
 from lhvdbg.x86.interrupt_sources import interrupt_sources
 from lhvdbg.x86.tables import SystemTables
-from lhvdbg.x86.vectors import vector_name
+from lhvdbg.x86.vectors import FIRST_USER_VECTOR, vector_name
 
-EXCEPTION_VECTORS = range(0x20)  # reserved for CPU exceptions (Intel SDM Vol. 3A §6.2)
+EXCEPTION_VECTORS = range(FIRST_USER_VECTOR)  # the CPU's (Intel SDM Vol. 3A §6.2)
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,7 @@ def compare_histories(good: History, bad: History) -> Comparison:
     found: list[tuple[str, tuple[HistoryEvent, ...], tuple[HistoryEvent, ...], int]] = []
     anchors: list[HistoryEvent | None] = []
     when: list[tuple[int, float, int]] = []  # roughly when each difference happened
+    reader = tss_reader(bad)
     for block, (op, i1, i2, j1, j2) in enumerate(matcher.get_opcodes()):
         if op == "equal":
             continue
@@ -229,7 +230,7 @@ def compare_histories(good: History, bad: History) -> Comparison:
         groups = _split(ga, ba) if op == "replace" else [(kind, ga, ba)]
         for k, gg, bb in (part for group in groups for part in _by_topic(*group)):
             w = max(weight(e) for e in (*gg, *bb))
-            if _about_ltr((*gg, *bb)) and tss_reader(bad) is not None:
+            if _about_ltr((*gg, *bb)) and reader is not None:
                 w = 2  # latent no more: this run went where the CPU reads the TSS
             found.append((k, gg, bb, w))
             anchors.append(bb[-1] if bb else (b[j1 - 1] if j1 > 0 else None))
@@ -245,7 +246,7 @@ def compare_histories(good: History, bad: History) -> Comparison:
     for n, (k, gg, bb, w) in enumerate(found):
         text = _explain(k, gg, bb)
         if n == first:
-            text += _latent(gg, bb, bad) + _then(bad, anchors[n], good)
+            text += _latent(gg, bb, reader) + _then(bad, anchors[n], good)
             if all(e.kind in ("interrupt", "fault") for e in (*gg, *bb)):
                 text += (
                     "; nothing the kernel programmed differs before it: the cause is in "
@@ -276,11 +277,13 @@ def _about_ltr(events: tuple[HistoryEvent, ...]) -> bool:
     return any(e.insn == "ltr" for e in events)
 
 
-def _latent(good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...], run: History) -> str:
-    """For a missing ``ltr``: whether this run ever needed the TSS, and where."""
+def _latent(
+    good: tuple[HistoryEvent, ...], bad: tuple[HistoryEvent, ...], reader: HistoryEvent | None
+) -> str:
+    """For a missing ``ltr``: whether the run ever needed the TSS (``reader``, its first
+    event that may have read it: :func:`tss_reader`), and where."""
     if not _about_ltr((*good, *bad)):
         return ""
-    reader = tss_reader(run)
     if reader is not None:
         return f"; then this run took {reader.decoded}" + _where(reader)
     return (

@@ -313,10 +313,10 @@ def _show(result: ScenarioResult, args: argparse.Namespace, ctx: Context) -> Non
     (the terminal would wrap it at column 0)."""
     if args.json:
         return
+    from lhvdbg.ui.console import is_terminal
     from lhvdbg.ui.scenarios import result_line
 
-    isatty = getattr(ctx.stdout, "isatty", None)
-    terminal = bool(isatty()) if callable(isatty) else False
+    terminal = is_terminal(ctx.stdout)
     line = result_line(
         result.status,
         result.label,

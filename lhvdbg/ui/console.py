@@ -14,6 +14,12 @@ _LINE_END_PADDING = re.compile(r"(?:[ ]|\x1b\[[0-9;]*m)+(?=\n)")
 _STYLE_CODE = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def is_terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal (False for anything without ``isatty``)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
+
+
 def trim_line_ends(text: str) -> str:
     """``text`` without the spaces before each newline (style codes there are kept)."""
     return _LINE_END_PADDING.sub(lambda m: "".join(_STYLE_CODE.findall(m.group())), text)
@@ -35,7 +41,7 @@ class _TrimmedLines(io.TextIOBase):
         self._file.flush()
 
     def isatty(self) -> bool:
-        return hasattr(self._file, "isatty") and self._file.isatty()
+        return is_terminal(self._file)
 
     def fileno(self) -> int:
         return self._file.fileno()
@@ -48,7 +54,7 @@ def make_console(file: TextIO, *, color: bool = True, width: int | None = None) 
     120, so piped output and logs are not cut at rich's default of 80 columns. No line
     ends in padding spaces.
     """
-    if width is None and not (hasattr(file, "isatty") and file.isatty()):
+    if width is None and not is_terminal(file):
         width = int(os.environ.get("COLUMNS", "0") or 0) or PIPED_WIDTH
     return Console(
         file=cast(IO[str], _TrimmedLines(file)),

@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from lhvdbg.ui.console import is_terminal
+
 __all__ = ["RunStatus"]
 
 DELAY = 0.5
@@ -28,7 +30,7 @@ class RunStatus:
         self.delay = delay
         self.started = time.monotonic()
         self._live: Live | None = None
-        self.shown = hasattr(stream, "isatty") and stream.isatty()
+        self.shown = is_terminal(stream)
         self._stream = stream
 
     def __rich__(self) -> Text:
